@@ -1,0 +1,44 @@
+"""Encoders by name: a config or the CLI says ``audio: whisper`` and gets an instance.
+
+Like whisper's ``_MODELS`` dict, each registry maps a short name to a constructor. Modules
+register on import; :func:`create` imports them lazily so ``import multimodal_emotion`` stays
+cheap and optional back-ends (openai-whisper) are only needed when asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+from ..errors import InputError
+
+# kind -> name -> constructor. Kinds: "audio", "text", "face", "transcriber".
+REGISTRY: dict[str, dict[str, Callable[..., Any]]] = {
+    "audio": {}, "text": {}, "face": {}, "transcriber": {},
+}
+_MODULES = {"audio": "audio", "text": "text", "transcriber": "text", "face": "face"}
+
+
+def register(kind: str, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Class decorator: ``@register("audio", "whisper")``."""
+
+    def deco(cls: Callable[..., Any]) -> Callable[..., Any]:
+        REGISTRY[kind][name] = cls
+        return cls
+
+    return deco
+
+
+def available(kind: str) -> list[str]:
+    importlib.import_module(f".{_MODULES[kind]}", __name__)
+    return sorted(REGISTRY[kind])
+
+
+def create(kind: str, name: str, **kwargs: Any) -> Any:
+    """Build the encoder registered as ``name`` for ``kind`` with its keyword config."""
+    if kind not in REGISTRY:
+        raise InputError(f"unknown encoder kind {kind!r}; choose from {sorted(REGISTRY)}")
+    names = available(kind)
+    if name not in REGISTRY[kind]:
+        raise InputError(f"unknown {kind} encoder {name!r}; choose from {names}")
+    return REGISTRY[kind][name](**kwargs)

@@ -1,0 +1,26 @@
+"""One exception family, so the shells (CLI, HTTP) can map each kind of failure to an exit code
+or status without parsing messages."""
+
+
+class MerError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+    exit_code = 1
+
+
+class MediaError(MerError):
+    """The input media cannot be read: corrupt, unsupported, empty, or missing."""
+
+    exit_code = 3
+
+
+class ModelError(MerError):
+    """A model or checkpoint is missing, malformed or incompatible with the config."""
+
+    exit_code = 4
+
+
+class InputError(MerError):
+    """The caller passed arguments that make no sense (wrong shape, unknown name, ...)."""
+
+    exit_code = 2

@@ -1,0 +1,123 @@
+"""Small classifier heads over fixed embeddings, and a trainer for them.
+
+The same head serves as each modality's expert (audio alone, text alone, face alone) and is the
+last layer of every fusion strategy. Standardisation statistics are buffers inside the module so
+a checkpoint is self-contained: no scaler pickled beside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class Standardize(nn.Module):
+    """(x - mean) / std with statistics fitted once on training data and saved as buffers."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    def fit(self, x: torch.Tensor) -> "Standardize":
+        self.mean.copy_(x.mean(0))
+        self.std.copy_(x.std(0).clamp_min(1e-4))
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class ClassifierHead(nn.Module):
+    """Standardize -> [Linear -> GELU -> Dropout] -> Linear. ``hidden=0`` gives a linear probe."""
+
+    def __init__(self, in_dim: int, n_classes: int, hidden: int = 256, dropout: float = 0.3,
+                 input_dropout: float = 0.1) -> None:
+        super().__init__()
+        self.in_dim, self.n_classes, self.hidden = in_dim, n_classes, hidden
+        self.norm = Standardize(in_dim)
+        layers: list[nn.Module] = [nn.Dropout(input_dropout)]
+        if hidden:
+            layers += [nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout),
+                       nn.Linear(hidden, n_classes)]
+        else:
+            layers += [nn.Linear(in_dim, n_classes)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.norm(x))
+
+
+@dataclass
+class TrainConfig:
+    hidden: int = 256
+    dropout: float = 0.3
+    input_dropout: float = 0.1
+    lr: float = 1e-3
+    weight_decay: float = 1e-3
+    epochs: int = 200
+    batch_size: int = 128
+    patience: int = 20
+    class_weighted: bool = True
+    seed: int = 0
+
+
+def train_head(x_train: np.ndarray, y_train: np.ndarray, n_classes: int,
+               x_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
+               config: TrainConfig | None = None) -> ClassifierHead:
+    """Fit a :class:`ClassifierHead` with AdamW and early stopping on validation UAR.
+
+    Without a validation set it trains for ``config.epochs``. Class weights (inverse frequency)
+    make the loss match the UAR we report. Deterministic for a given seed.
+    """
+    cfg = config or TrainConfig()
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    xt = torch.as_tensor(x_train, dtype=torch.float32)
+    yt = torch.as_tensor(y_train, dtype=torch.long)
+    head = ClassifierHead(xt.shape[1], n_classes, cfg.hidden, cfg.dropout, cfg.input_dropout)
+    head.norm.fit(xt)
+    counts = torch.bincount(yt, minlength=n_classes).float()
+    weight = None
+    if cfg.class_weighted:
+        weight = torch.where(counts > 0, counts.sum() / (counts.clamp_min(1) * n_classes),
+                             torch.zeros_like(counts))
+    loss_fn = nn.CrossEntropyLoss(weight=weight)
+    opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    best_score, best_state, waited = -1.0, None, 0
+    for _epoch in range(cfg.epochs):
+        head.train()
+        order = rng.permutation(len(xt))
+        for i in range(0, len(order), cfg.batch_size):
+            idx = torch.as_tensor(order[i:i + cfg.batch_size])
+            opt.zero_grad()
+            loss_fn(head(xt[idx]), yt[idx]).backward()
+            opt.step()
+        if x_val is None or y_val is None:
+            continue
+        score = _uar(predict_proba(head, x_val).argmax(1), np.asarray(y_val), n_classes)
+        if score > best_score:
+            best_score, waited = score, 0
+            best_state = {k: v.clone() for k, v in head.state_dict().items()}
+        else:
+            waited += 1
+            if waited >= cfg.patience:
+                break
+    if best_state is not None:
+        head.load_state_dict(best_state)
+    head.eval()
+    return head
+
+
+@torch.no_grad()
+def predict_proba(head: nn.Module, x: np.ndarray) -> np.ndarray:
+    head.eval()
+    return torch.softmax(head(torch.as_tensor(x, dtype=torch.float32)), -1).numpy()
+
+
+def _uar(pred: np.ndarray, true: np.ndarray, n_classes: int) -> float:
+    recalls = [(pred[true == c] == c).mean() for c in range(n_classes) if (true == c).any()]
+    return float(np.mean(recalls))
