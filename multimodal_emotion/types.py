@@ -124,14 +124,15 @@ class Prediction:
     """The answer for one clip: fused label, probabilities over :data:`LABELS`, per-modality views,
     segments for long clips, and where the time went."""
 
-    label: str
-    probabilities: dict[str, float]
+    label: str | None
+    probabilities: dict[str, float] | None
     modalities: dict[str, ModalityView]
     fusion: str
     duration_s: float
     timings_ms: dict[str, float] = field(default_factory=dict)
     segments: list[Segment] = field(default_factory=list)
     path: str | None = None
+    reason: str | None = None  # why there is no label, when no modality was available
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {}
@@ -145,6 +146,8 @@ class Prediction:
             "duration_s": round(self.duration_s, 3),
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
         })
+        if self.reason:
+            d["reason"] = self.reason
         if self.segments:
             d["segments"] = [s.to_dict() for s in self.segments]
         return d

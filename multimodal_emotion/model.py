@@ -1,0 +1,135 @@
+"""The trainable part of the pipeline: one expert head per modality and the fusion strategies.
+
+Encoders stay outside (they are big, frozen, and come from other packages); this module holds
+what *we* trained on top of their embeddings. A checkpoint is a folder with ``config.json``
+(architecture, encoder choices, labels, provenance) and ``model.safetensors`` (tensors only, no
+pickle). Encoders with weights of their own (the face CNN) sit in sub-folders of the same shape.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from . import fusion as fusion_registry
+from .errors import InputError, ModelError
+from .fusion.strategies import pool_sequence
+from .heads import ClassifierHead
+from .labels import LABELS
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "weights" / "default"
+FORMAT = "multimodal-emotion/1"
+
+
+class EmotionModel(nn.Module):
+    """Expert heads (``experts[modality]``) and fusion strategies (``fusions[name]``)."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        self.config = config
+        self.labels: list[str] = list(config.get("labels", LABELS))
+        self.dims: dict[str, int] = dict(config["dims"])
+        self.modalities = list(self.dims)
+        n = len(self.labels)
+        self.experts = nn.ModuleDict({
+            m: ClassifierHead(self.dims[m], n, **config.get("experts", {}).get(m, {}))
+            for m in self.modalities
+        })
+        self.fusions = nn.ModuleDict()
+        for name, fcfg in config.get("fusions", {}).items():
+            kwargs = {k: v for k, v in fcfg.items() if k not in ("name", "dims", "n_classes")}
+            self.fusions[name] = fusion_registry.create(name, dims=self.dims, n_classes=n,
+                                                        **kwargs)
+
+    @property
+    def default_fusion(self) -> str:
+        return self.config.get("default_fusion") or next(iter(self.fusions))
+
+    @property
+    def seq_tokens(self) -> int:
+        att = self.fusions["attention"] if "attention" in self.fusions else None
+        return int(getattr(att, "seq_tokens", 0))
+
+    # -- inference -------------------------------------------------------------------------
+    @torch.inference_mode()
+    def predict(self, embeddings: dict[str, np.ndarray], available: dict[str, bool],
+                fusion: str | None = None,
+                sequences: dict[str, np.ndarray | None] | None = None
+                ) -> tuple[np.ndarray | None, dict[str, np.ndarray | None]]:
+        """Fused probabilities and each available modality's expert probabilities for one clip.
+
+        Returns ``(None, ...)`` when no modality is available: there is nothing to fuse, and
+        inventing a distribution would be a fake answer.
+        """
+        self.eval()
+        name = fusion or self.default_fusion
+        if name not in self.fusions:
+            raise InputError(f"fusion {name!r} is not in this model; it has {sorted(self.fusions)}")
+        emb, mask = {}, []
+        for m in self.modalities:
+            vec = np.asarray(embeddings.get(m, np.zeros(self.dims[m])), np.float32).reshape(-1)
+            if vec.shape[0] != self.dims[m]:
+                raise InputError(f"{m} embedding has {vec.shape[0]} values; model expects "
+                                 f"{self.dims[m]}")
+            emb[m] = torch.from_numpy(vec)[None]
+            mask.append(bool(available.get(m, False)))
+        experts = {m: (torch.softmax(self.experts[m](emb[m]), -1)[0].numpy() if ok else None)
+                   for m, ok in zip(self.modalities, mask)}
+        if not any(mask):
+            return None, experts
+        seqs = None
+        if sequences and self.seq_tokens and name == "attention":
+            seqs = {}
+            for m, seq in sequences.items():
+                if seq is not None and len(seq) and m in self.dims:
+                    pooled, valid = pool_sequence(torch.as_tensor(seq, dtype=torch.float32),
+                                                  self.seq_tokens)
+                    seqs[m] = (pooled[None], valid[None])
+        mask_t = torch.tensor([mask])
+        logits = self.fusions[name](emb, mask_t, seqs)
+        return torch.softmax(logits, -1)[0].numpy(), experts
+
+    @torch.inference_mode()
+    def expert_proba(self, modality: str, x: np.ndarray) -> np.ndarray:
+        """One modality's expert probabilities for a batch of embeddings ``[N, D]``."""
+        self.eval()
+        return torch.softmax(self.experts[modality](torch.as_tensor(x, dtype=torch.float32)),
+                             -1).numpy()
+
+    # -- checkpoint IO --------------------------------------------------------------------
+    def save_pretrained(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        config = dict(self.config)
+        config["format"] = FORMAT
+        config["fusions"] = {n: f.config() for n, f in self.fusions.items()}
+        (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        tensors = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+        save_file(tensors, str(directory / "model.safetensors"), metadata={"format": FORMAT})
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path | None = None) -> "EmotionModel":
+        directory = Path(directory) if directory else DEFAULT_MODEL_DIR
+        cfg_path, weights = directory / "config.json", directory / "model.safetensors"
+        if not cfg_path.exists() or not weights.exists():
+            raise ModelError(f"{directory}: not a model folder (needs config.json and "
+                             f"model.safetensors)")
+        try:
+            config = json.loads(cfg_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ModelError(f"{cfg_path}: invalid JSON ({exc})") from exc
+        if config.get("format") != FORMAT:
+            raise ModelError(f"{cfg_path}: format {config.get('format')!r}, expected {FORMAT!r}")
+        model = cls(config)
+        try:
+            model.load_state_dict(load_file(str(weights)))
+        except RuntimeError as exc:
+            raise ModelError(f"{weights}: weights do not match config.json ({exc})") from exc
+        model.eval()
+        return model

@@ -1,0 +1,65 @@
+"""Checkpoint IO: config.json + model.safetensors round-trip, clear errors on bad folders."""
+
+import json
+
+import numpy as np
+import pytest
+
+from multimodal_emotion.errors import InputError, ModelError
+from multimodal_emotion.model import DEFAULT_MODEL_DIR, EmotionModel
+
+DIMS = {"audio": 10, "text": 6, "face": 4}
+
+
+def tiny_model():
+    return EmotionModel({"dims": DIMS, "fusions": {"attention": {}, "concat": {}, "sum": {}},
+                         "default_fusion": "attention"})
+
+
+def test_round_trip_gives_identical_predictions(tmp_path):
+    m = tiny_model()
+    m.save_pretrained(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+    m2 = EmotionModel.from_pretrained(tmp_path)
+    emb = {k: np.random.default_rng(0).normal(size=d) for k, d in DIMS.items()}
+    avail = {"audio": True, "text": False, "face": True}
+    for f in ("attention", "concat", "sum"):
+        a, ea = m.predict(emb, avail, f)
+        b, eb = m2.predict(emb, avail, f)
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+        assert eb["text"] is None and eb["audio"] is not None
+        assert a.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_nothing_available_gives_no_answer_rather_than_a_fake_one():
+    fused, experts = tiny_model().predict({}, {}, "sum")
+    assert fused is None and all(v is None for v in experts.values())
+
+
+def test_wrong_embedding_size_and_unknown_fusion_are_input_errors():
+    m = tiny_model()
+    with pytest.raises(InputError, match="expects 10"):
+        m.predict({"audio": np.zeros(3)}, {"audio": True})
+    with pytest.raises(InputError, match="fusion"):
+        m.predict({"audio": np.zeros(10)}, {"audio": True}, "median")
+
+
+def test_bad_folders_raise_model_error(tmp_path):
+    with pytest.raises(ModelError, match="not a model folder"):
+        EmotionModel.from_pretrained(tmp_path)
+    tiny_model().save_pretrained(tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    cfg["dims"]["audio"] = 11
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelError, match="do not match"):
+        EmotionModel.from_pretrained(tmp_path)
+
+
+def test_shipped_model_is_small_safetensors_with_a_card():
+    files = [p for p in DEFAULT_MODEL_DIR.rglob("*") if p.is_file()]
+    assert (DEFAULT_MODEL_DIR / "config.json").exists()
+    assert not [p for p in files if p.suffix in (".pt", ".pth", ".pkl", ".ckpt", ".bin")]
+    assert sum(p.stat().st_size for p in files) < 20 * 2**20
+    assert (DEFAULT_MODEL_DIR / "MODEL_CARD.md").exists()
+    m = EmotionModel.from_pretrained()
+    assert set(m.fusions) == {"concat", "sum", "attention"}
