@@ -1,0 +1,47 @@
+"""FER2013 Test accuracy and CPU throughput of the shipped face CNN.
+
+Usage: ``.venv/bin/python bench/fer2013.py --data /work/shared/data``. The model was selected on
+a hold-out of ``Training``; ``Test`` is only read here, for the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+import torch
+
+from multimodal_emotion.datasets.fer2013 import load_fer2013
+from multimodal_emotion.encoders.face import FaceEncoder
+from multimodal_emotion.labels import LABELS
+from multimodal_emotion.metrics import classification_report, format_report
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--data", default=os.environ.get("MER_DATA", "../shared/data"))
+    p.add_argument("--checkpoint", default=None, help="face_cnn folder (default: shipped)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--flip-tta", action="store_true", help="also average the mirrored face")
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    enc = FaceEncoder(a.checkpoint)
+    images, labels, usage = load_fer2013(a.data)
+    test = usage == "Test"
+    x, y = images[test], labels[test]
+    t0 = time.perf_counter()
+    probs = enc.predict_images(x)
+    dt = time.perf_counter() - t0
+    if a.flip_tta:
+        probs = (probs + enc.predict_images(np.ascontiguousarray(x[:, :, ::-1]))) / 2
+    report = classification_report(y, probs.argmax(1), LABELS)
+    print(format_report(report, title=f"FER2013 Test ({enc.name}, dim={enc.dim}"
+                                      f"{', flip TTA' if a.flip_tta else ''})"))
+    print(f"throughput: {len(x) / dt:.0f} images/s on {a.threads} CPU thread(s) "
+          f"(batch 512, {dt:.2f} s for {len(x)} images)")
+
+
+if __name__ == "__main__":
+    main()
