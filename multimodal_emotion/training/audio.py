@@ -1,0 +1,89 @@
+"""Embed every RAVDESS clip with an audio encoder, once: the arrays behind benches and fusion.
+
+Cached with :func:`~multimodal_emotion.cache.cached_arrays`, keyed by the encoder's ``config()``
+and the file list, so the exact shipped encoder's embeddings are computed once and shared by the
+audio bench and the fusion trainer.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from ..cache import cached_arrays
+from ..datasets.ravdess import RAVDESS_8_LABELS, load_ravdess, read_audio
+from ..labels import LABEL_TO_INDEX
+
+
+def default_data_root() -> Path:
+    """``$MER_DATA`` or ``../shared/data`` next to the repository root."""
+    env = os.environ.get("MER_DATA")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def embed_ravdess(encoder: Any, root: str | os.PathLike[str] | None = None,
+                  progress: bool = True) -> dict[str, np.ndarray]:
+    """Arrays for all RAVDESS speech clips, in sorted path order.
+
+    ``X`` [N, dim] pooled embeddings, ``available`` [N] bool, ``label7`` canonical index into
+    :data:`~multimodal_emotion.labels.LABELS`, ``label8`` index into ``RAVDESS_8_LABELS``,
+    ``actor``, ``intensity``, ``statement``, ``name`` (file name), ``seconds`` (encode time per
+    clip), and the frame sequences concatenated in ``seq`` with clip ``i`` at
+    ``seq[seq_offsets[i]:seq_offsets[i+1]]``.
+    """
+    records = load_ravdess(root if root is not None else default_data_root())
+    description = {"encoder": encoder.config(),
+                   "files": [Path(r.path).name for r in records], "format": 1}
+
+    def compute() -> dict[str, np.ndarray]:
+        xs, seqs, avail, secs = [], [], [], []
+        for r in tqdm(records, desc=f"embed RAVDESS [{encoder.name}]", disable=not progress,
+                      mininterval=5):
+            wave = read_audio(r.path)
+            t0 = time.perf_counter()
+            out = encoder.encode_audio(wave)
+            secs.append(time.perf_counter() - t0)
+            xs.append(out.embedding)
+            avail.append(out.available)
+            seq = out.sequence if out.sequence is not None else out.embedding[None, :0]
+            seqs.append(np.asarray(seq, np.float32))
+        width = max((s.shape[1] for s in seqs), default=0)
+        seqs = [s if s.shape[1] == width else np.zeros((len(s), width), np.float32) for s in seqs]
+        return {
+            "X": np.stack(xs).astype(np.float32),
+            "available": np.asarray(avail, bool),
+            "label7": np.asarray([LABEL_TO_INDEX[r.label] for r in records], np.int64),
+            "label8": np.asarray([RAVDESS_8_LABELS.index(r.label8) for r in records], np.int64),
+            "actor": np.asarray([r.actor for r in records], np.int64),
+            "intensity": np.asarray([r.intensity for r in records], np.int64),
+            "statement": np.asarray([r.statement for r in records], np.int64),
+            "name": np.asarray([Path(r.path).name for r in records]),
+            "seconds": np.asarray(secs, np.float64),
+            "seq": np.concatenate(seqs).astype(np.float32),
+            "seq_offsets": np.cumsum([0] + [len(s) for s in seqs]).astype(np.int64),
+        }
+
+    return cached_arrays(f"ravdess-audio-{encoder.name}", description, compute)
+
+
+def default_audio_encoder(threads: int = 1) -> Any:
+    """The shipped default audio encoder (``whisper`` with its default config)."""
+    from ..encoders import create
+
+    return create("audio", "whisper", cpu_threads=threads)
+
+
+def ravdess_audio_embeddings(root: str | os.PathLike[str] | None = None,
+                             encoder: Any = None) -> dict[str, np.ndarray]:
+    """RAVDESS arrays from the shipped default audio encoder (cached; see :func:`embed_ravdess`).
+
+    What fusion trains on: ``X`` [1440, dim], ``label7`` (canonical index), ``actor``, ``name``.
+    """
+    return embed_ravdess(encoder if encoder is not None else default_audio_encoder(), root)
