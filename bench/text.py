@@ -1,0 +1,134 @@
+"""Text path benchmark: the text expert on GoEmotions-Ekman dev and MELD dev, encoder speed, and
+transcription of the six CREMA-D clips (word error rate, seconds per clip).
+
+Rows: (a) the shipped joint head (GoEmotions + MELD train, chosen on a validation split of
+train), (b) per-corpus reference heads with the same hyper-parameters trained on one corpus
+only. Dev sets are only scored here, never used to choose anything.
+
+    python bench/text.py [--data ../shared/data] [--threads 1] [--head DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from multimodal_emotion.datasets import default_data_root  # noqa: E402
+from multimodal_emotion.datasets.text_corpora import load_meld  # noqa: E402
+from multimodal_emotion.encoders import create  # noqa: E402
+from multimodal_emotion.heads import predict_proba  # noqa: E402
+from multimodal_emotion.training.text import (  # noqa: E402
+    f1_scores, fit_text_expert, joint_training_data)
+
+
+def decode_16k(path: Path) -> np.ndarray:
+    """Audio track as 16 kHz mono float32 (PyAV decode + resample)."""
+    import av
+
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=16000)
+    chunks = []
+    with av.open(str(path)) as container:
+        for frame in container.decode(audio=0):
+            chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+        chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+    return np.concatenate(chunks).astype(np.float32)
+
+
+def _words(text: str) -> list[str]:
+    return re.sub(r"[^\w' ]+", " ", text.lower()).split()
+
+
+def wer(ref: str, hyp: str) -> tuple[int, int]:
+    """(word edits, reference words): Levenshtein over words after lower-casing and stripping
+    punctuation, so "Don't forget a jacket." matches "don't forget a jacket"."""
+    r, h = _words(ref), _words(hyp)
+    d = list(range(len(h) + 1))
+    for i in range(1, len(r) + 1):
+        prev, d[0] = d[0], i
+        for j in range(1, len(h) + 1):
+            cur = min(d[j] + 1, d[j - 1] + 1, prev + (r[i - 1] != h[j - 1]))
+            prev, d[j] = d[j], cur
+    return d[len(h)], len(r)
+
+
+def score_rows(name: str, head, dev: dict[str, np.ndarray]) -> str:
+    pred = predict_proba(head, dev["X"]).argmax(1)
+    g, m = dev["corpus"] == 0, dev["corpus"] == 1
+    g_macro, _ = f1_scores(dev["y"][g], pred[g])
+    _, m_weighted = f1_scores(dev["y"][m], pred[m])
+    g_acc = float((pred[g] == dev["y"][g]).mean())
+    m_acc = float((pred[m] == dev["y"][m]).mean())
+    return (f"| {name:<34} | {g_macro:.3f} | {g_acc:.3f} | {m_weighted:.3f} | {m_acc:.3f} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=None)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--model", default=None, help="model folder (default: the shipped model)")
+    ap.add_argument("--skip-reference", action="store_true", help="no per-corpus heads")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    root = Path(args.data) if args.data else default_data_root()
+
+    encoder = create("text", "minilm")
+    dev = joint_training_data(root, encoder, split="dev")
+    from multimodal_emotion.model import EmotionModel
+    from multimodal_emotion.training.default_model import TEXT_HEAD_GRID
+
+    head = EmotionModel.from_pretrained(args.model).experts["text"]  # the shipped text expert
+    hp = TEXT_HEAD_GRID
+
+    print("\n## Text expert (frozen all-MiniLM-L6-v2, mean+L2 384-d) on dev\n")
+    print("| head                               | GoEmo macro-F1 | GoEmo acc | MELD w-F1 | MELD acc |")
+    print("|------------------------------------|-------|-------|-------|-------|")
+    print(score_rows("(a) joint GoEmotions+MELD (shipped)", head, dev), flush=True)
+    if not args.skip_reference:
+        for corpora, name in (((0,), "(b) GoEmotions only"), ((1,), "(b) MELD only")):
+            ref, _ = fit_text_expert(root, corpora=corpora, grid=[hp], verbose=False)
+            print(score_rows(name, ref, dev), flush=True)
+
+    texts, _, _ = load_meld(root / "meld", "dev")
+    sample = texts[:1000]
+    t0 = time.perf_counter()
+    encoder.embed_texts(sample)
+    dt = time.perf_counter() - t0
+    print(f"\nencoder speed: {len(sample) / dt:.0f} texts/s "
+          f"({len(sample)} MELD dev utterances, batch 64, {args.threads} thread(s))")
+
+    clips = root / "crema_d_clips"
+    transcriber = create("transcriber", "faster-whisper")
+    print("\n## CREMA-D transcription (faster-whisper tiny.en int8, beam 1, VAD)\n")
+    print("| clip | seconds of audio | transcribe s | transcript | WER |")
+    print("|---|---|---|---|---|")
+    edits = total = 0
+    times = []
+    with open(clips / "labels.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            audio = decode_16k(clips / f"{row['name']}.flv")
+            t0 = time.perf_counter()
+            hyp = transcriber.transcribe(audio)
+            times.append(time.perf_counter() - t0)
+            e, n = wer(row["transcript"], hyp)
+            edits, total = edits + e, total + n
+            print(f"| {row['name']} | {len(audio) / 16000:.2f} | {times[-1]:.2f} | {hyp} | "
+                  f"{e / n:.2f} |")
+    print(f"\nCREMA-D WER {edits / total:.3f} over {total} words; "
+          f"{np.mean(times):.2f} s per clip (mean), {args.threads} thread(s) for torch; "
+          f"CTranslate2 default threads")
+
+
+if __name__ == "__main__":
+    main()

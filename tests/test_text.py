@@ -1,0 +1,196 @@
+"""Text modality: transcribers, the frozen sentence encoder, the clip-level text encoder and the
+text corpora loaders. Everything loads from installed packages; nothing touches a hub."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import pytest
+
+from multimodal_emotion.encoders import create
+from multimodal_emotion.encoders.text import (FasterWhisperTranscriber, HFTextEncoder,
+                                              TranscriptTextEncoder, has_words)
+from multimodal_emotion.errors import ModelError
+from multimodal_emotion.labels import LABELS
+from multimodal_emotion.types import Clip
+
+
+@pytest.fixture(scope="module")
+def minilm() -> HFTextEncoder:
+    return create("text", "minilm")
+
+
+@pytest.fixture(scope="module")
+def transcriber() -> FasterWhisperTranscriber:
+    return create("transcriber", "faster-whisper")
+
+
+class _FixedTranscriber:
+    """Stands in for Whisper where only the text path is under test."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def transcribe(self, audio: np.ndarray) -> str:
+        return self.text
+
+    def config(self) -> dict:
+        return {"name": "fixed", "text": self.text}
+
+
+def _clip(audio: np.ndarray | None) -> Clip:
+    dur = 0.0 if audio is None else len(audio) / 16000
+    return Clip(audio, 16000, None, None, 0.0, dur)
+
+
+def test_minilm_embeddings_are_unit_and_meaningful(minilm: HFTextEncoder) -> None:
+    e = minilm.embed_texts(["I am furious", "I'm so angry", "the weather is mild",
+                            "I feel wonderful today"])
+    assert e.shape == (4, 384) and e.dtype == np.float32
+    assert np.allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
+    sim = e @ e.T
+    assert sim[0, 1] > sim[0, 2] + 0.2
+    assert sim[0, 1] > sim[0, 3]
+
+
+def test_batching_does_not_change_embeddings(minilm: HFTextEncoder) -> None:
+    texts = ["short", "a much longer sentence that pads the others in its batch", "mid length"]
+    together = minilm.embed_texts(texts, batch_size=3)
+    alone = np.stack([minilm.embed_texts([t])[0] for t in texts])
+    assert np.allclose(together, alone, atol=1e-5)
+
+
+def test_token_sequence_shape(minilm: HFTextEncoder) -> None:
+    seq = minilm.token_sequence("I am furious")
+    assert seq.ndim == 2 and seq.shape[1] == 384 and seq.shape[0] >= 5  # [CLS] ... [SEP]
+
+
+@pytest.mark.parametrize("text", ["", "   ", " ... ", "?!", "\n-\t"])
+def test_transcript_without_words_is_unavailable(minilm: HFTextEncoder, text: str) -> None:
+    enc = TranscriptTextEncoder(_FixedTranscriber(text), minilm)
+    out = enc.encode(_clip(np.zeros(16000, np.float32)))
+    assert not out.available and out.reason
+    assert out.embedding.shape == (384,) and not out.embedding.any()
+    assert out.extras["transcript"] == text.strip()
+
+
+def test_no_audio_is_unavailable(minilm: HFTextEncoder) -> None:
+    out = TranscriptTextEncoder(_FixedTranscriber("hello"), minilm).encode(_clip(None))
+    assert not out.available and "audio" in out.reason
+
+
+def test_transcript_is_embedded(minilm: HFTextEncoder) -> None:
+    enc = TranscriptTextEncoder(_FixedTranscriber("Don't forget a jacket"), minilm)
+    out = enc.encode(_clip(np.zeros(16000, np.float32)))
+    assert out.available and out.modality == "text" and enc.dim == 384
+    assert out.embedding.shape == (384,) and out.sequence is not None
+    assert np.allclose(out.embedding, minilm.embed_texts(["Don't forget a jacket"])[0], atol=1e-5)
+    assert out.extras["transcript"] == "Don't forget a jacket"
+    assert enc.config()["transcriber"]["name"] == "fixed"
+
+
+def test_has_words() -> None:
+    assert has_words("ok") and has_words("42") and has_words("café")
+    assert not has_words("") and not has_words(" .,!? ") and not has_words(None)
+
+
+def test_faster_whisper_silence_gives_no_words(transcriber: FasterWhisperTranscriber,
+                                               minilm: HFTextEncoder) -> None:
+    silence = np.zeros(16000 * 3, np.float32)
+    text = transcriber.transcribe(silence)
+    assert not has_words(text), text
+    out = TranscriptTextEncoder(transcriber, minilm).encode(_clip(silence))
+    assert not out.available
+
+
+def test_whisper_model_can_be_shared(transcriber: FasterWhisperTranscriber) -> None:
+    shared = FasterWhisperTranscriber(whisper_model=transcriber.model)
+    assert shared.model is transcriber.model
+    assert shared.transcribe(np.zeros(100, np.float32)) == ""  # too short to hold a word
+
+
+def test_tiny_random_bert_loads_by_path(tmp_path: Path) -> None:
+    from transformers import BertConfig, BertModel
+
+    src = Path(HFTextEncoder().model_name)
+    cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1,
+                     num_attention_heads=2, intermediate_size=64)
+    BertModel(cfg).save_pretrained(tmp_path)
+    for name in ("vocab.txt", "tokenizer_config.json", "special_tokens_map.json",
+                 "tokenizer.json"):
+        (tmp_path / name).write_bytes((src / name).read_bytes())
+    enc = create("text", "hf", model=str(tmp_path))
+    assert enc.dim == 32
+    assert enc.embed_texts(["hello there", "x"]).shape == (2, 32)
+
+
+def test_missing_model_path_is_a_model_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelError):
+        HFTextEncoder(str(tmp_path / "nope"))
+    with pytest.raises(ModelError):
+        FasterWhisperTranscriber(model_path=str(tmp_path / "nope"))
+
+
+def test_openai_whisper_local_checkpoint(tmp_path: Path) -> None:
+    pytest.importorskip("whisper", reason='openai-whisper not installed '
+                                  '(pip install ".[openai-whisper]")')
+    import torch
+    from whisper.model import ModelDimensions, Whisper
+
+    torch.manual_seed(0)
+    dims = ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=32, n_audio_head=2,
+                           n_audio_layer=1, n_vocab=51864, n_text_ctx=448, n_text_state=32,
+                           n_text_head=2, n_text_layer=1)
+    ckpt = tmp_path / "tiny-random.pt"
+    torch.save({"dims": dims.__dict__, "model_state_dict": Whisper(dims).state_dict()}, ckpt)
+    t = create("transcriber", "openai-whisper", model=str(ckpt))
+    assert isinstance(t.transcribe(np.zeros(16000, np.float32)), str)  # random weights: any text
+    assert t.config()["model"] == str(ckpt)
+
+
+# ----------------------------------------------------------------------------- real data
+
+
+def _decode_16k(path: Path) -> np.ndarray:
+    import av
+
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=16000)
+    chunks = []
+    with av.open(str(path)) as container:
+        for frame in container.decode(audio=0):
+            for out in resampler.resample(frame):
+                chunks.append(out.to_ndarray().reshape(-1))
+        for out in resampler.resample(None):
+            chunks.append(out.to_ndarray().reshape(-1))
+    return np.concatenate(chunks).astype(np.float32)
+
+
+@pytest.mark.data
+def test_crema_d_clip_transcribes(data_root: Path, transcriber: FasterWhisperTranscriber) -> None:
+    audio = _decode_16k(data_root / "crema_d_clips" / "1001_DFA_NEU_XX.flv")
+    assert 1.5 < len(audio) / 16000 < 6
+    assert "jacket" in transcriber.transcribe(audio).lower()
+
+
+@pytest.mark.data
+def test_goemotions_loader(data_root: Path) -> None:
+    from multimodal_emotion.datasets.text_corpora import load_goemotions
+
+    texts, y = load_goemotions(data_root / "goemotions", "dev")
+    assert len(texts) == len(y) > 4000
+    assert set(y.tolist()) == set(range(len(LABELS)))
+    assert all(isinstance(t, str) and t for t in texts[:100])
+
+
+@pytest.mark.data
+def test_meld_loader(data_root: Path) -> None:
+    from multimodal_emotion.datasets.text_corpora import load_meld
+
+    texts, y, speakers = load_meld(data_root / "meld", "dev")
+    assert len(texts) == len(y) == len(speakers) == 1109
+    assert set(y.tolist()) == set(range(len(LABELS)))
+    assert not any("\u2019" in t or "\u00e2\u20ac" in t for t in texts)
