@@ -11,7 +11,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[test,demo,openai-whisper]"
+	$(PY) -m pip install -q -e ".[test,demo]"
+	# The openai-whisper extra without triton (a GPU kernel compiler, hundreds of MB, unused on CPU).
+	$(PY) -m pip install -q --no-deps openai-whisper more-itertools tiktoken
 	touch $@
 
 install: $(VENV)/.installed

@@ -71,7 +71,7 @@ def _pools(seed=0):
 
 def test_triples_share_labels_and_dropout_keeps_one_modality():
     pools = _pools()
-    emb, mask, y = sample_triples(pools, 500, "train", 0.6, np.random.default_rng(1))
+    emb, mask, y, _ = sample_triples(pools, 500, "train", 0.6, np.random.default_rng(1))
     assert mask.any(1).all() and (~mask).any()
     for i, m in enumerate(pools):
         assert (emb[m][~mask[:, i]] == 0).all()
@@ -83,14 +83,32 @@ def test_training_beats_chance_and_fusion_beats_one_modality(name):
     torch.manual_seed(0)
     pools = _pools()
     rng = np.random.default_rng(0)
-    train = sample_triples(pools, 3000, "train", 0.3, rng)
-    val = sample_triples(pools, 700, "val", 0.0, rng)
+    train = sample_triples(pools, 2000, "train", 0.3, rng)
+    val = sample_triples(pools, 500, "val", 0.0, rng)
     f = create(name, dims=DIMS, n_classes=7)
-    rep = train_fusion(f, train, val, FusionTrainConfig(epochs=12, patience=12, batch_size=128))
+    rep = train_fusion(f, train, val, FusionTrainConfig(epochs=10, patience=10, batch_size=128))
     assert rep["val_uar"] > 0.6  # chance is 1/7
-    emb, mask, y = val
+    emb, mask, y, _ = val
     only_face = mask.copy()
     only_face[:, :2] = False
     acc_all = (fusion_predict(f, emb, mask).argmax(1) == y).mean()
     acc_one = (fusion_predict(f, emb, only_face).argmax(1) == y).mean()
     assert acc_all > acc_one + 0.1
+
+
+def test_attention_trains_with_sequences_carried_by_the_triples():
+    torch.manual_seed(0)
+    pools = _pools()
+    rng = np.random.default_rng(0)
+    for m, p in pools.items():  # sequences: two noisy copies of the embedding, 3 valid of 4
+        def seq(x):
+            s = np.repeat(x[:, None], 4, 1) + rng.normal(size=(len(x), 4, x.shape[1]))
+            return s.astype(np.float32), np.array([[1, 1, 1, 0]] * len(x), bool)
+        p.seq_train, p.seq_val = seq(p.x_train), seq(p.x_val)
+    train = sample_triples(pools, 1500, "train", 0.3, rng)
+    assert set(train[3]) == set(DIMS) and not train[3]["audio"][1][~train[1][:, 0]].any()
+    val = sample_triples(pools, 400, "val", 0.0, rng)
+    f = create("attention", dims=DIMS, n_classes=7, seq_tokens=4)
+    rep = train_fusion(f, train, val, FusionTrainConfig(epochs=6, patience=6, batch_size=128))
+    assert rep["val_uar"] > 0.5
+    assert not torch.allclose(f.seq_norms["audio"].std, torch.ones(DIMS["audio"]))

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..heads import Standardize
 from .base import Embeddings, Fusion
 
 
@@ -66,11 +67,15 @@ class AttentionFusion(Fusion):
 
     def __init__(self, dims: dict[str, int], n_classes: int, width: int = 128,
                  dropout: float = 0.2, heads: int = 4, layers: int = 2,
-                 seq_tokens: int = 4) -> None:
+                 seq_tokens: int = 4, seq_dims: dict[str, int] | None = None) -> None:
         super().__init__(dims, n_classes, width, dropout)
         self.heads, self.layers, self.seq_tokens = heads, layers, seq_tokens
+        # A sequence step can differ in width from the pooled embedding (Whisper: 384-d frames
+        # vs. 768-d mean+std), and in scale, so it has its own normalisation and projection.
+        self.seq_dims = dict(seq_dims or dims)
         self.proj = nn.ModuleDict({m: nn.Linear(d, width) for m, d in dims.items()})
-        self.seq_proj = nn.ModuleDict({m: nn.Linear(d, width) for m, d in dims.items()})
+        self.seq_norms = nn.ModuleDict({m: Standardize(d) for m, d in self.seq_dims.items()})
+        self.seq_proj = nn.ModuleDict({m: nn.Linear(d, width) for m, d in self.seq_dims.items()})
         self.modality_embedding = nn.Parameter(torch.randn(len(dims), width) * 0.02)
         self.kind_embedding = nn.Parameter(torch.randn(2, width) * 0.02)  # pooled / sequence
         self.query = nn.Parameter(torch.randn(1, 1, width) * 0.02)
@@ -83,7 +88,15 @@ class AttentionFusion(Fusion):
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "heads": self.heads, "layers": self.layers,
-                "seq_tokens": self.seq_tokens}
+                "seq_tokens": self.seq_tokens, "seq_dims": self.seq_dims}
+
+    def fit_sequence_normalisation(self, sequences: dict[str, tuple[torch.Tensor, torch.Tensor]]
+                                   ) -> None:
+        """Fit each modality's sequence standardisation on its valid steps only."""
+        for m, (seq, valid) in sequences.items():
+            steps = seq[valid]
+            if len(steps) > 1:
+                self.seq_norms[m].fit(steps)
 
     def fuse(self, embeddings: Embeddings, mask: torch.Tensor,
              sequences: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
@@ -98,7 +111,7 @@ class AttentionFusion(Fusion):
             valid.append(mask[:, i:i + 1])
             if sequences and m in sequences and self.seq_tokens:
                 seq, seq_valid = sequences[m]
-                seq = self.norms[m](seq)
+                seq = self.seq_norms[m](seq)
                 tokens.append(self.seq_proj[m](seq) + self.modality_embedding[i]
                               + self.kind_embedding[1])
                 valid.append(seq_valid & mask[:, i:i + 1])

@@ -33,8 +33,10 @@ ENCODERS = {
     "face": {"name": "haar-cnn", "checkpoint": "face_cnn"},
 }
 AUDIO_VAL_ACTORS = (21, 22, 23, 24)  # early stopping for the shipped audio expert
-TEXT_HEAD = TrainConfig(hidden=512, dropout=0.5, input_dropout=0.1, lr=1e-3, weight_decay=1e-3,
-                        epochs=60, batch_size=256, patience=6)
+SEQ_TOKENS = 4  # sequence summary tokens per modality for attention fusion
+TEXT_SEQ_SUBSET = 16000  # text rows whose token sequences are computed for fusion training
+# The winner of bench/text.py's grid (chosen on a 10% split of train, never on dev).
+TEXT_HEAD_GRID = {"hidden": 256, "dropout": 0.5, "input_dropout": 0.1, "class_power": 0.25}
 
 
 def train_cli(args: argparse.Namespace) -> int:
@@ -42,7 +44,7 @@ def train_cli(args: argparse.Namespace) -> int:
     if not root.exists():
         raise InputError(f"data root {root} not found; pass --data or set MER_DATA")
     out = Path(args.out) if args.out else DEFAULT_MODEL_DIR
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    torch.set_num_threads(1)  # small heads: one thread is faster than two fighting
     if args.what in ("all", "face"):
         from .face_cnn import train_face_cnn
 
@@ -90,34 +92,43 @@ def _audio(root: Path, seed: int):
     data = embed_ravdess(create("audio", "whisper"), root)
     x, y, actor = data["X"], data["label7"], data["actor"]
     val = np.isin(actor, AUDIO_VAL_ACTORS)
+    off = data["seq_offsets"]
+    seq = _pooled([data["seq"][off[i]:off[i + 1]] for i in range(len(x))])
     head = train_head(x[~val], y[~val], len(LABELS), x[val], y[val],
                       TrainConfig(hidden=256, dropout=0.5, epochs=300, patience=30, seed=seed))
     rep = classification_report(y[val], predict_proba(head, x[val]).argmax(1), LABELS)
-    return ModalityPool(x[~val], y[~val], x[val], y[val]), head, {
+    return ModalityPool(x[~val], y[~val], x[val], y[val], _rows(seq, ~val), _rows(seq, val)), \
+        head, {
         "val_actors": list(AUDIO_VAL_ACTORS), "val_uar": rep["uar"],
         "val_accuracy": rep["accuracy"]}
 
 
 def _text(root: Path, seed: int):
     from ..encoders.text import HFTextEncoder
-    from .text import load_text_embeddings, train_text_head, val_split
+    from .text import fit_text_expert, joint_training_data, load_text_embeddings, val_split
 
     enc = HFTextEncoder()
-    ge_x, ge_y = load_text_embeddings("goemotions", "train", root, enc)
-    me_x, me_y = load_text_embeddings("meld", "train", root, enc)
-    x = np.concatenate([ge_x, me_x])
-    y = np.concatenate([ge_y, me_y]).astype(np.int64)
-    corpus = np.concatenate([np.zeros(len(ge_y), int), np.ones(len(me_y), int)])
-    tr, va = val_split(len(y), 0.1, seed)
-    cfg = TrainConfig(**{**TEXT_HEAD.__dict__, "seed": seed})
-    head = train_text_head(x[tr], y[tr], corpus[tr], x[va], y[va], corpus[va], cfg)
+    d = joint_training_data(root, enc)
+    x, y = d["X"], d["y"].astype(np.int64)
+    tr, va = val_split(len(y), 0.1, seed)  # the same split fit_text_expert selects on
+    head, _info = fit_text_expert(root, grid=[TEXT_HEAD_GRID], seed=seed, verbose=False)
     dev = {}
     for name in ("goemotions", "meld"):
         dx, dy = load_text_embeddings(name, "dev", root, enc)
         rep = classification_report(dy, predict_proba(head, dx).argmax(1), LABELS)
         dev[name] = {"macro_f1": rep["macro_f1"], "weighted_f1": rep["weighted_f1"],
                      "accuracy": rep["accuracy"]}
-    return ModalityPool(x[tr], y[tr], x[va], y[va]), head, {"dev": dev}
+    # Fusion sees a label-stratified subset whose token sequences are computed (one more
+    # MiniLM pass); the pooled embeddings of that subset come from the same pass.
+    rng = np.random.default_rng(seed)
+    sub_tr = np.sort(rng.permutation(tr)[:TEXT_SEQ_SUBSET])
+    sub_va = np.sort(rng.permutation(va)[:TEXT_SEQ_SUBSET // 4])
+    texts = _text_corpus(root)
+    seq = _text_sequences(enc, [texts[i] for i in np.concatenate([sub_tr, sub_va])])
+    n = len(sub_tr)
+    pool = ModalityPool(x[sub_tr], y[sub_tr], x[sub_va], y[sub_va],
+                        (seq[0][:n], seq[1][:n]), (seq[0][n:], seq[1][n:]))
+    return pool, head, {"dev": dev}
 
 
 def _face(root: Path, out: Path, seed: int):
@@ -143,11 +154,53 @@ def _face(root: Path, out: Path, seed: int):
     xh, yh = x[tr_mask][held], labels[tr_mask][held]
     order = np.random.default_rng(seed).permutation(len(yh))
     cut = int(0.7 * len(yh))
-    pool = ModalityPool(xh[order[:cut]], yh[order[:cut]], xh[order[cut:]], yh[order[cut:]])
+    # A still image is a one-step sequence (its own embedding); videos give one step per face.
+    seq = _pooled([row[None] for row in xh])
+    a, b = order[:cut], order[cut:]
+    pool = ModalityPool(xh[a], yh[a], xh[b], yh[b], _rows(seq, a), _rows(seq, b))
     head = expert_from_linear(enc.model.head[-1])
     test = usage != "Training"
     rep = classification_report(labels[test], predict_proba(head, x[test]).argmax(1), LABELS)
     return pool, head, {"fer2013_test_accuracy": rep["accuracy"], "fer2013_test_uar": rep["uar"]}
+
+
+def _pooled(seqs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Each ``[T, D]`` sequence pooled to ``SEQ_TOKENS`` steps exactly as at inference."""
+    from ..fusion.strategies import pool_sequence
+
+    pairs = [pool_sequence(torch.as_tensor(s, dtype=torch.float32), SEQ_TOKENS) for s in seqs]
+    return (torch.stack([p[0] for p in pairs]).numpy(), torch.stack([p[1] for p in pairs]).numpy())
+
+
+def _rows(seq: tuple[np.ndarray, np.ndarray], idx) -> tuple[np.ndarray, np.ndarray]:
+    return seq[0][idx], seq[1][idx]
+
+
+def _text_corpus(root: Path) -> list[str]:
+    """GoEmotions train + MELD train texts, in the order of the cached embeddings."""
+    from ..datasets.text_corpora import load_goemotions, load_meld
+
+    ge, _ = load_goemotions(root / "goemotions", "train", "ekman")
+    me, _, _ = load_meld(root / "meld", "train")
+    return list(ge) + list(me)
+
+
+def _text_sequences(enc, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    from ..cache import cached_arrays
+    from .text import texts_sha
+
+    def compute() -> dict[str, np.ndarray]:
+        from tqdm import tqdm
+
+        seqs = []
+        for t in tqdm(texts, desc="text token sequences", mininterval=10):
+            seqs.append(enc.embed_with_sequence(t)[1])
+        s, v = _pooled(seqs)
+        return {"seq": s, "valid": v}
+
+    out = cached_arrays("text-seq", {"encoder": enc.config(), "texts": texts_sha(texts),
+                                     "tokens": SEQ_TOKENS}, compute)
+    return out["seq"], out["valid"]
 
 
 def _sha(path: Path) -> str:

@@ -50,6 +50,10 @@ class ModalityPool:
     y_train: np.ndarray
     x_val: np.ndarray
     y_val: np.ndarray
+    # Optional sequences pooled to K steps (see fusion.strategies.pool_sequence):
+    # [N, K, D_seq] float32 and [N, K] bool validity, aligned with x_train / x_val.
+    seq_train: tuple[np.ndarray, np.ndarray] | None = None
+    seq_val: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def sample_triples(pools: dict[str, ModalityPool], n: int, split: str, drop_p: float,
@@ -62,22 +66,29 @@ def sample_triples(pools: dict[str, ModalityPool], n: int, split: str, drop_p: f
     """
     y = rng.integers(0, N, n)
     emb: dict[str, np.ndarray] = {}
+    seqs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for m, pool in pools.items():
         xs, ys = (pool.x_train, pool.y_train) if split == "train" else (pool.x_val, pool.y_val)
-        out = np.zeros((n, xs.shape[1]), np.float32)
+        pool_seq = pool.seq_train if split == "train" else pool.seq_val
+        picks = np.zeros(n, np.int64)
         by_class = [np.flatnonzero(ys == c) for c in range(N)]
         for c in range(N):
             rows = np.flatnonzero(y == c)
             if len(by_class[c]) == 0:
                 raise ValueError(f"{m} has no {split} sample of class {LABELS[c]}")
-            out[rows] = xs[rng.choice(by_class[c], len(rows))]
-        emb[m] = out
+            picks[rows] = rng.choice(by_class[c], len(rows))
+        emb[m] = xs[picks].astype(np.float32)
+        if pool_seq is not None:
+            seqs[m] = (pool_seq[0][picks].astype(np.float32), pool_seq[1][picks].copy())
     mask = rng.random((n, len(pools))) >= drop_p
     empty = ~mask.any(1)
     mask[empty, rng.integers(0, len(pools), empty.sum())] = True
     for i, m in enumerate(pools):
         emb[m][~mask[:, i]] = 0.0
-    return emb, mask, y
+        if m in seqs:
+            seqs[m][0][~mask[:, i]] = 0.0
+            seqs[m][1][~mask[:, i]] = False
+    return emb, mask, y, seqs
 
 
 def train_fusion(fusion: nn.Module, train: tuple, val: tuple, cfg: FusionTrainConfig,
@@ -86,10 +97,15 @@ def train_fusion(fusion: nn.Module, train: tuple, val: tuple, cfg: FusionTrainCo
     every single-modality-dropped subset, so the chosen epoch is good under missing data too)."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    (emb, mask, y), (vemb, vmask, vy) = train, val
+    (emb, mask, y, seqs), (vemb, vmask, vy, vseqs) = train, val
     t = {m: torch.from_numpy(v) for m, v in emb.items()}
     tm, ty = torch.from_numpy(mask), torch.from_numpy(y)
     fusion.fit_normalisation(t, tm)
+    use_seq = bool(seqs) and getattr(fusion, "seq_tokens", 0) > 0
+    ts = {m: (torch.from_numpy(s), torch.from_numpy(v)) for m, (s, v) in seqs.items()} \
+        if use_seq else None
+    if ts:
+        fusion.fit_sequence_normalisation(ts)
     opt = torch.optim.AdamW(fusion.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
@@ -101,12 +117,15 @@ def train_fusion(fusion: nn.Module, train: tuple, val: tuple, cfg: FusionTrainCo
         for i in range(0, len(order), cfg.batch_size):
             idx = torch.from_numpy(order[i:i + cfg.batch_size])
             opt.zero_grad()
-            loss = loss_fn(fusion({m: v[idx] for m, v in t.items()}, tm[idx]), ty[idx])
+            batch_seq = {m: (s[idx], v[idx]) for m, (s, v) in ts.items()} if ts else None
+            loss = loss_fn(fusion({m: v[idx] for m, v in t.items()}, tm[idx], batch_seq),
+                           ty[idx])
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
         sched.step()
-        score = uar(fusion_predict(fusion, vemb, vmask).argmax(1), vy)
+        score = uar(fusion_predict(fusion, vemb, vmask, vseqs if use_seq else None).argmax(1),
+                    vy)
         history.append({"epoch": epoch + 1, "train_loss": total / len(ty), "val_uar": score})
         if score > best:
             best, waited = score, 0
@@ -122,12 +141,16 @@ def train_fusion(fusion: nn.Module, train: tuple, val: tuple, cfg: FusionTrainCo
 
 @torch.no_grad()
 def fusion_predict(fusion: nn.Module, emb: dict[str, np.ndarray], mask: np.ndarray,
+                   seqs: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
                    batch: int = 2048) -> np.ndarray:
     fusion.eval()
     outs = []
     for i in range(0, len(mask), batch):
         e = {m: torch.from_numpy(v[i:i + batch]) for m, v in emb.items()}
-        outs.append(torch.softmax(fusion(e, torch.from_numpy(mask[i:i + batch])), -1).numpy())
+        s = {m: (torch.from_numpy(a[i:i + batch]), torch.from_numpy(b[i:i + batch]))
+             for m, (a, b) in seqs.items()} if seqs else None
+        outs.append(torch.softmax(fusion(e, torch.from_numpy(mask[i:i + batch]), s),
+                                  -1).numpy())
     return np.concatenate(outs)
 
 
@@ -151,10 +174,16 @@ def build_default_model(pools: dict[str, ModalityPool], experts: dict[str, Class
     """Assemble an :class:`EmotionModel` from trained experts and freshly trained fusions."""
     cfg = cfg or FusionTrainConfig()
     dims = {m: int(pools[m].x_train.shape[1]) for m in MODALITIES}
+    seq_dims = {m: int(pools[m].seq_train[0].shape[2]) for m in MODALITIES
+                if pools[m].seq_train is not None}
+    seq_tokens = next((int(pools[m].seq_train[0].shape[1]) for m in MODALITIES
+                       if pools[m].seq_train is not None), 0)
     config = {
         "labels": list(LABELS), "dims": dims, "encoders": encoder_config,
         "experts": {m: {"hidden": h.hidden, "input_dropout": 0.0} for m, h in experts.items()},
-        "fusions": {name: {} for name in fusions}, "default_fusion": default_fusion,
+        "fusions": {name: ({"seq_dims": seq_dims, "seq_tokens": seq_tokens} if name ==
+                           "attention" and seq_dims else {}) for name in fusions},
+        "default_fusion": default_fusion,
         "provenance": provenance,
     }
     model = EmotionModel(config)
@@ -176,11 +205,18 @@ def _validation_triples(pools: dict[str, ModalityPool], n: int, rng: np.random.G
     """All modalities present, plus each modality dropped in turn: four equal parts."""
     parts = [sample_triples(pools, n // 4, "val", 0.0, rng) for _ in range(4)]
     for i in range(1, 4):
-        emb, mask, _ = parts[i]
+        emb, mask, _, seqs = parts[i]
+        m = list(pools)[i - 1]
         mask[:, i - 1] = False
-        emb[list(pools)[i - 1]][:] = 0.0
+        emb[m][:] = 0.0
+        if m in seqs:
+            seqs[m][0][:] = 0.0
+            seqs[m][1][:] = False
     emb = {m: np.concatenate([p[0][m] for p in parts]) for m in pools}
-    return emb, np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
+    seqs = {m: (np.concatenate([p[3][m][0] for p in parts]),
+                np.concatenate([p[3][m][1] for p in parts])) for m in parts[0][3]}
+    return (emb, np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts]),
+            seqs)
 
 
 def write_training_report(out_dir: Path, report: dict[str, Any]) -> None:

@@ -1,0 +1,168 @@
+"""End to end: clips in, Prediction out, with the shipped default model and real encoders."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from multimodal_emotion import EmotionRecognizer, LABELS
+from multimodal_emotion.errors import MediaError
+
+
+@pytest.fixture(scope="module")
+def rec():
+    return EmotionRecognizer.from_pretrained()
+
+
+def check_distribution(probs):
+    assert set(probs) == set(LABELS)
+    assert sum(probs.values()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_demo_clip_uses_all_three_modalities(rec, demo_clip):
+    d = rec.analyze(demo_clip).to_dict()
+    assert d["label"] in LABELS and d["fusion"] == "attention"
+    check_distribution(d["probabilities"])
+    for m in ("audio", "text", "face"):
+        assert d["modalities"][m]["available"], d["modalities"][m]
+        check_distribution(d["modalities"][m]["probabilities"])
+    assert "happy" in d["modalities"]["text"]["transcript"].lower()
+    face = d["modalities"]["face"]
+    assert face["frames"] >= 15 and face["frames_with_face"] >= face["frames"] * 0.8
+    assert d["duration_s"] == pytest.approx(5.0, abs=0.2)
+    assert {"decode", "audio", "transcribe", "text", "face", "fusion", "total"} <= set(
+        d["timings_ms"])
+    assert "segments" not in d
+
+
+@pytest.mark.parametrize("fusion", ["concat", "sum", "attention"])
+def test_every_fusion_answers(rec, demo_clip, fusion):
+    d = rec.analyze(demo_clip, fusion=fusion).to_dict()
+    assert d["fusion"] == fusion and d["label"] in LABELS
+
+
+def test_silent_clip_masks_audio_and_text_and_answers_from_the_face(rec, silent_clip):
+    d = rec.analyze(silent_clip).to_dict()
+    audio, text, face = (d["modalities"][m] for m in ("audio", "text", "face"))
+    assert not audio["available"] and "silen" in audio["reason"]
+    assert not text["available"] and text["transcript"] == ""
+    assert face["available"]
+    assert d["probabilities"] is not None and d["label"] in LABELS
+
+
+def test_clip_without_a_face_says_so(rec, no_face_clip):
+    d = rec.analyze(no_face_clip).to_dict()
+    face = d["modalities"]["face"]
+    assert not face["available"] and face["frames_with_face"] == 0 and face["frames"] > 0
+    assert "no face" in face["reason"]
+    assert d["modalities"]["audio"]["available"] and d["modalities"]["text"]["available"]
+    assert d["label"] in LABELS
+
+
+def test_video_without_audio_track(rec, no_audio_clip):
+    d = rec.analyze(no_audio_clip).to_dict()
+    assert not d["modalities"]["audio"]["available"]
+    assert "no audio track" in d["modalities"]["audio"]["reason"]
+    assert not d["modalities"]["text"]["available"]
+    assert d["modalities"]["face"]["available"]
+
+
+def test_audio_only_file(rec, audio_only_wav):
+    d = rec.analyze(audio_only_wav).to_dict()
+    assert not d["modalities"]["face"]["available"]
+    assert d["modalities"]["face"]["reason"] == "no video track"
+    assert d["modalities"]["audio"]["available"] and d["label"] in LABELS
+
+
+def test_masked_modality_does_not_change_the_answer(rec, no_face_clip):
+    """The fused answer for a faceless clip equals audio+text fused alone: zeros are not data."""
+    from multimodal_emotion import media
+
+    clip = media.load(no_face_clip)
+    outputs, _ = rec.encode(clip)
+    emb = {m: o.embedding for m, o in outputs.items()}
+    avail = {m: o.available for m, o in outputs.items()}
+    a, _ = rec.model.predict(emb, avail, "sum")
+    emb["face"] = np.random.default_rng(0).normal(size=emb["face"].shape) * 50
+    b, _ = rec.model.predict(emb, avail, "sum")
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_long_clip_is_analyzed_in_windows(rec, long_clip):
+    d = rec.analyze(long_clip, window_s=10.0).to_dict()
+    segs = d["segments"]
+    assert [(s["start"], s["end"]) for s in segs] == [(0, 10), (10, 20), (20, pytest.approx(
+        d["duration_s"], abs=0.01))]
+    for s in segs:
+        check_distribution(s["probabilities"])
+    # The clip's probabilities are the duration-weighted mean of its segments'.
+    w = np.array([s["end"] - s["start"] for s in segs])
+    mean = {k: sum(wi * s["probabilities"][k] for wi, s in zip(w, segs)) / w.sum()
+            for k in LABELS}
+    for k in LABELS:
+        assert d["probabilities"][k] == pytest.approx(mean[k], abs=1e-4)
+
+
+def test_corrupt_file_raises_media_error(rec, corrupt_file):
+    with pytest.raises(MediaError):
+        rec.analyze(corrupt_file)
+
+
+def test_cli_json_lines_keep_going_after_a_bad_file(demo_clip, corrupt_file, silent_clip):
+    proc = subprocess.run([sys.executable, "-m", "multimodal_emotion.cli", "analyze", "--json",
+                           str(demo_clip), str(corrupt_file), str(silent_clip)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 3, proc.stderr
+    lines = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert [x["path"] for x in lines] == [str(demo_clip), str(corrupt_file), str(silent_clip)]
+    ok, bad, silent = lines
+    assert bad["error"] == "unreadable_media" and corrupt_file.name in bad["message"]
+    for key in ("label", "probabilities", "modalities", "fusion", "duration_s", "timings_ms"):
+        assert key in ok and key in silent
+    assert "transcript" in ok["modalities"]["text"]
+    assert {"frames_with_face", "frames"} <= set(ok["modalities"]["face"])
+    assert corrupt_file.name in proc.stderr
+
+
+def test_cli_table_output(demo_clip):
+    proc = subprocess.run([sys.executable, "-m", "multimodal_emotion.cli", "analyze",
+                           "--fusion", "sum", str(demo_clip)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "FUSED" in proc.stdout and "faces in" in proc.stdout and "fusion=sum" in proc.stdout
+
+
+def test_cli_bad_model_folder_exit_code(tmp_path, demo_clip):
+    proc = subprocess.run([sys.executable, "-m", "multimodal_emotion.cli", "analyze",
+                           "--model", str(tmp_path), str(demo_clip)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 4 and "not a model folder" in proc.stderr
+
+
+@pytest.mark.data
+def test_crema_d_clips_use_every_modality(rec, data_root):
+    clips = sorted((data_root / "crema_d_clips").glob("*.flv"))
+    assert len(clips) == 6
+    for path in clips:
+        d = rec.analyze(path).to_dict()
+        for m in ("audio", "text", "face"):
+            assert d["modalities"][m]["available"], (path.name, m, d["modalities"][m])
+        assert "forget" in d["modalities"]["text"]["transcript"].lower()
+
+
+@pytest.mark.data
+def test_evaluate_manifest_mixing_text_and_video(tmp_path, data_root):
+    clips = sorted((data_root / "crema_d_clips").glob("*.flv"))[:2]
+    rows = ["label,path,text"] + [f"anger,{clips[0]}," , f"disgust,{clips[1]},",
+                                  "joy,,I am so happy today", "anger,,I am furious with you"]
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    proc = subprocess.run([sys.executable, "-m", "multimodal_emotion.cli", "evaluate",
+                           "--manifest", str(manifest), "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["n"] == 4 and sorted(r["kinds"]) == ["text", "video"]
+    assert 0.0 <= r["uar"] <= 1.0 and len(r["confusion_matrix"]) == len(LABELS)
