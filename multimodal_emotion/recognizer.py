@@ -39,7 +39,13 @@ class EmotionRecognizer:
                 and not tcfg.get("model_path"):
             tcfg["whisper_model"] = shared  # one Whisper in memory, not two
         self.transcriber = _build("transcriber", tcfg, model_dir)
-        self.text = _build("text", cfg.get("text", {"name": "minilm"}), model_dir)
+        # With one shared Whisper, the transcriber decodes from the audio encoder's output.
+        self._shares_whisper = shared is not None and "whisper_model" in tcfg \
+            and hasattr(self.transcriber, "transcribe_encoded")
+        from .encoders.text import TranscriptTextEncoder
+
+        self.text = TranscriptTextEncoder(
+            self.transcriber, _build("text", cfg.get("text", {"name": "minilm"}), model_dir))
         self.face = _build("face", cfg.get("face", {"name": "haar-cnn"}), model_dir)
         for m, enc in (("audio", self.audio), ("text", self.text), ("face", self.face)):
             if enc.dim != model.dims[m]:
@@ -93,7 +99,11 @@ class EmotionRecognizer:
         face_future = self._pool.submit(timed, "face", self.face.encode, clip)
         audio_out: ModalityOutput = timed("audio", self.audio.encode, clip)
         if audio_out.available:
-            transcript = timed("transcribe", self.transcriber.transcribe, clip.audio)
+            encoded = audio_out.extras.pop("whisper_encoder_output", None)
+            if encoded is not None and self._shares_whisper:
+                transcript = timed("transcribe", self.transcriber.transcribe_encoded, encoded)
+            else:
+                transcript = timed("transcribe", self.transcriber.transcribe, clip.audio)
             text_out = timed("text", self.text.encode_transcript, transcript)
         else:
             text_out = ModalityOutput.missing("text", self.text.dim,
@@ -117,8 +127,6 @@ def _build(kind: str, cfg: dict[str, Any], model_dir: Path) -> Any:
     name = cfg.pop("name")
     if isinstance(cfg.get("checkpoint"), str) and not Path(cfg["checkpoint"]).is_absolute():
         cfg["checkpoint"] = str(model_dir / cfg["checkpoint"])
-    if kind == "text":
-        return encoders.create("text", name, **cfg)
     return encoders.create(kind, name, **cfg)
 
 

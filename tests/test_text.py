@@ -194,3 +194,19 @@ def test_meld_loader(data_root: Path) -> None:
     assert len(texts) == len(y) == len(speakers) == 1109
     assert set(y.tolist()) == set(range(len(LABELS)))
     assert not any("\u2019" in t or "\u00e2\u20ac" in t for t in texts)
+
+
+def test_decoding_from_the_audio_encoders_output_matches_full_transcription(demo_clip):
+    """The recognizer's fast path (one Whisper encoder pass shared by embedding and
+    transcript) must give the same words as faster-whisper's own transcribe()."""
+    from multimodal_emotion import media
+    from multimodal_emotion.encoders.audio import WhisperAudioEncoder
+    from multimodal_emotion.encoders.text import FasterWhisperTranscriber
+
+    audio = WhisperAudioEncoder()
+    tr = FasterWhisperTranscriber(whisper_model=audio.whisper_model)
+    clip = media.load(demo_clip)
+    out = audio.encode(clip)
+    fast = tr.transcribe_encoded(out.extras["whisper_encoder_output"])
+    assert fast.lower().count("happy") == 1  # no looping over the sentence
+    assert fast == tr.transcribe(clip.audio)

@@ -83,6 +83,10 @@ def _clip_audio(clip: Clip) -> np.ndarray | None:
     return wave
 
 
+def _kept_frames(chunks: list[tuple[Any, int]]) -> np.ndarray:
+    return np.concatenate([np.asarray(sv)[0][:n] for sv, n in chunks]).astype(np.float32)
+
+
 def stats_pool(frames: np.ndarray) -> np.ndarray:
     """Mean and standard deviation over time: [T, D] -> [2D]."""
     return np.concatenate([frames.mean(0), frames.std(0)]).astype(np.float32)
@@ -167,13 +171,18 @@ class WhisperAudioEncoder(_AudioEncoder):
         self.width = _encoder_width(whisper_model)
         self.dim = 2 * self.width
 
-    def frames(self, wave: np.ndarray) -> np.ndarray:
-        """Encoder states [T, width] at 50 frames/s over the real audio only."""
+    def encode_chunks(self, wave: np.ndarray) -> list[tuple[Any, int]]:
+        """Run the Whisper encoder on each <= 30 s piece of ``wave``.
+
+        Returns ``(encoder_output, n_keep)`` pairs: the CTranslate2 ``StorageView`` (which the
+        transcriber can decode from directly, so Whisper's encoder runs once per clip, not
+        twice) and how many of its 50 frames/s cover real audio.
+        """
         from faster_whisper.audio import pad_or_trim
 
         fe = self.whisper_model.feature_extractor
         chunk = fe.n_samples  # 30 s
-        out = []
+        out: list[tuple[Any, int]] = []
         for start in range(0, len(wave), chunk):
             piece = wave[start:start + chunk]
             if len(piece) < MIN_SECONDS * SAMPLE_RATE and out:
@@ -184,9 +193,26 @@ class WhisperAudioEncoder(_AudioEncoder):
             mel = pad_or_trim(mel, max(mel.shape[1], int(round(self.pad_to_s * 100))))
             if mel.shape[1] % 2:  # the encoder's stride-2 conv wants an even length
                 mel = np.pad(mel, ((0, 0), (0, 1)))
-            states = np.asarray(self.whisper_model.encode(np.ascontiguousarray(mel)))[0]
-            out.append(states[:n_keep])
-        return np.concatenate(out).astype(np.float32)
+            out.append((self.whisper_model.encode(np.ascontiguousarray(mel)), n_keep))
+        return out
+
+    def frames(self, wave: np.ndarray) -> np.ndarray:
+        """Encoder states [T, width] at 50 frames/s over the real audio only."""
+        return _kept_frames(self.encode_chunks(wave))
+
+    def encode_audio(self, wave: np.ndarray | None) -> ModalityOutput:
+        """As the base class, plus ``extras["whisper_encoder_output"]``: the ``(encoder_output,
+        n_frames)`` chunks, for a transcriber sharing this model to decode without encoding
+        again (see ``FasterWhisperTranscriber.transcribe_encoded``)."""
+        missing = check_audio(wave, self.dim)
+        if missing is not None:
+            return missing
+        wave = np.ascontiguousarray(wave, dtype=np.float32)
+        chunks = self.encode_chunks(wave)
+        f = _kept_frames(chunks)
+        return ModalityOutput("audio", stats_pool(f), True, time_pool(f, 5), extras={
+            "level_dbfs": round(active_level_dbfs(wave), 1),
+            "whisper_encoder_output": chunks})
 
     def _embed(self, wave: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         f = self.frames(wave)

@@ -81,6 +81,40 @@ class FasterWhisperTranscriber:
             vad_filter=self.vad_filter, condition_on_previous_text=False)
         return " ".join(s.text.strip() for s in segments).strip()
 
+    def transcribe_encoded(self, chunks: list[tuple[Any, int]],
+                           no_speech_threshold: float = 0.6) -> str:
+        """Decode a transcript from Whisper encoder outputs the audio encoder already computed
+        (``(encoder_output, n_frames)`` pairs at 50 frames/s; see
+        ``WhisperAudioEncoder.encode_audio``). CTranslate2's ``generate`` accepts encoded
+        features, so the encoder does not run a second time: ~40 ms instead of ~370 ms per
+        short clip on 2 cores.
+
+        The encoder ran on a window padded to less than Whisper's 30 s, so decoding keeps
+        timestamp tokens on (they let the model mark where speech ends; without them it can
+        loop over the sentence) and caps tokens at 5 per second of audio plus 8. A chunk whose
+        no-speech probability exceeds ``no_speech_threshold`` contributes no words.
+        """
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        model = self.model.model
+        tok = Tokenizer(self.model.hf_tokenizer, model.is_multilingual, task="transcribe",
+                        language=self.language if model.is_multilingual else None)
+        prompt = list(tok.sot_sequence)
+        suppress = list(get_suppressed_tokens(tok, [-1]))
+        words = []
+        for enc, n_frames in chunks:
+            max_tokens = int(np.ceil(n_frames / 50 * 5)) + 8
+            res = model.generate(enc, [prompt], beam_size=self.beam_size,
+                                 max_length=len(prompt) + max_tokens, return_no_speech_prob=True,
+                                 suppress_blank=True, suppress_tokens=suppress,
+                                 max_initial_timestamp_index=50)[0]
+            if res.no_speech_prob > no_speech_threshold:
+                continue
+            ids = [t for t in res.sequences_ids[0] if t < tok.eot]  # drops timestamp tokens
+            words.append(tok.decode(ids).strip())
+        return " ".join(w for w in words if w).strip()
+
     def config(self) -> dict[str, Any]:
         return {"name": "faster-whisper", "model_path": self.model_path,
                 "beam_size": self.beam_size, "language": self.language,
