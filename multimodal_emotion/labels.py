@@ -17,7 +17,7 @@ _SYNONYMS: dict[str, str | None] = {
     "neutral": "neutral", "neu": "neutral", "calm": "neutral", "n": "neutral",
     # happy
     "happy": "happy", "happiness": "happy", "joy": "happy", "hap": "happy", "h": "happy",
-    "pleasant_surprise": None,  # TESS "ps": ambiguous valence, kept out on purpose (see surprised)
+    "pleasant_surprise": "surprised",  # TESS writes it "ps"
     # sad
     "sad": "sad", "sadness": "sad", "sa": "sad",
     # angry
