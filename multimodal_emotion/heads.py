@@ -51,6 +51,33 @@ class ClassifierHead(nn.Module):
         return self.net(self.norm(x))
 
 
+class EarlyStopping:
+    """Keep the best-scoring weights; say when ``patience`` epochs in a row brought nothing.
+
+    One helper for every trainer here (expert heads, text head, fusion), so "best epoch on the
+    validation split" means the same thing everywhere.
+    """
+
+    def __init__(self, module: nn.Module, patience: int) -> None:
+        self.module, self.patience = module, patience
+        self.best, self.waited, self.state = -float("inf"), 0, None
+
+    def update(self, score: float) -> bool:
+        """Record an epoch's validation score; True when training should stop."""
+        if score > self.best:
+            self.best, self.waited = score, 0
+            self.state = {k: v.clone() for k, v in self.module.state_dict().items()}
+            return False
+        self.waited += 1
+        return self.waited >= self.patience
+
+    def restore(self) -> nn.Module:
+        """Load the best weights seen (if any epoch was scored) and switch to eval mode."""
+        if self.state is not None:
+            self.module.load_state_dict(self.state)
+        return self.module.eval()
+
+
 @dataclass
 class TrainConfig:
     hidden: int = 256
@@ -87,7 +114,7 @@ def train_head(x_train: np.ndarray, y_train: np.ndarray, n_classes: int,
                              torch.zeros_like(counts))
     loss_fn = nn.CrossEntropyLoss(weight=weight)
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    best_score, best_state, waited = -1.0, None, 0
+    stopper = EarlyStopping(head, cfg.patience)
     for _epoch in range(cfg.epochs):
         head.train()
         order = rng.permutation(len(xt))
@@ -98,17 +125,10 @@ def train_head(x_train: np.ndarray, y_train: np.ndarray, n_classes: int,
             opt.step()
         if x_val is None or y_val is None:
             continue
-        score = _uar(predict_proba(head, x_val).argmax(1), np.asarray(y_val), n_classes)
-        if score > best_score:
-            best_score, waited = score, 0
-            best_state = {k: v.clone() for k, v in head.state_dict().items()}
-        else:
-            waited += 1
-            if waited >= cfg.patience:
-                break
-    if best_state is not None:
-        head.load_state_dict(best_state)
-    head.eval()
+        if stopper.update(_uar(predict_proba(head, x_val).argmax(1), np.asarray(y_val),
+                               n_classes)):
+            break
+    stopper.restore()
     return head
 
 

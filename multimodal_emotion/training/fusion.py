@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..heads import ClassifierHead, TrainConfig, predict_proba, train_head
+from ..heads import ClassifierHead, EarlyStopping, TrainConfig, predict_proba, train_head
 from ..labels import LABELS
 from ..model import DEFAULT_MODEL_DIR, EmotionModel
 from ..types import MODALITIES
@@ -109,7 +109,7 @@ def train_fusion(fusion: nn.Module, train: tuple, val: tuple, cfg: FusionTrainCo
     opt = torch.optim.AdamW(fusion.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
-    best, best_state, waited, history = -1.0, None, 0, []
+    stopper, history = EarlyStopping(fusion, cfg.patience), []
     for epoch in tqdm(range(cfg.epochs), desc=f"fusion {desc}", mininterval=10):
         fusion.train()
         order = rng.permutation(len(ty))
@@ -127,16 +127,10 @@ def train_fusion(fusion: nn.Module, train: tuple, val: tuple, cfg: FusionTrainCo
         score = uar(fusion_predict(fusion, vemb, vmask, vseqs if use_seq else None).argmax(1),
                     vy)
         history.append({"epoch": epoch + 1, "train_loss": total / len(ty), "val_uar": score})
-        if score > best:
-            best, waited = score, 0
-            best_state = {k: v.clone() for k, v in fusion.state_dict().items()}
-        else:
-            waited += 1
-            if waited >= cfg.patience:
-                break
-    fusion.load_state_dict(best_state)
-    fusion.eval()
-    return {"val_uar": best, "epochs": len(history), "history": history}
+        if stopper.update(score):
+            break
+    stopper.restore()
+    return {"val_uar": stopper.best, "epochs": len(history), "history": history}
 
 
 @torch.no_grad()

@@ -20,7 +20,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..cache import cached_arrays
-from ..heads import ClassifierHead, TrainConfig, predict_proba
+from ..heads import ClassifierHead, EarlyStopping, TrainConfig, predict_proba
 from ..labels import LABELS
 
 N_CLASSES = len(LABELS)
@@ -110,7 +110,7 @@ def train_text_head(x: np.ndarray, y: np.ndarray, corpus_ids: np.ndarray,
     head.norm.fit(xt)
     loss_fn = nn.CrossEntropyLoss(reduction="none", label_smoothing=label_smoothing)
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    best, best_state, waited = -1.0, None, 0
+    stopper = EarlyStopping(head, cfg.patience)
     for _ in range(cfg.epochs):
         head.train()
         order = rng.permutation(len(xt))
@@ -119,18 +119,10 @@ def train_text_head(x: np.ndarray, y: np.ndarray, corpus_ids: np.ndarray,
             opt.zero_grad()
             (loss_fn(head(xt[idx]), yt[idx]) * wt[idx]).mean().backward()
             opt.step()
-        score = joint_score(predict_proba(head, x_val).argmax(1), y_val, val_corpus)
-        if score > best:
-            best, waited = score, 0
-            best_state = {k: v.clone() for k, v in head.state_dict().items()}
-        else:
-            waited += 1
-            if waited >= cfg.patience:
-                break
-    if best_state is not None:
-        head.load_state_dict(best_state)
-    head.eval()
-    head.best_val_score = best  # type: ignore[attr-defined]
+        if stopper.update(joint_score(predict_proba(head, x_val).argmax(1), y_val, val_corpus)):
+            break
+    stopper.restore()
+    head.best_val_score = stopper.best  # type: ignore[attr-defined]
     return head
 
 
