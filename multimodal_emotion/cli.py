@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     a = sub.add_parser("analyze", help="analyze clips (video or audio files)")
     a.add_argument("paths", nargs="+", help="media files (mp4, mov, mkv, webm, avi, flv, wav, ...)")
     a.add_argument("--fusion", choices=["concat", "sum", "attention"], default=None,
-                   help="fusion strategy (default: the model's, attention)")
+                   help="fusion strategy (default: the model's, chosen on validation)")
     a.add_argument("--model", default=None, help="model folder (default: the shipped model)")
     a.add_argument("--window", type=float, default=10.0,
                    help="seconds per segment for long clips (default 10)")

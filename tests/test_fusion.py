@@ -69,6 +69,19 @@ def _pools(seed=0):
     return pools
 
 
+def test_neutral_text_slots_keep_the_triples_label():
+    pools = _pools()
+    emb, mask, y, _ = sample_triples(pools, 2000, "train", 0.0, np.random.default_rng(2),
+                                     {"text": 0.5})
+    text_labels = {tuple(r): c for r, c in zip(pools["text"].x_train, pools["text"].y_train)}
+    shown = np.array([text_labels[tuple(r)] for r in emb["text"]])
+    emotional = y != 0
+    assert 0.4 < (shown[emotional] == 0).mean() < 0.6  # about half show a neutral sentence
+    assert ((shown == y) | (shown == 0)).all()  # never another emotion
+    audio_labels = {tuple(r): c for r, c in zip(pools["audio"].x_train, pools["audio"].y_train)}
+    assert all(audio_labels[tuple(r)] == c for r, c in zip(emb["audio"], y))
+
+
 def test_triples_share_labels_and_dropout_keeps_one_modality():
     pools = _pools()
     emb, mask, y, _ = sample_triples(pools, 500, "train", 0.6, np.random.default_rng(1))

@@ -192,6 +192,9 @@ class HFTextEncoder:
         # path differs between machines), any other model by its path or hub name.
         self.model_id = DEFAULT_TEXT_MODEL if model is None else str(model)
         self.max_length, self.device = max_length, device
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a per-load bar on stderr is noise in a CLI/server
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.model_name,
                                                            local_files_only=local_files_only)
