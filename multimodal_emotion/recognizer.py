@@ -64,11 +64,20 @@ class EmotionRecognizer:
         return list(self.model.fusions)
 
     # -- the main call ---------------------------------------------------------------------
-    def analyze(self, source: media.Source | Clip, fusion: str | None = None,
-                window_s: float | None = None) -> Prediction:
-        """Analyze a path, bytes, file object or an already decoded :class:`Clip`."""
+    def analyze(self, source: media.Source | Clip | None = None, fusion: str | None = None,
+                window_s: float | None = None, *, audio: np.ndarray | None = None,
+                sample_rate: int = media.SAMPLE_RATE, frames: np.ndarray | None = None,
+                fps: float | None = None) -> Prediction:
+        """Analyze a path, bytes, file object or decoded :class:`Clip`, or arrays in memory:
+        ``analyze(audio=wave, sample_rate=sr, frames=rgb_frames, fps=fps)`` (either may be
+        omitted; the missing modality is masked)."""
         t0 = time.perf_counter()
-        clip = source if isinstance(source, Clip) else media.load(source, fps=self.fps)
+        if source is None:
+            clip = media.from_arrays(audio, sample_rate, frames, fps or self.fps)
+        elif isinstance(source, Clip):
+            clip = source
+        else:
+            clip = media.load(source, fps=self.fps)
         decode_ms = (time.perf_counter() - t0) * 1000
         fusion = fusion or self.model.default_fusion
         window = window_s or self.window_s
@@ -78,8 +87,8 @@ class EmotionRecognizer:
         pred = _combine(parts, bounds, fusion, clip)
         pred.timings_ms = {"decode": decode_ms, **_sum_timings(p["timings"] for p in parts)}
         pred.timings_ms["total"] = (time.perf_counter() - t0) * 1000
-        pred.path = None if isinstance(source, (bytes, Clip)) or hasattr(source, "read") \
-            else str(source)
+        pred.path = None if source is None or isinstance(source, (bytes, Clip)) \
+            or hasattr(source, "read") else str(source)
         return pred
 
     def encode(self, clip: Clip) -> tuple[dict[str, ModalityOutput], dict[str, float]]:

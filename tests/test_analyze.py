@@ -166,3 +166,20 @@ def test_evaluate_manifest_mixing_text_and_video(tmp_path, data_root):
     r = json.loads(proc.stdout)
     assert r["n"] == 4 and sorted(r["kinds"]) == ["text", "video"]
     assert 0.0 <= r["uar"] <= 1.0 and len(r["confusion_matrix"]) == len(LABELS)
+
+
+def test_arrays_in_memory(rec, demo_clip):
+    """The Python API takes raw arrays too: audio at any rate, RGB frames, or just one."""
+    from multimodal_emotion import media
+
+    clip = media.load(demo_clip, fps=4)
+    import librosa
+
+    wave_44k = librosa.resample(clip.audio, orig_sr=16000, target_sr=44100)
+    d = rec.analyze(audio=wave_44k, sample_rate=44100, frames=clip.frames, fps=4).to_dict()
+    assert all(d["modalities"][m]["available"] for m in ("audio", "text", "face"))
+    assert "path" not in d and d["duration_s"] == pytest.approx(clip.duration, abs=0.3)
+    face_only = rec.analyze(frames=clip.frames[:4], fps=4).to_dict()
+    assert face_only["modalities"]["face"]["available"]
+    assert not face_only["modalities"]["audio"]["available"]
+    assert face_only["modalities"]["audio"]["reason"] == "no audio track"
