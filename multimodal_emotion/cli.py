@@ -63,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--model", default=None)
     e.add_argument("--limit", type=int, default=None, help="evaluate at most N items")
     e.add_argument("--json", action="store_true")
+    e.add_argument("--plot", metavar="PNG", help="also write the confusion matrix as a PNG")
     e.set_defaults(func=_evaluate)
 
     t = sub.add_parser("train", help="reproduce the shipped weights from ../shared/data")

@@ -159,13 +159,15 @@ def test_evaluate_manifest_mixing_text_and_video(tmp_path, data_root):
                                   "joy,,I am so happy today", "anger,,I am furious with you"]
     manifest = tmp_path / "m.csv"
     manifest.write_text("\n".join(rows) + "\n")
+    png = tmp_path / "cm.png"
     proc = subprocess.run([sys.executable, "-m", "multimodal_emotion.cli", "evaluate",
-                           "--manifest", str(manifest), "--json"],
+                           "--manifest", str(manifest), "--json", "--plot", str(png)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout)
     assert r["n"] == 4 and sorted(r["kinds"]) == ["text", "video"]
     assert 0.0 <= r["uar"] <= 1.0 and len(r["confusion_matrix"]) == len(LABELS)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
 def test_arrays_in_memory(rec, demo_clip):
