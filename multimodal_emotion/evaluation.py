@@ -50,7 +50,6 @@ def evaluate_cli(args: argparse.Namespace) -> int:
     rec = EmotionRecognizer.from_pretrained(args.model)
     modalities = [m.strip() for m in args.modalities.split(",") if m.strip()]
     y_true, y_pred, failed = evaluate_items(rec, items, modalities, args.fusion)
-    present = sorted(set(y_true) | set(y_pred))
     report = classification_report(y_true, y_pred, LABELS)
     report.update({"dataset": args.dataset or args.manifest, "dropped_labels": dropped,
                    "failed": failed, "fusion": args.fusion or rec.model.default_fusion,
@@ -64,7 +63,6 @@ def evaluate_cli(args: argparse.Namespace) -> int:
         print(format_report(report, f"{report['dataset']}: {len(y_true)} items "
                             f"({', '.join(report['kinds'])}), {failed} failed, dropped labels "
                             f"{dropped or 'none'}"))
-    del present
     return 0 if not failed else 3
 
 
