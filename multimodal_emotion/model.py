@@ -110,7 +110,9 @@ class EmotionModel(nn.Module):
         config["format"] = FORMAT
         config["fusions"] = {n: f.config() for n, f in self.fusions.items()}
         (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        tensors = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+        # Stored as fp16 (half the size; load_state_dict casts back to the fp32 parameters).
+        tensors = {k: (v.detach().half() if v.is_floating_point() else v.detach()).contiguous()
+                   for k, v in self.state_dict().items()}
         save_file(tensors, str(directory / "model.safetensors"), metadata={"format": FORMAT})
 
     @classmethod
