@@ -103,16 +103,22 @@ class EmotionModel(nn.Module):
                              -1).numpy()
 
     # -- checkpoint IO --------------------------------------------------------------------
-    def save_pretrained(self, directory: str | Path) -> None:
+    def save_pretrained(self, directory: str | Path, dtype: str = "float32") -> None:
+        """Write ``config.json`` + ``model.safetensors``. ``dtype="float16"`` halves the file
+        (the shipped model uses it); loading always casts back to fp32 parameters, so fp32
+        storage round-trips exactly and fp16 storage to within fp16 rounding."""
+        if dtype not in ("float32", "float16"):
+            raise InputError(f"dtype must be float32 or float16, not {dtype!r}")
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         config = dict(self.config)
         config["format"] = FORMAT
         config["fusions"] = {n: f.config() for n, f in self.fusions.items()}
+        config["dtype"] = dtype
         (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        # Stored as fp16 (half the size; load_state_dict casts back to the fp32 parameters).
-        tensors = {k: (v.detach().half() if v.is_floating_point() else v.detach()).contiguous()
-                   for k, v in self.state_dict().items()}
+        half = dtype == "float16"
+        tensors = {k: (v.detach().half() if half and v.is_floating_point() else v.detach())
+                   .contiguous() for k, v in self.state_dict().items()}
         save_file(tensors, str(directory / "model.safetensors"), metadata={"format": FORMAT})
 
     @classmethod

@@ -78,7 +78,7 @@ def train_heads(root: Path, out: Path, seed: int = 0) -> dict[str, Any]:
     }
     model, fusion_report = build_default_model(pools, experts, ENCODERS, provenance,
                                                FusionTrainConfig(seed=seed))
-    model.save_pretrained(out)
+    model.save_pretrained(out, dtype="float16")  # 3.4 MB instead of 6.8 MB
     report.update(fusion_report)
     report["seconds"] = round(time.time() - t0, 1)
     write_training_report(out, report)
