@@ -75,6 +75,21 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=None)
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=_train)
+
+    x = sub.add_parser("experiment", help="compare fusion strategies on a dataset (YAML/TOML config)")
+    x.add_argument("config", help="experiment config (YAML or TOML); see bench/experiments/")
+    x.add_argument("--out", default=None, help="output folder (default: the config's, or "
+                   "results/<name>)")
+    x.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set seeds=[0] --set protocol.folds=3")
+    x.add_argument("--data", default=None, help="data root (default $MER_DATA or ../shared/data)")
+    x.set_defaults(func=_experiment)
+
+    s = sub.add_parser("serve", help="start the HTTP API and web page (FastAPI under uvicorn)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--model", default=None, help="model folder (default: the shipped model)")
+    s.set_defaults(func=_serve)
     return p
 
 
@@ -137,6 +152,18 @@ def _train(args: argparse.Namespace) -> int:
     from .training.default_model import train_cli
 
     return train_cli(args)
+
+
+def _experiment(args: argparse.Namespace) -> int:
+    from .experiments.runner import experiment_cli
+
+    return experiment_cli(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .serving.app import serve_cli
+
+    return serve_cli(args)
 
 
 if __name__ == "__main__":

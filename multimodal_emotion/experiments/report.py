@@ -1,0 +1,270 @@
+"""The report folder of an experiment: ``results.json`` (everything), ``results.md`` (the
+tables), ``config.yaml`` (the exact settings and versions) and PNG figures a paper can use.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+METRIC_NAMES = {"accuracy": "Accuracy", "uar": "UAR", "macro_f1": "Macro-F1",
+                "weighted_f1": "Weighted-F1", "roc_auc": "ROC-AUC"}
+SPEAKER_NORM_NOTE = ("on: per-speaker z-score of every feature, label-free but transductive "
+                     "(each test speaker is normalised with all of that speaker's test clips)")
+KIND_COLORS = {"fusion": "#2b6cb0", "unimodal": "#a0aec0", "reference": "#dd6b20"}
+
+
+def _pm(stat: dict[str, Any]) -> str:
+    if stat is None or math.isnan(stat["mean"]):
+        return "n/a"
+    return f"{100 * stat['mean']:.1f} ± {100 * stat['std']:.1f}"
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    """The main comparison as a Markdown table (percent, mean ± std over folds x seeds)."""
+    metric = results["protocol"]["metric"]
+    head = "| row | kind | " + " | ".join(METRIC_NAMES.values()) + " | runs |"
+    lines = [head, "|" + "---|" * (len(METRIC_NAMES) + 3)]
+    order = sorted(results["rows"].items(),
+                   key=lambda kv: (["fusion", "unimodal", "reference"].index(kv[1]["kind"]),
+                                   -kv[1]["summary"][metric]["mean"]))
+    for name, row in order:
+        s = row["summary"]
+        label = f"**{name}**" if name == results.get("best") else name
+        lines.append(f"| {label} | {row['kind']} | "
+                     + " | ".join(_pm(s[k]) for k in METRIC_NAMES) + f" | {s['runs']} |")
+    return "\n".join(lines)
+
+
+def missing_table(results: dict[str, Any]) -> str:
+    metric = results["protocol"]["metric"]
+    miss = results.get("missing_modality") or {}
+    if not miss:
+        return ""
+    conds = sorted({c for v in miss.values() for c in v})
+    lines = [f"| strategy | all modalities | " + " | ".join(conds) + " |",
+             "|" + "---|" * (len(conds) + 2)]
+    for f, by in miss.items():
+        lines.append(f"| {f} | {_pm(results['rows'][f]['summary'][metric])} | "
+                     + " | ".join(_pm(by[c][metric]) if c in by else "" for c in conds) + " |")
+    return "\n".join(lines)
+
+
+def _markdown(results: dict[str, Any]) -> str:
+    cfg, ds, metric = results["config"], results["dataset"], results["protocol"]["metric"]
+    mods = ", ".join(f"{m} = {v.get('source')} ({v['dim']}-d"
+                     + (", + sequence" if v.get("sequence") else "") + ")"
+                     for m, v in ds["modalities"].items())
+    proto = results["protocol"]
+    n_runs = len(proto["splits"])
+    lines = [
+        f"# {results['name']}",
+        "",
+        f"- dataset: {ds['name']}, {ds['items']} items, {ds['speakers']} speakers, "
+        f"{len(ds['classes'])} classes ({', '.join(ds['classes'])})",
+        f"- modalities: {mods}",
+        f"- protocol: {proto['kind']}, speaker-independent; {n_runs} runs "
+        f"(folds x seeds {cfg['seeds']}); early stopping and every choice on validation "
+        f"speakers drawn from the training speakers only",
+        f"- speaker normalisation: {SPEAKER_NORM_NOTE if cfg['speaker_norm'] else 'off'}",
+        f"- headline metric: {METRIC_NAMES[metric]}; mean ± std over runs, in %",
+        f"- versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items()),
+    ]
+    if "timing" in results:
+        t = results["timing"]
+        lines.append(f"- time: features {t['load_s']} s (cached after the first run), "
+                     f"{t['runs']} training runs {t['compare_s']} s")
+    lines += ["", "## Comparison", "", markdown_table(results), ""]
+    mt = missing_table(results)
+    if mt:
+        lines += ["## Missing modality at test time", "",
+                  f"{METRIC_NAMES[metric]} of each strategy when one modality is removed from "
+                  "every test item (the model was trained with modality dropout).", "", mt, ""]
+    p = results.get("paired_test")
+    if p:
+        lines += ["## Paired test between the two best strategies", "",
+                  f"{p['a']} vs {p['b']} on {METRIC_NAMES[p['metric']]} over {p['n']} paired "
+                  f"runs: mean difference {100 * p['mean_diff']:+.2f} points, "
+                  f"{p['wins']} wins / {p['losses']} losses / {p['ties']} ties; Wilcoxon "
+                  f"signed-rank p = {p['wilcoxon_p']:.3g}, paired t-test p = {p['ttest_p']:.3g}.",
+                  ""]
+    best = results.get("best")
+    if best:
+        s = results["rows"][best]["summary"]
+        lines += [f"## Per class: {best}", "", "| class | precision | recall | F1 |",
+                  "|---|---|---|---|"]
+        for c, v in s["per_class"].items():
+            lines.append(f"| {c} | {100 * v['precision']:.1f} | {100 * v['recall']:.1f} | "
+                         f"{100 * v['f1']:.1f} |")
+        lines.append("")
+    lines += ["## Figures", "", "- `comparison.png`: every row, mean ± std",
+              "- `confusion_<row>.png`: confusion matrix per strategy, summed over runs, "
+              "normalised by true class", "- `curves.png`: training loss and validation "
+              f"{METRIC_NAMES['uar']} per epoch (mean over runs)",
+              "- `missing_modality.png`: each strategy with one modality removed", ""]
+    return "\n".join(lines)
+
+
+def write_report(results: dict[str, Any], out: Path) -> list[Path]:
+    """Write the folder; returns the files written."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = [out / "results.json", out / "results.md", out / "config.yaml"]
+    files[0].write_text(json.dumps(results, indent=1, default=_json_default) + "\n")
+    files[1].write_text(_markdown(results))
+    plain = json.loads(json.dumps({"config": results["config"], "versions": results["versions"]},
+                                  default=_json_default))
+    files[2].write_text(yaml.safe_dump(plain, sort_keys=False))
+    files += plot_all(results, out)
+    return files
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+# ---------------------------------------------------------------------------------- figures
+
+def plot_all(results: dict[str, Any], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    files = [plot_comparison(results, out / "comparison.png")]
+    for name, row in results["rows"].items():
+        if row["kind"] != "unimodal":
+            slug = name.replace(" ", "_")
+            files.append(plot_confusion(row["summary"], name, out / f"confusion_{slug}.png"))
+    if any(r["kind"] != "reference" for r in results["rows"].values()):
+        files.append(plot_curves(results, out / "curves.png"))
+    if results.get("missing_modality"):
+        files.append(plot_missing(results, out / "missing_modality.png"))
+    return files
+
+
+def plot_comparison(results: dict[str, Any], path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    metric = results["protocol"]["metric"]
+    rows = sorted(results["rows"].items(), key=lambda kv: kv[1]["summary"][metric]["mean"])
+    means = [100 * r["summary"][metric]["mean"] for _, r in rows]
+    stds = [100 * r["summary"][metric]["std"] for _, r in rows]
+    colors = [KIND_COLORS[r["kind"]] for _, r in rows]
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.4))
+    y = np.arange(len(rows))
+    ax.barh(y, means, xerr=stds, color=colors, capsize=4, ecolor="#333")
+    for yi, m, s in zip(y, means, stds):
+        ax.text(m + s + 0.8, yi, f"{m:.1f}", va="center", fontsize=9)
+    ax.set_yticks(y, [n for n, _ in rows])
+    ax.set_xlabel(f"{METRIC_NAMES[metric]} (%), mean ± std over {rows[0][1]['summary']['runs']} "
+                  "runs")
+    ax.set_xlim(0, min(100, max(m + s for m, s in zip(means, stds)) + 10))
+    chance = 100 / len(results["dataset"]["classes"])
+    ax.axvline(chance, color="#999", ls="--", lw=1)
+    ax.text(chance, len(rows) - 0.4, " chance", color="#777", fontsize=8)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in KIND_COLORS.values()]
+    ax.legend(handles, list(KIND_COLORS), loc="lower right", fontsize=8)
+    ax.set_title(f"{results['name']}: {results['dataset']['name']}, speaker-independent")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_confusion(summary: dict[str, Any], name: str, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(summary["confusion_matrix"], float)
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    labels = summary["labels"]
+    size = 1.6 + 0.62 * len(labels)
+    fig, ax = plt.subplots(figsize=(size + 1.0, size))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, f"{100 * norm[i, j]:.0f}", ha="center", va="center", fontsize=8,
+                    color="white" if norm[i, j] > 0.55 else "#222")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"{name}: recall % per true class ({int(cm.sum())} test items)", fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _mean_curve(curves: list[list[dict[str, float]]], key: str) -> np.ndarray:
+    n = max(len(c) for c in curves)
+    arr = np.full((len(curves), n), np.nan)
+    for i, c in enumerate(curves):
+        arr[i, :len(c)] = [h[key] for h in c]
+    return np.nanmean(arr, 0)
+
+
+def plot_curves(results: dict[str, Any], path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for name, row in results["rows"].items():
+        curves = [c for c in row["curves"] if c]
+        if row["kind"] == "reference" or not curves:
+            continue
+        style = "-" if row["kind"] == "fusion" else ":"
+        for ax, key in zip(axes, ("train_loss", "val_loss", "val_uar")):
+            y = _mean_curve(curves, key)
+            ax.plot(np.arange(1, len(y) + 1), 100 * y if key == "val_uar" else y, style,
+                    label=name)
+    titles = ("training loss", "validation loss", "validation UAR (%)")
+    for ax, t in zip(axes, titles):
+        ax.set_title(t)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[2].legend(fontsize=8)
+    fig.suptitle(f"{results['name']}: learning curves, mean over runs (runs stop early at "
+                 "different epochs)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_missing(results: dict[str, Any], path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    metric = results["protocol"]["metric"]
+    miss = results["missing_modality"]
+    strategies = list(miss)
+    conds = ["all modalities"] + sorted({c for v in miss.values() for c in v})
+    fig, ax = plt.subplots(figsize=(1.6 + 1.9 * len(strategies), 4))
+    width = 0.8 / len(conds)
+    cmap = plt.get_cmap("tab10")
+    for k, c in enumerate(conds):
+        vals, errs = [], []
+        for f in strategies:
+            s = results["rows"][f]["summary"][metric] if k == 0 else miss[f].get(c, {}).get(metric)
+            vals.append(100 * s["mean"] if s else 0)
+            errs.append(100 * s["std"] if s else 0)
+        x = np.arange(len(strategies)) + (k - (len(conds) - 1) / 2) * width
+        ax.bar(x, vals, width, yerr=errs, capsize=3, label=c, color=cmap(k))
+    ax.set_xticks(range(len(strategies)), strategies)
+    ax.set_ylabel(f"{METRIC_NAMES[metric]} (%)")
+    ax.set_ylim(0, 100)
+    ax.axhline(100 / len(results["dataset"]["classes"]), color="#999", ls="--", lw=1)
+    ax.legend(fontsize=8, ncol=len(conds), loc="upper center", bbox_to_anchor=(0.5, -0.1))
+    ax.set_title(f"{results['name']}: one modality removed at test time")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,231 @@
+"""Train one row of a comparison on one split: a fusion strategy, a single modality, or the
+classic reference (feature statistics + SVM).
+
+Everything a run may choose (the stopping epoch, the SVM's C) is chosen on the validation
+speakers; the trainer is handed the training and validation rows only and scores the test rows
+once, after training, so test speakers cannot influence it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import fusion as fusion_registry
+from ..heads import EarlyStopping
+from .config import TrainSettings
+from .data import ModalityData
+from .metrics import uar
+
+Tensors = dict[str, torch.Tensor]
+
+
+@dataclass
+class RunOutput:
+    """What one trained row gives back: test probabilities (all modalities, and with each
+    modality dropped in turn), the learning curves and the stopping point."""
+
+    test_proba: np.ndarray
+    missing_proba: dict[str, np.ndarray] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+    val_uar: float = 0.0
+    chosen: dict[str, Any] = field(default_factory=dict)
+
+
+class _Batcher:
+    """Modalities as tensors, indexable by row, with the attention sequences when used."""
+
+    def __init__(self, mods: dict[str, ModalityData], use_seq: bool) -> None:
+        self.names = list(mods)
+        self.x = {m: torch.from_numpy(np.ascontiguousarray(d.x, np.float32))
+                  for m, d in mods.items()}
+        self.avail = torch.from_numpy(np.stack([d.available for d in mods.values()], 1))
+        self.seq = {m: (torch.from_numpy(d.seq.astype(np.float32)),
+                        torch.from_numpy(d.seq_valid))
+                    for m, d in mods.items() if use_seq and d.seq is not None}
+
+    def get(self, rows: np.ndarray, mask: torch.Tensor | None = None
+            ) -> tuple[Tensors, torch.Tensor, dict | None]:
+        idx = torch.from_numpy(rows)
+        mask = self.avail[idx] if mask is None else mask
+        emb = {m: v[idx] * mask[:, i:i + 1] for i, (m, v) in enumerate(self.x.items())}
+        seqs = {m: (s[idx], v[idx] & mask[:, self.names.index(m)][:, None])
+                for m, (s, v) in self.seq.items()} or None
+        return emb, mask, seqs
+
+
+def _modality_dropout(mask: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
+    """Drop each available modality with probability ``p``; keep at least one per row."""
+    if p <= 0 or mask.shape[1] < 2:
+        return mask
+    keep = torch.rand(mask.shape, generator=gen) >= p
+    out = mask & keep
+    empty = ~out.any(1) & mask.any(1)
+    if empty.any():
+        # restore one originally-available modality at random for rows left with none
+        scores = torch.rand(mask.shape, generator=gen) * mask
+        out[empty, scores[empty].argmax(1)] = True
+    return out
+
+
+@torch.no_grad()
+def _proba(model: nn.Module, batcher: _Batcher, rows: np.ndarray,
+           drop: str | None = None) -> np.ndarray:
+    model.eval()
+    mask = batcher.avail[torch.from_numpy(rows)].clone()
+    if drop is not None:
+        mask[:, batcher.names.index(drop)] = False
+    emb, mask, seqs = batcher.get(rows, mask)
+    out = torch.softmax(model(emb, mask, seqs), -1).numpy()
+    # Rows left with no modality at all get no answer: uniform, never a fake confident one.
+    out[~mask.numpy().any(1)] = 1.0 / out.shape[1]
+    return out
+
+
+def _build(strategy: str, mods: dict[str, ModalityData], n_classes: int,
+           settings: TrainSettings, options: dict[str, Any] | None, seed: int
+           ) -> tuple[nn.Module, bool]:
+    torch.manual_seed(seed)  # initial weights depend on the seed only
+    opts = dict(options or {})
+    use_seq = strategy == "attention" and any(d.seq is not None for d in mods.values())
+    if strategy in ("concat", "sum"):
+        opts.setdefault("width", settings.width)
+        opts.setdefault("dropout", settings.dropout)
+    if use_seq:
+        seq_dims = {m: int(d.seq.shape[2]) for m, d in mods.items() if d.seq is not None}
+        opts.setdefault("seq_tokens", int(mods[next(iter(seq_dims))].seq.shape[1]))
+        opts["seq_dims"] = seq_dims
+    elif strategy == "attention":
+        opts["seq_tokens"] = 0
+    model = fusion_registry.create(strategy, dims={m: d.dim for m, d in mods.items()},
+                                   n_classes=n_classes, **opts)
+    return model, use_seq
+
+
+def _fit(model: nn.Module, batcher: _Batcher, y: np.ndarray, train: np.ndarray,
+         val: np.ndarray | None, n_classes: int, settings: TrainSettings, seed: int,
+         epochs: int) -> list[dict[str, float]]:
+    """Train in place; with ``val``, stop early on validation UAR and keep the best weights."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    emb, mask, seqs = batcher.get(train)
+    model.fit_normalisation(emb, mask)
+    if seqs and hasattr(model, "fit_sequence_normalisation"):
+        model.fit_sequence_normalisation(seqs)
+    yt = torch.from_numpy(np.asarray(y, np.int64))
+    counts = torch.bincount(yt[train], minlength=n_classes).float()
+    weight = counts.sum() / (counts.clamp_min(1) * n_classes) if settings.class_weighted \
+        else None
+    loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=settings.label_smoothing)
+    eval_loss = nn.CrossEntropyLoss(weight=weight)
+    opt = torch.optim.AdamW(model.parameters(), lr=settings.lr,
+                            weight_decay=settings.weight_decay)
+    stopper = EarlyStopping(model, settings.patience)
+    history: list[dict[str, float]] = []
+    for epoch in range(epochs):
+        model.train()
+        order = train[rng.permutation(len(train))]
+        total, seen = 0.0, 0
+        for i in range(0, len(order), settings.batch_size):
+            rows = order[i:i + settings.batch_size]
+            base = batcher.avail[torch.from_numpy(rows)]
+            emb, mask, seqs = batcher.get(rows, _modality_dropout(base, settings.modality_dropout,
+                                                                  gen))
+            loss = loss_fn(model(emb, mask, seqs), yt[torch.from_numpy(rows)])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total, seen = total + loss.item() * len(rows), seen + len(rows)
+        if val is None:
+            history.append({"epoch": epoch + 1, "train_loss": total / max(seen, 1)})
+            continue
+        val_p = _proba(model, batcher, val)
+        val_uar = uar(y[val], val_p.argmax(1), n_classes)
+        val_loss = float(eval_loss(torch.log(torch.from_numpy(val_p).clamp_min(1e-8)),
+                                   yt[torch.from_numpy(val)]))
+        history.append({"epoch": epoch + 1, "train_loss": total / max(seen, 1),
+                        "val_loss": val_loss, "val_uar": val_uar})
+        if stopper.update(val_uar):
+            break
+    if val is not None:
+        stopper.restore()
+    return history
+
+
+def train_neural(strategy: str, mods: dict[str, ModalityData], y: np.ndarray,
+                 train: np.ndarray, val: np.ndarray, test: np.ndarray, n_classes: int,
+                 settings: TrainSettings, seed: int, options: dict[str, Any] | None = None,
+                 missing: bool = False) -> RunOutput:
+    """Train ``strategy`` (a fusion name) over ``mods`` and score ``test``.
+
+    Early stopping on the validation speakers picks the epoch count. With ``settings.refit``
+    a fresh model then trains on training + validation speakers for exactly that many epochs
+    (no further choice is made, and the test speakers are still unseen), so the final model
+    learns from every training speaker. A single modality is the same strategy with one input
+    (``concat`` over one modality is an MLP head), so unimodal and fused rows differ only in
+    what they see.
+    """
+    torch.set_num_threads(max(1, settings.threads))
+    model, use_seq = _build(strategy, mods, n_classes, settings, options, seed)
+    batcher = _Batcher(mods, use_seq)
+    history = _fit(model, batcher, y, train, val, n_classes, settings, seed, settings.epochs)
+    best = int(np.argmax([h["val_uar"] for h in history])) + 1
+    val_best = max(h["val_uar"] for h in history)
+    if settings.refit:
+        model, _ = _build(strategy, mods, n_classes, settings, options, seed)
+        _fit(model, batcher, y, np.concatenate([train, val]), None, n_classes, settings, seed,
+             best)
+    out = RunOutput(_proba(model, batcher, test), history=history, best_epoch=best,
+                    val_uar=float(val_best), chosen={"epochs": best,
+                                                     "refit": bool(settings.refit)})
+    if missing and len(mods) > 1:
+        out.missing_proba = {m: _proba(model, batcher, test, drop=m) for m in mods}
+    return out
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def train_svm(x: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarray,
+              test: np.ndarray, n_classes: int, seed: int,
+              cs: tuple[float, ...] = (0.1, 1.0, 10.0)) -> RunOutput:
+    """Standardised features + RBF SVM (class-balanced), C chosen on validation UAR.
+
+    Scores for ROC-AUC are the softmax of the one-vs-rest decision values: a ranking, not a
+    calibrated probability, which is all AUC needs.
+    """
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    x = np.nan_to_num(np.asarray(x, np.float64))
+
+    def fit(c: float):
+        return make_pipeline(StandardScaler(), SVC(C=c, kernel="rbf", class_weight="balanced",
+                                                   decision_function_shape="ovr",
+                                                   random_state=seed)).fit(x[train], y[train])
+
+    def scores(clf, rows: np.ndarray) -> np.ndarray:
+        d = clf.decision_function(x[rows])
+        if d.ndim == 1:
+            d = np.stack([-d, d], 1) / 2
+        return _softmax(d)
+
+    history, best = [], (-1.0, None, None)
+    for c in cs:
+        clf = fit(c)
+        score = uar(y[val], scores(clf, val).argmax(1), n_classes)
+        history.append({"C": c, "val_uar": score})
+        if score > best[0]:
+            best = (score, c, clf)
+    return RunOutput(scores(best[2], test), history=[], val_uar=best[0],
+                     chosen={"C": best[1], "val_by_C": history})
