@@ -180,7 +180,7 @@ def test_small_experiment_writes_a_full_report(tmp_path: Path):
     res = run_experiment(cfg, data=synthetic(), out=tmp_path, progress=False)
     rows = res["rows"]
     assert set(rows) == {"concat", "sum", "attention", "audio only", "face only", "text only",
-                         "reference"}
+                         "reference", "linear probe"}
     assert all(r["summary"]["runs"] == 6 for r in rows.values())
     # the informative modality beats noise; fusion is not worse than noise
     assert rows["audio only"]["summary"]["uar"]["mean"] > rows["text only"]["summary"]["uar"][
@@ -205,7 +205,7 @@ def test_small_experiment_writes_a_full_report(tmp_path: Path):
 
 def test_speaker_norm_helps_when_speakers_shift_features(tmp_path: Path):
     base = {"name": "sn", "dataset": "synthetic", "modalities": {"audio": {"source": "given"}},
-            "fusions": ["concat"], "unimodal": False, "missing_modality": False, "seeds": [0],
+            "fusions": ["concat"], "unimodal": False, "linear_probe": False, "missing_modality": False, "seeds": [0],
             "protocol": {"kind": "speaker-kfold", "folds": 3, "val_speakers": 2},
             "train": {"epochs": 20, "patience": 6, "width": 32}}
     data = synthetic()

@@ -42,6 +42,7 @@ class TrainSettings:
     label_smoothing: float = 0.05
     class_weighted: bool = True
     threads: int = 1
+    clip_sigma: float | None = 5.0  # clip standardised inputs (training-set statistics)
     # After early stopping picks the epoch count on the validation speakers, retrain on
     # training + validation speakers for that many epochs (test speakers still unseen).
     refit: bool = True
@@ -55,6 +56,7 @@ class ExperimentConfig:
     fusions: list[str] = field(default_factory=lambda: ["concat", "sum", "attention"])
     fusion_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     unimodal: bool = True
+    linear_probe: bool = True  # logistic regression on the concatenated pooled features
     reference: dict[str, Any] = field(default_factory=dict)
     missing_modality: bool = True
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)

@@ -20,9 +20,10 @@ from .config import ExperimentConfig, load_config
 from .data import ExperimentData, ModalityData, load_dataset, speaker_normalise
 from .metrics import aggregate, paired_test, run_report
 from .protocol import make_splits
-from .trainer import RunOutput, train_neural, train_svm
+from .trainer import RunOutput, train_logreg, train_neural, train_svm
 
 REFERENCE_ROW = "reference"
+PROBE_ROW = "linear probe"
 
 
 def _versions() -> dict[str, str]:
@@ -64,6 +65,10 @@ def _rows(cfg: ExperimentConfig, data: ExperimentData) -> list[dict[str, Any]]:
     if cfg.unimodal:
         rows += [{"name": f"{m} only", "kind": "unimodal", "strategy": "concat",
                   "modalities": [m]} for m in data.modalities]
+    if cfg.linear_probe:
+        rows.append({"name": PROBE_ROW, "kind": "reference", "strategy": "logreg",
+                     "modalities": list(data.modalities),
+                     "description": "logistic regression on the concatenated pooled features"})
     if cfg.reference and "x" in data.reference:
         rows.append({"name": REFERENCE_ROW, "kind": "reference", "strategy": "svm",
                      "modalities": [], "description": cfg.reference.get("description",
@@ -115,6 +120,10 @@ def run_experiment(cfg: ExperimentConfig, data: ExperimentData | None = None,
 
 def _train_row(cfg: ExperimentConfig, data: ExperimentData, row: dict[str, Any],
                split) -> RunOutput:
+    if row["strategy"] == "logreg":
+        x = np.concatenate([data.modalities[m].x for m in row["modalities"]], 1)
+        return train_logreg(x, data.y, split.train, split.val, split.test, data.n_classes,
+                            split.seed)
     if row["kind"] == "reference":
         return train_svm(data.reference["x"], data.y, split.train, split.val, split.test,
                          data.n_classes, split.seed)
