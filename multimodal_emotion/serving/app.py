@@ -1,0 +1,361 @@
+"""The HTTP API and web page: a FastAPI app factory, its routes, and ``mer serve``.
+
+* ``GET /healthz``   -- 503 while models load, 200 once ``analyze`` can answer (always open).
+* ``POST /v1/analyze`` -- multipart ``file`` (+ ``fusion``, ``fps``) -> ``mer analyze --json``'s
+  object, with ``path`` set to the client's file name (or ``null``), never a server path.
+* ``POST /v1/fuse``  -- fuse embeddings (trained fusion) or probabilities (late-fusion rule).
+* ``GET /v1/models`` -- encoders, sizes, fusions, labels, versions, provenance.
+* ``GET /``          -- one static page (``static/``) that drives the API from a browser.
+
+Models load once, in a background thread started by the app's lifespan, so the port opens at
+once and ``/healthz`` can say "not yet". Inference runs on a bounded pool
+(:mod:`.work`), never on the event loop. Uploads stream to a temporary file that is deleted
+when the request ends, whatever happened (:mod:`.upload`). Nothing of the media, the file name
+or the transcript is logged unless ``MER_LOG_CONTENT=1``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import threading
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from ..errors import InputError, MediaError, MerError
+from ..types import MODALITIES
+from .errors import ApiError, error_response
+from .fuse import LATE_FUSION_RULES, FuseRequest, fuse
+from .settings import Settings
+from .upload import receive_upload
+from .work import WorkQueue
+
+log = logging.getLogger("multimodal_emotion.serving")
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+RecognizerFactory = Callable[[], Any]
+
+
+@dataclass
+class ServerState:
+    """What the routes share: settings, the work queue, and the recognizer once loaded."""
+
+    settings: Settings
+    queue: WorkQueue
+    recognizer: Any = None
+    load_error: str | None = None
+    started: float = field(default_factory=time.monotonic)
+    load_s: float | None = None
+    ready: threading.Event = field(default_factory=threading.Event)
+
+    def load(self, factory: RecognizerFactory) -> None:
+        """Build the recognizer (runs in a thread: model loading takes seconds)."""
+        try:
+            rec = factory()
+        except Exception as exc:  # noqa: BLE001 -- reported by /healthz, not raised into void
+            log.exception("model loading failed")
+            self.load_error = f"{type(exc).__name__}: {exc}"
+            return
+        self.recognizer = rec
+        self.load_s = time.monotonic() - self.started
+        self.ready.set()
+        log.info("models ready in %.1f s", self.load_s)
+
+    def require_ready(self) -> Any:
+        if self.load_error is not None:
+            raise ApiError("model_load_failed", f"the models could not be loaded: "
+                           f"{self.load_error}")
+        if not self.ready.is_set():
+            raise ApiError("not_ready", f"models are loading ({time.monotonic() - self.started:.1f}"
+                           " s so far); retry shortly", headers={"Retry-After": "2"})
+        return self.recognizer
+
+
+def create_app(recognizer_factory: RecognizerFactory | None = None,
+               settings: Settings | None = None) -> FastAPI:
+    """Build the app. ``recognizer_factory()`` returns an object shaped like
+    :class:`~multimodal_emotion.recognizer.EmotionRecognizer` (``analyze``, ``model``,
+    ``model_dir``, ``fps``); by default the one in ``settings.model_dir`` (the shipped model).
+    Tests pass light fakes and settings with a tiny upload limit or queue."""
+    settings = settings or Settings.from_env()
+    if recognizer_factory is None:
+        def recognizer_factory() -> Any:
+            from ..recognizer import EmotionRecognizer
+
+            return EmotionRecognizer.from_pretrained(settings.model_dir,
+                                                     window_s=settings.window_s)
+    Path(settings.upload_dir).mkdir(parents=True, exist_ok=True)
+    state = ServerState(settings, WorkQueue(settings.workers, settings.queue_size))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.started = time.monotonic()
+        threading.Thread(target=state.load, args=(recognizer_factory,), name="mer-load",
+                         daemon=True).start()
+        yield
+        state.queue.shutdown()
+
+    app = FastAPI(title="multimodal-emotion", version=__version__, lifespan=lifespan,
+                  description="Emotion from video: voice, words and face, fused.")
+    app.state.mer = state
+    _install_error_handlers(app)
+
+    def require_key(request: Request) -> None:
+        """``MER_API_KEY`` check for ``/v1/*``: ``X-API-Key`` or ``Authorization: Bearer``."""
+        if not settings.api_key:
+            return
+        given = request.headers.get("x-api-key")
+        auth = request.headers.get("authorization", "")
+        if given is None and auth[:7].lower() == "bearer ":
+            given = auth[7:].strip()
+        if not given or not hmac.compare_digest(given.encode(), settings.api_key.encode()):
+            raise ApiError("unauthorized", "a valid API key is required: send it as "
+                           "'X-API-Key: <key>' or 'Authorization: Bearer <key>'",
+                           headers={"WWW-Authenticate": "Bearer"})
+
+    guarded = [Depends(require_key)]
+
+    @app.get("/healthz", tags=["meta"])
+    async def healthz() -> JSONResponse:
+        """Ready once the models are loaded; never needs the API key."""
+        extra = {"auth_required": bool(settings.api_key), "version": __version__}
+        try:
+            state.require_ready()
+        except ApiError as err:
+            return error_response(err.status, err.code, err.message, err.headers,
+                                  status="loading" if err.code == "not_ready" else "failed",
+                                  **extra)
+        return JSONResponse({"status": "ready", "load_s": round(state.load_s or 0.0, 2),
+                             "queue": state.queue.stats(),
+                             "max_upload_mb": settings.max_upload_mb, **extra})
+
+    @app.get("/v1/models", dependencies=guarded, tags=["api"])
+    async def models() -> dict[str, Any]:
+        """What is loaded: encoders and their embedding sizes, fusions, labels, versions."""
+        return describe_models(state.require_ready(), settings)
+
+    @app.post("/v1/fuse", dependencies=guarded, tags=["api"])
+    def fuse_route(body: FuseRequest) -> dict[str, Any]:
+        """Fuse per-modality embeddings or probabilities (a plain ``def``: FastAPI runs it in
+        its thread pool, off the event loop)."""
+        return fuse(state.require_ready().model, body)
+
+    @app.post("/v1/analyze", dependencies=guarded, tags=["api"],
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "multipart/form-data": {"schema": {
+                      "type": "object", "required": ["file"], "properties": {
+                          "file": {"type": "string", "format": "binary"},
+                          "fusion": {"type": "string", "enum": ["concat", "sum", "attention"]},
+                          "fps": {"type": "number", "minimum": settings.min_fps,
+                                  "maximum": settings.max_fps}}}}}}})
+    async def analyze(request: Request) -> JSONResponse:
+        """Analyze one uploaded clip; the answer is ``mer analyze --json``'s object."""
+        rec = state.require_ready()
+        return await _analyze(request, rec, state)
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+# -- /v1/analyze -----------------------------------------------------------------------------
+async def _analyze(request: Request, rec: Any, state: ServerState) -> JSONResponse:
+    settings = state.settings
+    ticket = state.queue.admit()
+    if ticket is None:
+        log.info("analyze status=429 queue=%s", state.queue.stats())
+        raise ApiError("queue_full", f"the server is busy ({settings.workers} running, "
+                       f"{settings.queue_size} waiting); retry shortly",
+                       headers={"Retry-After": "2"})
+    t0 = time.perf_counter()
+    options: dict[str, Any] = {}
+    upload = None
+    status = 500
+    try:
+        upload = await receive_upload(
+            request.headers, request.stream(), settings.upload_dir, settings.max_upload_bytes,
+            on_field=lambda name, value: options.update(_form_option(name, value, rec, settings)))
+        path = upload.path
+        try:
+            pred = await ticket.run(analyze_file, rec, path, options.get("fusion"),
+                                    options.get("fps"),
+                                    cleanup=lambda: path.unlink(missing_ok=True))
+        except MediaError as exc:
+            shown = upload.filename or "upload"
+            raise ApiError("unreadable_media",
+                           str(exc).replace(str(path), shown)) from exc
+        except InputError as exc:
+            raise ApiError("invalid_request", str(exc)) from exc
+        body = pred.to_dict()
+        body.pop("path", None)
+        body = {"path": upload.filename, **body}
+        status = 200
+        if settings.log_content:
+            log.info("analyze content file=%r label=%s transcript=%r", upload.filename,
+                     body["label"], body["modalities"]["text"].get("transcript"))
+        return JSONResponse(body)
+    except ApiError as err:
+        status = err.status
+        raise
+    finally:
+        if upload is not None and not ticket.submitted:
+            upload.path.unlink(missing_ok=True)
+        ticket.close()
+        log.info("analyze status=%d bytes=%s kind=%s ms=%.0f", status,
+                 upload.size if upload else request.headers.get("content-length", "-"),
+                 upload.kind if upload else "-", (time.perf_counter() - t0) * 1000)
+
+
+def _form_option(name: str, value: str, rec: Any, settings: Settings) -> dict[str, Any]:
+    """Validate one form field of ``/v1/analyze`` (unknown fields are ignored)."""
+    if name == "fusion":
+        if value == "":
+            return {}
+        fusions = list(rec.model.fusions)
+        if value not in fusions:
+            raise ApiError("invalid_request", f"fusion {value!r} is not in the loaded model; use "
+                           f"one of {fusions}")
+        return {"fusion": value}
+    if name == "fps":
+        if value == "":
+            return {}
+        try:
+            fps = float(value)
+        except ValueError:
+            raise ApiError("invalid_request", f"fps must be a number, not {value!r}") from None
+        if not settings.min_fps <= fps <= settings.max_fps:
+            raise ApiError("invalid_request", f"fps must be between {settings.min_fps:g} and "
+                           f"{settings.max_fps:g} frames per second, not {value}")
+        return {"fps": fps}
+    return {}
+
+
+def analyze_file(rec: Any, path: Path, fusion: str | None, fps: float | None) -> Any:
+    """``rec.analyze(path)``, decoding at ``fps`` when the request asked for another rate than
+    the recognizer's (the decode then happens here and its time is put back in the timings)."""
+    if fps is None or fps == getattr(rec, "fps", None):
+        return rec.analyze(str(path), fusion=fusion)
+    from .. import media
+
+    t = time.perf_counter()
+    clip = media.load(str(path), fps=fps)
+    decode_ms = (time.perf_counter() - t) * 1000
+    pred = rec.analyze(clip, fusion=fusion)
+    pred.timings_ms["decode"] = decode_ms
+    pred.timings_ms["total"] = pred.timings_ms.get("total", 0.0) + decode_ms
+    return pred
+
+
+# -- /v1/models ------------------------------------------------------------------------------
+def describe_models(rec: Any, settings: Settings) -> dict[str, Any]:
+    """The loaded model in one JSON object (built from its ``config.json``)."""
+    import platform
+
+    import torch
+
+    model = rec.model
+    enc_cfg: dict[str, Any] = model.config.get("encoders", {})
+    encoders = {m: {"name": enc_cfg.get(m, {}).get("name"), "dim": int(model.dims[m])}
+                for m in MODALITIES}
+    encoders["text"]["transcriber"] = enc_cfg.get("transcriber", {}).get("name")
+    model_dir = getattr(rec, "model_dir", settings.model_dir)
+    return {
+        "encoders": encoders,
+        "fusions": list(model.fusions),
+        "default_fusion": model.default_fusion,
+        "late_fusion_rules": LATE_FUSION_RULES,
+        "labels": list(model.labels),
+        "analyze": {"fps_default": getattr(rec, "fps", None),
+                    "fps_range": [settings.min_fps, settings.max_fps],
+                    "window_s": getattr(rec, "window_s", settings.window_s),
+                    "max_upload_mb": settings.max_upload_mb},
+        "model": {"dir": str(model_dir) if model_dir else None,
+                  "format": model.config.get("format"), "dtype": model.config.get("dtype"),
+                  "provenance": model.config.get("provenance")},
+        "versions": {"multimodal_emotion": _package_version(), "torch": torch.__version__,
+                     "python": platform.python_version()},
+    }
+
+
+def _package_version() -> str:
+    if __version__:
+        return __version__
+    from importlib.metadata import version
+
+    return version("multimodal-emotion")
+
+
+# -- errors ----------------------------------------------------------------------------------
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized",
+               413: "upload_too_large", 415: "unsupported_media_type", 429: "queue_full",
+               503: "not_ready"}
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """Every error leaves as ``{"error": code, "message": text}``, FastAPI's own included."""
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return exc.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = jsonable_encoder(exc.errors(), exclude={"input", "url", "ctx"})
+        parts = [f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: "
+                 f"{e.get('msg')}" for e in errors]
+        return error_response(422, "invalid_request", "; ".join(parts) or "invalid request",
+                              details=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail),
+                              dict(exc.headers or {}))
+
+    @app.exception_handler(MediaError)
+    async def media_error(_: Request, exc: MediaError) -> JSONResponse:
+        return error_response(400, "unreadable_media", str(exc))
+
+    @app.exception_handler(InputError)
+    async def input_error(_: Request, exc: InputError) -> JSONResponse:
+        return error_response(422, "invalid_request", str(exc))
+
+    @app.exception_handler(MerError)
+    async def mer_error(_: Request, exc: MerError) -> JSONResponse:
+        log.error("request failed: %s", exc)
+        return error_response(500, "internal_error", str(exc))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return error_response(500, "internal_error", f"{type(exc).__name__}: {exc}")
+
+
+# -- mer serve -------------------------------------------------------------------------------
+def serve_cli(args: Any) -> int:
+    """``mer serve --host --port --model``; everything else comes from ``MER_*`` variables."""
+    import uvicorn
+
+    settings = Settings.from_env(model_dir=getattr(args, "model", None))
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log.info("serving on http://%s:%d (workers=%d, queue=%d, max upload %g MB, API key %s, "
+             "content logging %s)", args.host, args.port, settings.workers, settings.queue_size,
+             settings.max_upload_mb, "on" if settings.api_key else "off",
+             "on" if settings.log_content else "off")
+    uvicorn.run(create_app(settings=settings), host=args.host, port=args.port,
+                log_level="info")
+    return 0

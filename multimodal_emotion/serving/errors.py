@@ -1,0 +1,48 @@
+"""The HTTP error contract: every failure is ``{"error": "<stable_code>", "message": "..."}``.
+
+Clients branch on ``error`` (a code that never changes) and show ``message`` (prose that may).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.responses import JSONResponse
+
+# status, code, when -- the README's error table is generated from the same words.
+ERRORS: dict[str, tuple[int, str]] = {
+    "empty_upload": (400, "the uploaded file has no bytes"),
+    "unreadable_media": (400, "the file has a media signature but cannot be decoded"),
+    "malformed_request": (400, "the multipart body cannot be parsed"),
+    "unauthorized": (401, "MER_API_KEY is set and the key is missing or wrong"),
+    "not_found": (404, "no such route"),
+    "method_not_allowed": (405, "wrong HTTP method for the route"),
+    "upload_too_large": (413, "the upload passes MER_MAX_UPLOAD_MB"),
+    "unsupported_media_type": (415, "the first bytes match no supported audio/video container"),
+    "invalid_request": (422, "a field is missing, of the wrong type or out of range"),
+    "queue_full": (429, "every worker is busy and MER_QUEUE_SIZE analyses already wait"),
+    "internal_error": (500, "a bug; the message says what failed"),
+    "not_ready": (503, "models are still loading"),
+    "model_load_failed": (503, "the models could not be loaded; the server will not become ready"),
+}
+
+
+class ApiError(Exception):
+    """Raised anywhere in a request; the app turns it into the JSON error response."""
+
+    def __init__(self, code: str, message: str, status: int | None = None,
+                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+        self.status = status or ERRORS[code][0]
+        self.headers = headers or {}
+        self.extra = extra
+
+    def response(self) -> JSONResponse:
+        return error_response(self.status, self.code, self.message, self.headers, **self.extra)
+
+
+def error_response(http_status: int, code: str, message: str, headers: dict[str, str] | None = None,
+                   **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message, **extra}, status_code=http_status,
+                        headers=headers)

@@ -1,0 +1,87 @@
+"""Server settings: one frozen dataclass, read from ``MER_*`` environment variables.
+
+Everything an operator may need to change without code lives here, so tests can build an app
+with a tiny upload limit or a one-slot queue by passing a ``Settings`` instead of patching
+globals, and ``mer serve`` keeps only three flags (host, port, model).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
+
+from ..errors import InputError
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the HTTP server behaves. Build with :meth:`from_env`; override with ``replace``."""
+
+    model_dir: str | None = None
+    """Model folder (``config.json`` + ``model.safetensors``); ``None`` = the shipped model."""
+    max_upload_mb: float = 200.0
+    """Largest accepted upload; bigger ones get 413 as soon as the byte count passes it."""
+    workers: int = 1
+    """Inference threads. The recognizer is not guaranteed thread-safe, hence 1 by default."""
+    queue_size: int = 8
+    """Analyses allowed to *wait* for a worker; one more request than workers + queue gets 429."""
+    api_key: str | None = None
+    """When set, ``/v1/*`` need ``X-API-Key: <key>`` or ``Authorization: Bearer <key>``."""
+    upload_dir: str = field(default_factory=tempfile.gettempdir)
+    """Where uploads are streamed to; each file is deleted when its request ends."""
+    log_content: bool = False
+    """Log file names, transcripts and labels. Off: logs carry only sizes, status and timing."""
+    min_fps: float = 0.5
+    max_fps: float = 30.0
+    window_s: float = 10.0
+    """Seconds per segment for long clips (as ``mer analyze --window``)."""
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Settings from ``MER_*`` variables (see the README's Serving section), then
+        ``overrides`` (``None`` values are ignored, so CLI flags left unset do not clobber)."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        readers = {
+            "model_dir": ("MER_MODEL", str),
+            "max_upload_mb": ("MER_MAX_UPLOAD_MB", float),
+            "workers": ("MER_WORKERS", int),
+            "queue_size": ("MER_QUEUE_SIZE", int),
+            "api_key": ("MER_API_KEY", str),
+            "upload_dir": ("MER_UPLOAD_DIR", str),
+            "log_content": ("MER_LOG_CONTENT", lambda s: s.strip().lower() in _TRUE),
+            "window_s": ("MER_WINDOW_S", float),
+        }
+        for name, (var, parse) in readers.items():
+            raw = env.get(var)
+            if raw is None or raw.strip() == "":
+                continue
+            try:
+                values[name] = parse(raw.strip())
+            except ValueError as exc:
+                raise InputError(f"{var}={raw!r} is not a valid value ({exc})") from exc
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values).validated()
+
+    def validated(self) -> "Settings":
+        """Reject settings that would make a broken server, with the variable to fix."""
+        if self.max_upload_mb <= 0:
+            raise InputError("MER_MAX_UPLOAD_MB must be > 0")
+        if self.workers < 1:
+            raise InputError("MER_WORKERS must be >= 1")
+        if self.queue_size < 0:
+            raise InputError("MER_QUEUE_SIZE must be >= 0")
+        if not 0 < self.min_fps <= self.max_fps:
+            raise InputError("fps bounds must satisfy 0 < min_fps <= max_fps")
+        return self
+
+    def replace(self, **changes: Any) -> "Settings":
+        return replace(self, **changes).validated()

@@ -1,0 +1,280 @@
+// The page for `mer serve`: pick or drop a clip, upload it to POST /v1/analyze with progress,
+// then show the fused answer, each modality's bars, the transcript and the timeline.
+// Plain JS, no build step, no network but this server. Server text goes in via textContent only.
+"use strict";
+
+const LABEL_ORDER = ["neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised"];
+const MODALITIES = ["audio", "text", "face"];
+const $ = (id) => document.getElementById(id);
+
+let chosenFile = null;
+let busy = false;
+
+function el(tag, cls, text) {
+  const node = document.createElement(tag);
+  if (cls) node.className = cls;
+  if (text !== undefined && text !== null) node.textContent = text;
+  return node;
+}
+
+function apiHeaders() {
+  const key = $("api-key").value.trim();
+  return key ? { "X-API-Key": key } : {};
+}
+
+function pct(p) {
+  return (p * 100).toFixed(p < 0.1 ? 1 : 0) + "%";
+}
+
+// -- server status ------------------------------------------------------------------------
+async function watchHealth() {
+  const pill = $("status");
+  try {
+    const res = await fetch("/healthz", { cache: "no-store" });
+    const body = await res.json();
+    $("key-row").hidden = !body.auth_required;
+    if (res.ok) {
+      pill.textContent = "models ready";
+      pill.className = "pill pill-ok";
+      loadModels();
+      return;
+    }
+    pill.textContent = body.error === "not_ready" ? "loading models…" : "models failed to load";
+    pill.className = body.error === "not_ready" ? "pill pill-wait" : "pill pill-bad";
+    if (body.error !== "not_ready") { showError(res.status, body); return; }
+  } catch (e) {
+    pill.textContent = "server unreachable";
+    pill.className = "pill pill-bad";
+  }
+  setTimeout(watchHealth, 1000);
+}
+
+async function loadModels() {
+  try {
+    const res = await fetch("/v1/models", { headers: apiHeaders() });
+    if (!res.ok) return; // a missing key: the select keeps "model default"
+    const info = await res.json();
+    const select = $("fusion");
+    select.replaceChildren(el("option", null, "model default (" + info.default_fusion + ")"));
+    select.firstChild.value = "";
+    for (const name of info.fusions) {
+      const opt = el("option", null, name);
+      opt.value = name;
+      select.appendChild(opt);
+    }
+    if (info.analyze && info.analyze.fps_default) $("fps").placeholder = info.analyze.fps_default;
+  } catch (e) { /* the page still works with the defaults */ }
+}
+
+// -- choosing a file ----------------------------------------------------------------------
+function choose(file) {
+  if (!file) return;
+  chosenFile = file;
+  const size = file.size >= 1048576 ? (file.size / 1048576).toFixed(1) + " MB"
+    : Math.max(1, Math.round(file.size / 1024)) + " KB";
+  $("file-name").textContent = file.name + " (" + size + ")";
+  $("go").disabled = false;
+  analyze();
+}
+
+function setupInput() {
+  const drop = $("drop");
+  $("file").addEventListener("change", (e) => choose(e.target.files[0]));
+  for (const ev of ["dragenter", "dragover"]) {
+    drop.addEventListener(ev, (e) => { e.preventDefault(); drop.classList.add("over"); });
+  }
+  for (const ev of ["dragleave", "drop"]) {
+    drop.addEventListener(ev, (e) => { e.preventDefault(); drop.classList.remove("over"); });
+  }
+  drop.addEventListener("drop", (e) => choose(e.dataTransfer.files[0]));
+  $("go").addEventListener("click", analyze);
+  $("api-key").addEventListener("change", () => {
+    sessionStorage.setItem("mer-api-key", $("api-key").value.trim());
+    loadModels();
+  });
+  $("api-key").value = sessionStorage.getItem("mer-api-key") || "";
+}
+
+// -- upload + analyze ---------------------------------------------------------------------
+function setProgress(fraction, text, spinning) {
+  $("progress").hidden = false;
+  $("progress-fill").style.width = Math.round(fraction * 100) + "%";
+  $("progress-text").textContent = text;
+  $("spinner").hidden = !spinning;
+}
+
+function analyze() {
+  if (!chosenFile || busy) return;
+  busy = true;
+  $("go").disabled = true;
+  $("error").hidden = true;
+  $("result").hidden = true;
+  const form = new FormData();
+  form.append("file", chosenFile, chosenFile.name);
+  if ($("fusion").value) form.append("fusion", $("fusion").value);
+  if ($("fps").value) form.append("fps", $("fps").value);
+
+  const xhr = new XMLHttpRequest();
+  xhr.open("POST", "/v1/analyze");
+  for (const [k, v] of Object.entries(apiHeaders())) xhr.setRequestHeader(k, v);
+  xhr.upload.onprogress = (e) => {
+    if (e.lengthComputable) {
+      setProgress(e.loaded / e.total, "Uploading… " + Math.round((100 * e.loaded) / e.total) + "%", false);
+    }
+  };
+  xhr.upload.onload = () => setProgress(1, "Analyzing…", true);
+  xhr.onload = () => {
+    let body = null;
+    try { body = JSON.parse(xhr.responseText); } catch (e) { /* not JSON */ }
+    if (xhr.status === 200 && body) render(body);
+    else showError(xhr.status, body || { message: xhr.responseText || xhr.statusText });
+    done();
+  };
+  xhr.onerror = () => {
+    showError(0, { error: "network_error", message: "the upload failed (connection lost or refused)" });
+    done();
+  };
+  setProgress(0, "Uploading… 0%", false);
+  xhr.send(form);
+}
+
+function done() {
+  busy = false;
+  $("go").disabled = !chosenFile;
+  $("progress").hidden = true;
+}
+
+const ERROR_TITLES = {
+  unsupported_media_type: "Unsupported file type",
+  upload_too_large: "File too large",
+  unreadable_media: "Cannot read this file",
+  empty_upload: "Empty file",
+  unauthorized: "API key needed",
+  queue_full: "Server busy",
+  not_ready: "Models still loading",
+  model_load_failed: "Models failed to load",
+  invalid_request: "Invalid request",
+  network_error: "Network error",
+};
+
+function showError(status, body) {
+  const box = $("error");
+  box.replaceChildren();
+  const title = ERROR_TITLES[body.error] || (status ? "Request failed" : "Something went wrong");
+  box.appendChild(el("strong", null, title));
+  const msg = String(body.message || "");
+  box.appendChild(el("span", "error-message", msg.charAt(0).toUpperCase() + msg.slice(1)));
+  if (body.error || status) {
+    box.appendChild(el("code", null, (body.error || "error") + (status ? " · HTTP " + status : "")));
+  }
+  if (status === 401) $("key-row").hidden = false;
+  box.hidden = false;
+}
+
+// -- results ------------------------------------------------------------------------------
+function bars(probs) {
+  const wrap = el("div", "bars");
+  const labels = LABEL_ORDER.filter((l) => l in probs).concat(
+    Object.keys(probs).filter((l) => !LABEL_ORDER.includes(l)));
+  const top = labels.reduce((a, b) => (probs[b] > probs[a] ? b : a), labels[0]);
+  for (const label of labels) {
+    const row = el("div", "bar" + (label === top ? " top" : ""));
+    row.dataset.label = label;
+    row.appendChild(el("span", "bar-name", label));
+    const track = el("div", "bar-track");
+    const fill = el("div", "bar-fill c-" + label);
+    fill.style.width = (probs[label] * 100).toFixed(1) + "%";
+    track.appendChild(fill);
+    row.appendChild(track);
+    row.appendChild(el("span", "bar-value", pct(probs[label])));
+    wrap.appendChild(row);
+  }
+  return wrap;
+}
+
+function card(title, view, extra, isFused) {
+  const c = el("div", "card" + (isFused ? " fused" : "") + (view.available === false ? " missing" : ""));
+  c.dataset.modality = title;
+  const head = el("div", "card-head");
+  head.appendChild(el("span", "card-title", title));
+  head.appendChild(el("span", "card-label", view.label || "not available"));
+  c.appendChild(head);
+  if (view.probabilities) c.appendChild(bars(view.probabilities));
+  else c.appendChild(el("div", "reason", view.reason || "no answer"));
+  if (extra) c.appendChild(el("div", "card-extra", extra));
+  return c;
+}
+
+function render(d) {
+  $("result").hidden = false;
+  const label = $("fused-label");
+  label.replaceChildren();
+  label.appendChild(document.createTextNode(d.label || "no answer"));
+  if (d.label && d.probabilities) label.appendChild(el("span", "conf", pct(d.probabilities[d.label])));
+
+  const facts = $("facts");
+  facts.replaceChildren();
+  const face = d.modalities.face || {};
+  const rows = [
+    ["file", d.path || "—"],
+    ["duration", d.duration_s.toFixed(1) + " s"],
+    ["fusion", d.fusion],
+    ["faces found", (face.frames_with_face || 0) + " / " + (face.frames || 0) + " frames"],
+  ];
+  for (const [k, v] of rows) { facts.appendChild(el("dt", null, k)); facts.appendChild(el("dd", null, v)); }
+
+  $("no-answer").hidden = !d.reason;
+  $("no-answer").textContent = d.reason || "";
+
+  const cards = $("cards");
+  cards.replaceChildren();
+  cards.appendChild(card("fused", { label: d.label, probabilities: d.probabilities, reason: d.reason }, null, true));
+  for (const m of MODALITIES) {
+    const v = d.modalities[m];
+    if (!v) continue;
+    let extra = null;
+    if (m === "face") extra = "faces in " + (v.frames_with_face || 0) + " of " + (v.frames || 0) + " sampled frames";
+    cards.appendChild(card(m, v, extra, false));
+  }
+
+  const text = d.modalities.text || {};
+  const transcript = $("transcript");
+  transcript.textContent = text.transcript ? "“" + text.transcript + "”" : "(no words recognised)";
+  transcript.className = "transcript" + (text.transcript ? "" : " empty");
+
+  const timings = $("timings");
+  timings.replaceChildren();
+  for (const [k, v] of Object.entries(d.timings_ms || {})) {
+    const item = el("span", null, k + " ");
+    item.appendChild(el("b", null, Math.round(v) + " ms"));
+    timings.appendChild(item);
+  }
+
+  renderTimeline(d.segments || [], d.duration_s);
+}
+
+function renderTimeline(segments, duration) {
+  const box = $("timeline-box");
+  box.hidden = segments.length === 0;
+  if (!segments.length) return;
+  const line = $("timeline");
+  line.replaceChildren();
+  const total = duration || segments[segments.length - 1].end;
+  for (const s of segments) {
+    const seg = el("div", "seg c-" + s.label, s.end - s.start >= total / 12 ? s.label : "");
+    seg.style.width = (100 * (s.end - s.start) / total).toFixed(2) + "%";
+    seg.title = s.start.toFixed(1) + "–" + s.end.toFixed(1) + " s: " + s.label + " " + pct(s.probabilities[s.label]);
+    line.appendChild(seg);
+  }
+  const axis = $("timeline-axis");
+  axis.replaceChildren();
+  const ticks = [0].concat(segments.map((s) => s.end));
+  for (const x of ticks) {
+    const tick = el("span", null, x.toFixed(0) + " s");
+    tick.style.left = (100 * x / total).toFixed(2) + "%";
+    axis.appendChild(tick);
+  }
+}
+
+setupInput();
+watchHealth();
