@@ -23,14 +23,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from multimodal_emotion.cache import cached_arrays  # noqa: E402
-from multimodal_emotion.datasets.ravdess import (  # noqa: E402
-    load_ravdess, ravdess_folds, read_audio)
+from multimodal_emotion.datasets import default_data_root  # noqa: E402
+from multimodal_emotion.datasets.ravdess import ravdess_folds  # noqa: E402
 from multimodal_emotion.encoders import create  # noqa: E402
-from multimodal_emotion.encoders.audio import mfcc_features  # noqa: E402
 from multimodal_emotion.heads import TrainConfig, predict_proba, train_head  # noqa: E402
 from multimodal_emotion.metrics import classification_report  # noqa: E402
-from multimodal_emotion.training.audio import default_data_root, embed_ravdess  # noqa: E402
+from multimodal_emotion.training.audio import embed_ravdess, ravdess_mfcc_stats  # noqa: E402
 
 
 def head_probs(x: np.ndarray, y: np.ndarray, fold: np.ndarray, test: int, n_classes: int,
@@ -58,21 +56,6 @@ def logreg_probs(x: np.ndarray, y: np.ndarray, fold: np.ndarray, test: int) -> n
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000))
     clf.fit(x[tr], y[tr])
     return clf.predict_proba(x[fold == test])
-
-
-def mfcc_stats(root: Path) -> np.ndarray:
-    """Reference features: mean, std, min, max of raw (unnormalised) MFCC+deltas, + log energy."""
-    records = load_ravdess(root)
-
-    def compute() -> dict[str, np.ndarray]:
-        rows = []
-        for r in records:
-            f = mfcc_features(read_audio(r.path), normalize=False)
-            rows.append(np.concatenate([f.mean(0), f.std(0), f.min(0), f.max(0)]))
-        return {"X": np.asarray(rows, np.float32)}
-
-    desc = {"mfcc_stats": 1, "files": [Path(r.path).name for r in records]}
-    return cached_arrays("ravdess-mfcc-stats", desc, compute)["X"]
 
 
 def evaluate(name: str, prob_fn, x: np.ndarray, y: np.ndarray, fold: np.ndarray,
@@ -146,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
         print(row(f"{args.encoder} + logreg", *evaluate("", logreg_probs, arrays["X"], y, fold,
                                                           n_classes, folds)), flush=True)
         if not args.no_reference:
-            xm = mfcc_stats(root)
+            xm = ravdess_mfcc_stats(root)
             print(row("MFCC stats (480-d) + logreg", *evaluate("", logreg_probs, xm, y, fold,
                                                                 n_classes, folds)), flush=True)
 

@@ -11,10 +11,9 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 from typing import Sequence
 
-from .errors import MerError, ModelError
+from .errors import MerError
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -68,35 +68,12 @@ def evaluate_cli(args: argparse.Namespace) -> int:
 
 def plot_confusion(report: dict, path: str | Path) -> Path:
     """Row-normalised confusion matrix (recall on the diagonal) with counts, as a PNG."""
-    import matplotlib
+    from .plots import save_confusion
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cm = np.asarray(report["confusion_matrix"], dtype=float)
-    rows = cm.sum(1, keepdims=True)
-    norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
-    names = report["labels"]
-    fig, ax = plt.subplots(figsize=(6.4, 5.6), dpi=120)
-    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    for i in range(len(names)):
-        for j in range(len(names)):
-            if cm[i, j]:
-                ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=8,
-                        color="white" if norm[i, j] > 0.5 else "black")
-    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
-    ax.set_yticks(range(len(names)), names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(f"{report.get('dataset', '')}\nacc {report['accuracy']:.3f}  UAR "
-                 f"{report['uar']:.3f}  macro-F1 {report['macro_f1']:.3f}  (n={report['n']})",
-                 fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.046, label="recall")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_confusion(
+        path, report["confusion_matrix"], report["labels"],
+        f"{report.get('dataset', '')}\nacc {report['accuracy']:.3f}  UAR {report['uar']:.3f}  "
+        f"macro-F1 {report['macro_f1']:.3f}  (n={report['n']})")
 
 
 def evaluate_items(rec, items: list[Item], modalities: list[str], fusion: str | None):

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .metrics import uar
+
 
 class Standardize(nn.Module):
     """(x - mean) / std with statistics fitted once on training data and saved as buffers."""
@@ -125,8 +127,7 @@ def train_head(x_train: np.ndarray, y_train: np.ndarray, n_classes: int,
             opt.step()
         if x_val is None or y_val is None:
             continue
-        if stopper.update(_uar(predict_proba(head, x_val).argmax(1), np.asarray(y_val),
-                               n_classes)):
+        if stopper.update(uar(np.asarray(y_val), predict_proba(head, x_val).argmax(1))):
             break
     stopper.restore()
     return head
@@ -136,8 +137,3 @@ def train_head(x_train: np.ndarray, y_train: np.ndarray, n_classes: int,
 def predict_proba(head: nn.Module, x: np.ndarray) -> np.ndarray:
     head.eval()
     return torch.softmax(head(torch.as_tensor(x, dtype=torch.float32)), -1).numpy()
-
-
-def _uar(pred: np.ndarray, true: np.ndarray, n_classes: int) -> float:
-    recalls = [(pred[true == c] == c).mean() for c in range(n_classes) if (true == c).any()]
-    return float(np.mean(recalls))

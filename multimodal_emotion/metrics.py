@@ -11,6 +11,12 @@ from typing import Any, Sequence
 import numpy as np
 
 
+def uar(y_true: Sequence[int], y_pred: Sequence[int]) -> float:
+    """Unweighted average recall over the classes present in ``y_true`` (balanced accuracy)."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    return float(np.mean([(y_pred[y_true == c] == c).mean() for c in np.unique(y_true)]))
+
+
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
     """Rows are true classes, columns predicted ones."""
     cm = np.zeros((n_classes, n_classes), dtype=np.int64)

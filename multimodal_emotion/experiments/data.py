@@ -129,7 +129,8 @@ RAVDESS_STATEMENTS = {1: "Kids are talking by the door.", 2: "Dogs are sitting b
 def _ravdess_audio(root: Path, opts: dict[str, Any], seq_tokens: int) -> ModalityData:
     """An audio encoder over every RAVDESS clip (cached by encoder config and file list)."""
     from ..encoders import create
-    from ..training.audio import embed_ravdess
+    from ..fusion.strategies import pool_sequences
+    from ..training.audio import embed_ravdess, split_offsets
 
     opts = dict(opts)
     name = opts.pop("source")
@@ -137,26 +138,10 @@ def _ravdess_audio(root: Path, opts: dict[str, Any], seq_tokens: int) -> Modalit
         opts.setdefault("cpu_threads", 1)
     enc = create("audio", name, **opts)
     arr = embed_ravdess(enc, root)
-    seq, valid = _pool_offsets(arr["seq"], arr["seq_offsets"], seq_tokens) \
+    seq, valid = pool_sequences(split_offsets(arr["seq"], arr["seq_offsets"]), seq_tokens) \
         if arr["seq"].shape[1] and seq_tokens else (None, None)
     return ModalityData(arr["X"], arr["available"], seq, valid,
                         {"source": name, "encoder": enc.config()})
-
-
-def _pool_offsets(seq: np.ndarray, offsets: np.ndarray, tokens: int
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Each item's variable-length sequence averaged into ``tokens`` chunks (see
-    :func:`~multimodal_emotion.fusion.strategies.pool_sequence`)."""
-    import torch
-
-    from ..fusion.strategies import pool_sequence
-
-    out = np.zeros((len(offsets) - 1, tokens, seq.shape[1]), np.float32)
-    valid = np.zeros((len(offsets) - 1, tokens), bool)
-    for i in range(len(offsets) - 1):
-        p, v = pool_sequence(torch.from_numpy(seq[offsets[i]:offsets[i + 1]]), tokens)
-        out[i], valid[i] = p.numpy(), v.numpy()
-    return out, valid
 
 
 def read_openface_au(path: Path) -> dict[str, np.ndarray]:
@@ -210,33 +195,14 @@ def load_ravdess_experiment(root: Path, opts: dict[str, Any]) -> ExperimentData:
             mods[m] = _ravdess_audio(root, spec, seq_tokens)
     reference = {}
     if opts["reference"].get("source") == "mfcc-stats":
+        from ..training.audio import ravdess_mfcc_stats
+
         reference["x"] = ravdess_mfcc_stats(root)
     return ExperimentData(
         "ravdess", np.asarray([RAVDESS_8_LABELS.index(r.label8) for r in records]),
         list(RAVDESS_8_LABELS), np.asarray([r.actor for r in records]), mods,
         fold=ravdess_folds([r.actor for r in records]), reference=reference,
         ids=np.asarray(names))
-
-
-def ravdess_mfcc_stats(root: Path) -> np.ndarray:
-    """The field's classic features: mean, std, min, max of MFCC + deltas per clip (cached)."""
-    from ..cache import cached_arrays
-    from ..datasets.ravdess import load_ravdess, read_audio
-    from ..encoders.audio import mfcc_features
-
-    records = load_ravdess(root)
-
-    def compute() -> dict[str, np.ndarray]:
-        from tqdm import tqdm
-
-        rows = []
-        for r in tqdm(records, desc="MFCC statistics", mininterval=5):
-            f = mfcc_features(read_audio(r.path), normalize=False)
-            rows.append(np.concatenate([f.mean(0), f.std(0), f.min(0), f.max(0)]))
-        return {"X": np.asarray(rows, np.float32)}
-
-    desc = {"mfcc_stats": 1, "files": [Path(r.path).name for r in records]}
-    return cached_arrays("ravdess-mfcc-stats", desc, compute)["X"]
 
 
 # CMU-MOSI ------------------------------------------------------------------------------

@@ -12,16 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from ..metrics import classification_report
+from ..metrics import classification_report, uar
+
+__all__ = ["uar", "roc_auc_ovr", "run_report", "aggregate", "paired_test", "SCALARS"]
 
 SCALARS = ("accuracy", "uar", "macro_f1", "weighted_f1", "roc_auc")
-
-
-def uar(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int | None = None) -> float:
-    """Unweighted average recall over the classes present in ``y_true``."""
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    classes = np.unique(y_true)
-    return float(np.mean([(y_pred[y_true == c] == c).mean() for c in classes]))
 
 
 def roc_auc_ovr(y_true: np.ndarray, proba: np.ndarray) -> float:

@@ -47,7 +47,7 @@ def missing_table(results: dict[str, Any]) -> str:
     if not miss:
         return ""
     conds = sorted({c for v in miss.values() for c in v})
-    lines = [f"| strategy | all modalities | " + " | ".join(conds) + " |",
+    lines = ["| strategy | all modalities | " + " | ".join(conds) + " |",
              "|" + "---|" * (len(conds) + 2)]
     for f, by in miss.items():
         lines.append(f"| {f} | {_pm(results['rows'][f]['summary'][metric])} | "
@@ -73,7 +73,7 @@ def _markdown(results: dict[str, Any]) -> str:
         f"speakers drawn from the training speakers only",
         f"- speaker normalisation: {SPEAKER_NORM_NOTE if cfg['speaker_norm'] else 'off'}",
         f"- headline metric: {METRIC_NAMES[metric]}; mean ± std over runs, in %",
-        f"- versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items()),
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items()),
     ]
     if "timing" in results:
         t = results["timing"]
@@ -181,28 +181,13 @@ def plot_comparison(results: dict[str, Any], path: Path) -> Path:
 
 
 def plot_confusion(summary: dict[str, Any], name: str, path: Path) -> Path:
-    import matplotlib.pyplot as plt
+    from ..plots import save_confusion
 
-    cm = np.asarray(summary["confusion_matrix"], float)
-    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    labels = summary["labels"]
-    size = 1.6 + 0.62 * len(labels)
-    fig, ax = plt.subplots(figsize=(size + 1.0, size))
-    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    for i in range(len(labels)):
-        for j in range(len(labels)):
-            ax.text(j, i, f"{100 * norm[i, j]:.0f}", ha="center", va="center", fontsize=8,
-                    color="white" if norm[i, j] > 0.55 else "#222")
-    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(f"{name}: recall % per true class ({int(cm.sum())} test items)", fontsize=10)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    cm = np.asarray(summary["confusion_matrix"])
+    size = 1.6 + 0.62 * len(summary["labels"])
+    return save_confusion(path, cm, summary["labels"],
+                          f"{name}: recall % per true class ({int(cm.sum())} test items)",
+                          percent=True, figsize=(size + 1.0, size), title_size=10)
 
 
 def _mean_curve(curves: list[list[dict[str, float]]], key: str) -> np.ndarray:

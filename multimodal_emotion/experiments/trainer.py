@@ -9,7 +9,7 @@ once, after training, so test speakers cannot influence it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -160,7 +160,7 @@ def _fit(model: nn.Module, batcher: _Batcher, y: np.ndarray, train: np.ndarray,
             history.append({"epoch": epoch + 1, "train_loss": total / max(seen, 1)})
             continue
         val_p = _proba(model, batcher, val)
-        val_uar = uar(y[val], val_p.argmax(1), n_classes)
+        val_uar = uar(y[val], val_p.argmax(1))
         val_loss = float(eval_loss(torch.log(torch.from_numpy(val_p).clamp_min(1e-8)),
                                    yt[torch.from_numpy(val)]))
         history.append({"epoch": epoch + 1, "train_loss": total / max(seen, 1),
@@ -209,6 +209,26 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(1, keepdims=True)
 
 
+def _choose_c(make: Callable[[float], Any], scores: Callable[[Any, np.ndarray], np.ndarray],
+              x: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarray,
+              test: np.ndarray, cs: tuple[float, ...]) -> RunOutput:
+    """Fit a standardised scikit-learn classifier for each C, keep the one with the best
+    validation UAR, and score the test rows with it once."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x = np.nan_to_num(np.asarray(x, np.float64))
+    history, best = [], (-1.0, None, None)
+    for c in cs:
+        clf = make_pipeline(StandardScaler(), make(c)).fit(x[train], y[train])
+        score = uar(y[val], scores(clf, x[val]).argmax(1))
+        history.append({"C": c, "val_uar": score})
+        if score > best[0]:
+            best = (score, c, clf)
+    return RunOutput(scores(best[2], x[test]), val_uar=best[0],
+                     chosen={"C": best[1], "val_by_C": history})
+
+
 def train_svm(x: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarray,
               test: np.ndarray, n_classes: int, seed: int,
               cs: tuple[float, ...] = (0.1, 1.0, 10.0)) -> RunOutput:
@@ -217,32 +237,15 @@ def train_svm(x: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarray,
     Scores for ROC-AUC are the softmax of the one-vs-rest decision values: a ranking, not a
     calibrated probability, which is all AUC needs.
     """
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
-    x = np.nan_to_num(np.asarray(x, np.float64))
+    def scores(clf: Any, rows: np.ndarray) -> np.ndarray:
+        d = clf.decision_function(rows)
+        return _softmax(np.stack([-d, d], 1) / 2 if d.ndim == 1 else d)
 
-    def fit(c: float):
-        return make_pipeline(StandardScaler(), SVC(C=c, kernel="rbf", class_weight="balanced",
-                                                   decision_function_shape="ovr",
-                                                   random_state=seed)).fit(x[train], y[train])
-
-    def scores(clf, rows: np.ndarray) -> np.ndarray:
-        d = clf.decision_function(x[rows])
-        if d.ndim == 1:
-            d = np.stack([-d, d], 1) / 2
-        return _softmax(d)
-
-    history, best = [], (-1.0, None, None)
-    for c in cs:
-        clf = fit(c)
-        score = uar(y[val], scores(clf, val).argmax(1), n_classes)
-        history.append({"C": c, "val_uar": score})
-        if score > best[0]:
-            best = (score, c, clf)
-    return RunOutput(scores(best[2], test), history=[], val_uar=best[0],
-                     chosen={"C": best[1], "val_by_C": history})
+    return _choose_c(lambda c: SVC(C=c, kernel="rbf", class_weight="balanced",
+                                   decision_function_shape="ovr", random_state=seed),
+                     scores, x, y, train, val, test, cs)
 
 
 def train_logreg(x: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarray,
@@ -251,18 +254,6 @@ def train_logreg(x: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarra
     """The linear probe: standardised features + multinomial logistic regression, C chosen on
     validation UAR. Trained fusion has to beat this to be worth its parameters."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
-    x = np.nan_to_num(np.asarray(x, np.float64))
-    history, best = [], (-1.0, None, None)
-    for c in cs:
-        clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000,
-                                                                 class_weight="balanced"))
-        clf.fit(x[train], y[train])
-        score = uar(y[val], clf.predict(x[val]), n_classes)
-        history.append({"C": c, "val_uar": score})
-        if score > best[0]:
-            best = (score, c, clf)
-    return RunOutput(best[2].predict_proba(x[test]), val_uar=best[0],
-                     chosen={"C": best[1], "val_by_C": history})
+    return _choose_c(lambda c: LogisticRegression(C=c, max_iter=2000, class_weight="balanced"),
+                     lambda clf, rows: clf.predict_proba(rows), x, y, train, val, test, cs)

@@ -136,3 +136,10 @@ def pool_sequence(seq: torch.Tensor, tokens: int) -> tuple[torch.Tensor, torch.T
     out[:] = F.adaptive_avg_pool1d(seq.T.unsqueeze(0), tokens)[0].T
     valid[:] = True
     return out, valid
+
+
+def pool_sequences(seqs: list, tokens: int) -> tuple:
+    """:func:`pool_sequence` over many ``[T, D]`` arrays: ``([N, tokens, D], valid[N, tokens])``
+    as float32 / bool NumPy arrays, exactly as inference pools one clip."""
+    pairs = [pool_sequence(torch.as_tensor(s, dtype=torch.float32), tokens) for s in seqs]
+    return (torch.stack([p[0] for p in pairs]).numpy(), torch.stack([p[1] for p in pairs]).numpy())

@@ -78,8 +78,7 @@ def _used(given: dict[str, Any], mask: dict[str, bool] | list[str] | None) -> li
         wanted = set(given)
     else:
         wanted = {m for m, on in mask.items() if on} if isinstance(mask, dict) else set(mask)
-        names = set(mask) if isinstance(mask, dict) else set(mask)
-        unknown = sorted(names - set(MODALITIES))
+        unknown = sorted(set(mask) - set(MODALITIES))
         if unknown:
             raise ApiError("invalid_request", f"mask: unknown modality {unknown}; use "
                            f"{list(MODALITIES)}")

@@ -16,16 +16,9 @@ import numpy as np
 from tqdm import tqdm
 
 from ..cache import cached_arrays
+from ..datasets import default_data_root
 from ..datasets.ravdess import RAVDESS_8_LABELS, load_ravdess, read_audio
 from ..labels import LABEL_TO_INDEX
-
-
-def default_data_root() -> Path:
-    """``$MER_DATA`` or ``../shared/data`` next to the repository root."""
-    env = os.environ.get("MER_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def embed_ravdess(encoder: Any, root: str | os.PathLike[str] | None = None,
@@ -71,6 +64,29 @@ def embed_ravdess(encoder: Any, root: str | os.PathLike[str] | None = None,
         }
 
     return cached_arrays(f"ravdess-audio-{encoder.name}", description, compute)
+
+
+def split_offsets(seq: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
+    """The per-clip sequences of :func:`embed_ravdess`'s concatenated ``seq``."""
+    return [seq[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
+
+
+def ravdess_mfcc_stats(root: str | os.PathLike[str]) -> np.ndarray:
+    """The field's classic features: mean, std, min, max of raw (unnormalised) MFCC + deltas
+    per RAVDESS clip (cached); the reference the benches and experiments compare against."""
+    from ..encoders.audio import mfcc_features
+
+    records = load_ravdess(root)
+
+    def compute() -> dict[str, np.ndarray]:
+        rows = []
+        for r in tqdm(records, desc="MFCC statistics", mininterval=5):
+            f = mfcc_features(read_audio(r.path), normalize=False)
+            rows.append(np.concatenate([f.mean(0), f.std(0), f.min(0), f.max(0)]))
+        return {"X": np.asarray(rows, np.float32)}
+
+    desc = {"mfcc_stats": 1, "files": [Path(r.path).name for r in records]}
+    return cached_arrays("ravdess-mfcc-stats", desc, compute)["X"]
 
 
 def default_audio_encoder(threads: int = 1) -> Any:

@@ -87,13 +87,12 @@ def train_heads(root: Path, out: Path, seed: int = 0) -> dict[str, Any]:
 
 def _audio(root: Path, seed: int):
     from ..encoders import create
-    from .audio import embed_ravdess
+    from .audio import embed_ravdess, split_offsets
 
     data = embed_ravdess(create("audio", "whisper"), root)
     x, y, actor = data["X"], data["label7"], data["actor"]
     val = np.isin(actor, AUDIO_VAL_ACTORS)
-    off = data["seq_offsets"]
-    seq = _pooled([data["seq"][off[i]:off[i + 1]] for i in range(len(x))])
+    seq = _pooled(split_offsets(data["seq"], data["seq_offsets"]))
     head = train_head(x[~val], y[~val], len(LABELS), x[val], y[val],
                       TrainConfig(hidden=256, dropout=0.5, epochs=300, patience=30, seed=seed))
     rep = classification_report(y[val], predict_proba(head, x[val]).argmax(1), LABELS)
@@ -166,10 +165,9 @@ def _face(root: Path, out: Path, seed: int):
 
 def _pooled(seqs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Each ``[T, D]`` sequence pooled to ``SEQ_TOKENS`` steps exactly as at inference."""
-    from ..fusion.strategies import pool_sequence
+    from ..fusion.strategies import pool_sequences
 
-    pairs = [pool_sequence(torch.as_tensor(s, dtype=torch.float32), SEQ_TOKENS) for s in seqs]
-    return (torch.stack([p[0] for p in pairs]).numpy(), torch.stack([p[1] for p in pairs]).numpy())
+    return pool_sequences(seqs, SEQ_TOKENS)
 
 
 def _rows(seq: tuple[np.ndarray, np.ndarray], idx) -> tuple[np.ndarray, np.ndarray]:

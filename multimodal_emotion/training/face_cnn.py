@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from ..datasets.fer2013 import load_fer2013
-from ..encoders.face import FACE_SIZE, FaceCNN, center_crop, standardise
+from ..encoders.face import FaceCNN, center_crop, standardise
 from ..labels import LABELS
 
 

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from ..heads import ClassifierHead, EarlyStopping, TrainConfig, predict_proba, train_head
 from ..labels import LABELS
+from ..metrics import uar
 from ..model import DEFAULT_MODEL_DIR, EmotionModel
 from ..types import MODALITIES
 
@@ -146,8 +147,7 @@ def train_fusion(fusion: nn.Module, train: tuple, val: tuple, cfg: FusionTrainCo
             opt.step()
             total += loss.item() * len(idx)
         sched.step()
-        score = uar(fusion_predict(fusion, vemb, vmask, vseqs if use_seq else None).argmax(1),
-                    vy)
+        score = uar(vy, fusion_predict(fusion, vemb, vmask, vseqs if use_seq else None).argmax(1))
         history.append({"epoch": epoch + 1, "train_loss": total / len(ty), "val_uar": score})
         if stopper.update(score):
             break
@@ -168,10 +168,6 @@ def fusion_predict(fusion: nn.Module, emb: dict[str, np.ndarray], mask: np.ndarr
         outs.append(torch.softmax(fusion(e, torch.from_numpy(mask[i:i + batch]), s),
                                   -1).numpy())
     return np.concatenate(outs)
-
-
-def uar(pred: np.ndarray, true: np.ndarray) -> float:
-    return float(np.mean([(pred[true == c] == c).mean() for c in range(N) if (true == c).any()]))
 
 
 def expert_from_linear(linear: nn.Linear) -> ClassifierHead:

@@ -22,8 +22,8 @@ from torch import nn
 
 from ..datasets.ravdess import RAVDESS_8_LABELS, load_ravdess, read_audio
 from ..encoders.audio import WEIGHTS_DIR, MfccBiLSTM, mfcc_features
-from ..heads import _uar
-from .audio import default_data_root
+from ..metrics import uar
+from ..datasets import default_data_root
 
 FRONTEND = {"n_mfcc": 40, "n_mels": 64}
 MODEL = {"in_dim": 120, "hidden": 96, "layers": 2, "n_classes": 8, "dropout": 0.3}
@@ -84,7 +84,7 @@ def train_mfcc_lstm(data_root: str | os.PathLike[str] | None = None,
         model.eval()
         with torch.inference_mode():
             preds = [model(torch.from_numpy(feats[i])[None]).argmax(1).item() for i in va_idx]
-        score = _uar(np.asarray(preds), y[va_idx], 8)
+        score = uar(y[va_idx], np.asarray(preds))
         if score > best:
             best = score
             best_state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
