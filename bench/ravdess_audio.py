@@ -7,7 +7,7 @@ actors only: for each of the other 5 folds in turn, a head trains on 16 actors a
 actor). Reports UAR and accuracy per fold, mean +- std, for 8 classes and the 7 canonical ones,
 plus a reference row: MFCC statistics + logistic regression on the same folds.
 
-    python bench/ravdess_audio.py --encoder whisper [--data ../shared/data] [--threads 1]
+    python bench/ravdess_audio.py --encoder whisper [--layers 1 2 3 4] [--data ../shared/data]
 """
 
 from __future__ import annotations
@@ -81,6 +81,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--encoder", default="whisper", choices=["whisper", "mfcc-lstm", "wav2vec2"])
     ap.add_argument("--model", help="wav2vec2: local checkpoint folder or cached hub name")
     ap.add_argument("--layer", type=int, default=-1, help="wav2vec2 hidden layer")
+    ap.add_argument("--layers", type=int, nargs="*", default=[1, 2, 3, 4],
+                    help="whisper: encoder layers to pool (default 1 2 3 4, the shipped "
+                         "encoder); give the flag alone for CTranslate2's final layer only")
     ap.add_argument("--data", type=Path, default=None, help="data root (default $MER_DATA)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seeds", type=int, default=1, help="head seeds per validation fold")
@@ -93,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     root = args.data or default_data_root()
     kwargs: dict = {}
     if args.encoder == "whisper":
-        kwargs = {"cpu_threads": args.threads}
+        kwargs = {"cpu_threads": args.threads, "layers": args.layers or None}
     elif args.encoder == "wav2vec2":
         kwargs = {"model": args.model or "facebook/wav2vec2-base", "layer": args.layer}
     t0 = time.perf_counter()

@@ -83,21 +83,27 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     root = Path(args.data) if args.data else default_data_root()
 
-    encoder = create("text", "minilm")
-    dev = joint_training_data(root, encoder, split="dev")
-    from multimodal_emotion.model import EmotionModel
+    from multimodal_emotion.model import DEFAULT_MODEL_DIR, EmotionModel
+    from multimodal_emotion.recognizer import build_encoder
     from multimodal_emotion.training.default_model import TEXT_HEAD_GRID
 
-    head = EmotionModel.from_pretrained(args.model).experts["text"]  # the shipped text expert
+    model_dir = Path(args.model) if args.model else DEFAULT_MODEL_DIR
+    model = EmotionModel.from_pretrained(model_dir)
+    head = model.experts["text"]  # the shipped text expert
+    # exactly the model's text encoder (with its fine-tuned layers, if it has them)
+    encoder = build_encoder("text", model.config["encoders"]["text"], model_dir)
+    dev = joint_training_data(root, encoder, split="dev")
     hp = TEXT_HEAD_GRID
+    tuned = "top layers fine-tuned" if encoder.config().get("tuned_layers") else "frozen"
 
-    print("\n## Text expert (frozen all-MiniLM-L6-v2, mean+L2 384-d) on dev\n")
+    print(f"\n## Text expert (all-MiniLM-L6-v2, {tuned}, mean+L2 384-d) on dev\n")
     print("| head                               | GoEmo macro-F1 | GoEmo acc | MELD w-F1 | MELD acc |")
     print("|------------------------------------|-------|-------|-------|-------|")
     print(score_rows("(a) joint GoEmotions+MELD (shipped)", head, dev), flush=True)
     if not args.skip_reference:
         for corpora, name in (((0,), "(b) GoEmotions only"), ((1,), "(b) MELD only")):
-            ref, _ = fit_text_expert(root, corpora=corpora, grid=[hp], verbose=False)
+            ref, _ = fit_text_expert(root, corpora=corpora, grid=[hp], verbose=False,
+                                     encoder=encoder)
             print(score_rows(name, ref, dev), flush=True)
 
     texts, _, _ = load_meld(root / "meld", "dev")

@@ -66,8 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     e.set_defaults(func=_evaluate)
 
     t = sub.add_parser("train", help="reproduce the shipped weights from ../shared/data")
-    t.add_argument("what", choices=["all", "face", "mfcc-lstm", "heads"],
-                   help="face: the FER2013 CNN; mfcc-lstm: the classic audio encoder; heads: "
+    t.add_argument("what", choices=["all", "face", "mfcc-lstm", "text-encoder", "heads"],
+                   help="face: the FER2013 CNN; mfcc-lstm: the classic audio encoder; "
+                        "text-encoder: fine-tune MiniLM's top layers on GoEmotions + MELD; heads: "
                         "experts + fusion on cached embeddings; all: everything in order")
     t.add_argument("--data", default=None, help="data root (default $MER_DATA or ../shared/data)")
     t.add_argument("--out", default=None, help="model folder (default: the package's default)")

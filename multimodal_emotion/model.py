@@ -22,6 +22,7 @@ from .errors import InputError, ModelError
 from .fusion.strategies import pool_sequence
 from .heads import ClassifierHead
 from .labels import LABELS
+from .quantization import dequantise, quantise_int8
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "weights" / "default"
 FORMAT = "multimodal-emotion/1"
@@ -104,11 +105,12 @@ class EmotionModel(nn.Module):
 
     # -- checkpoint IO --------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path, dtype: str = "float32") -> None:
-        """Write ``config.json`` + ``model.safetensors``. ``dtype="float16"`` halves the file
-        (the shipped model uses it); loading always casts back to fp32 parameters, so fp32
-        storage round-trips exactly and fp16 storage to within fp16 rounding."""
-        if dtype not in ("float32", "float16"):
-            raise InputError(f"dtype must be float32 or float16, not {dtype!r}")
+        """Write ``config.json`` + ``model.safetensors``. ``dtype="float16"`` halves the file,
+        ``"int8"`` (weight-only, per-row scales; see :mod:`..quantization`; the shipped model
+        uses it) quarters it; loading always gives fp32 parameters, so fp32 storage round-trips
+        exactly and the others to within their rounding."""
+        if dtype not in ("float32", "float16", "int8"):
+            raise InputError(f"dtype must be float32, float16 or int8, not {dtype!r}")
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         config = dict(self.config)
@@ -116,9 +118,12 @@ class EmotionModel(nn.Module):
         config["fusions"] = {n: f.config() for n, f in self.fusions.items()}
         config["dtype"] = dtype
         (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        half = dtype == "float16"
-        tensors = {k: (v.detach().half() if half and v.is_floating_point() else v.detach())
-                   .contiguous() for k, v in self.state_dict().items()}
+        if dtype == "int8":
+            tensors = quantise_int8(self.state_dict())
+        else:
+            half = dtype == "float16"
+            tensors = {k: (v.detach().half() if half and v.is_floating_point() else v.detach())
+                       .contiguous() for k, v in self.state_dict().items()}
         save_file(tensors, str(directory / "model.safetensors"), metadata={"format": FORMAT})
 
     @classmethod
@@ -136,7 +141,7 @@ class EmotionModel(nn.Module):
             raise ModelError(f"{cfg_path}: format {config.get('format')!r}, expected {FORMAT!r}")
         model = cls(config)
         try:
-            model.load_state_dict(load_file(str(weights)))
+            model.load_state_dict(dequantise(load_file(str(weights))))
         except RuntimeError as exc:
             raise ModelError(f"{weights}: weights do not match config.json ({exc})") from exc
         model.eval()

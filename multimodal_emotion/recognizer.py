@@ -32,21 +32,21 @@ class EmotionRecognizer:
         self.model, self.model_dir = model, model_dir
         self.window_s, self.fps = window_s, fps
         cfg: dict[str, Any] = model.config.get("encoders", {})
-        self.audio = _build("audio", cfg.get("audio", {"name": "whisper"}), model_dir)
+        self.audio = build_encoder("audio", cfg.get("audio", {"name": "whisper"}), model_dir)
         shared = getattr(self.audio, "whisper_model", None)
         tcfg = dict(cfg.get("transcriber", {"name": "faster-whisper"}))
         if shared is not None and tcfg.get("name") == "faster-whisper" \
                 and not tcfg.get("model_path"):
             tcfg["whisper_model"] = shared  # one Whisper in memory, not two
-        self.transcriber = _build("transcriber", tcfg, model_dir)
+        self.transcriber = build_encoder("transcriber", tcfg, model_dir)
         # With one shared Whisper, the transcriber decodes from the audio encoder's output.
         self._shares_whisper = shared is not None and "whisper_model" in tcfg \
             and hasattr(self.transcriber, "transcribe_encoded")
         from .encoders.text import TranscriptTextEncoder
 
         self.text = TranscriptTextEncoder(
-            self.transcriber, _build("text", cfg.get("text", {"name": "minilm"}), model_dir))
-        self.face = _build("face", cfg.get("face", {"name": "haar-cnn"}), model_dir)
+            self.transcriber, build_encoder("text", cfg.get("text", {"name": "minilm"}), model_dir))
+        self.face = build_encoder("face", cfg.get("face", {"name": "haar-cnn"}), model_dir)
         for m, enc in (("audio", self.audio), ("text", self.text), ("face", self.face)):
             if enc.dim != model.dims[m]:
                 raise ModelError(f"{m} encoder gives {enc.dim}-d embeddings but the model was "
@@ -131,7 +131,9 @@ class EmotionRecognizer:
         return {"fused": fused, "experts": experts, "outputs": outputs, "timings": timings}
 
 
-def _build(kind: str, cfg: dict[str, Any], model_dir: Path) -> Any:
+def build_encoder(kind: str, cfg: dict[str, Any], model_dir: Path) -> Any:
+    """An encoder from a model config's ``encoders`` entry; a relative ``checkpoint`` is a
+    folder inside the model directory (the face CNN, the tuned text layers)."""
     cfg = dict(cfg)
     name = cfg.pop("name")
     if isinstance(cfg.get("checkpoint"), str) and not Path(cfg["checkpoint"]).is_absolute():

@@ -187,6 +187,31 @@ def test_whisper_shares_a_given_model_instance(whisper_encoder):
                                whisper_encoder.encode_audio(x).embedding, atol=1e-5)
 
 
+def test_whisper_layers_concatenate_per_layer_statistics(whisper_encoder):
+    """``layers``: the torch encoder's listed layers, mean+std each, concatenated; its final
+    layer is CTranslate2's output (int8 there, so close, not equal) and goes to the decoder."""
+    from multimodal_emotion.encoders import create
+    from multimodal_emotion.encoders.audio import WhisperAudioEncoder
+    from multimodal_emotion.errors import ModelError
+
+    layered = WhisperAudioEncoder(whisper_model=whisper_encoder.whisper_model, layers=[2, 4])
+    assert layered.dim == 2 * 2 * 384 and layered.config()["layers"] == [2, 4]
+    assert layered.config() != whisper_encoder.config()  # never shares a cache entry
+    x = speechlike(2.0)
+    out = layered.encode_audio(x)
+    assert out.available and out.embedding.shape == (1536,) and out.sequence.shape == (20, 384)
+    final = out.embedding[768:]
+    ref = whisper_encoder.encode_audio(x).embedding
+    assert final @ ref / np.linalg.norm(final) / np.linalg.norm(ref) > 0.99
+    assert not np.allclose(out.embedding[:768], final)  # layer 2 is not the final layer
+    chunks = out.extras["whisper_encoder_output"]  # plain (StorageView, n_frames) pairs
+    assert np.asarray(chunks[0][0]).shape[-1] == 384 and chunks[0][1] == 100
+    assert layered.frames(x).shape == (100, 384)
+    assert not layered.encode_audio(np.zeros(2 * SR, np.float32)).available
+    with pytest.raises(ModelError, match="do not exist"):
+        create("audio", "whisper", whisper_model=whisper_encoder.whisper_model, layers=[5])
+
+
 # ------------------------------------------------------------------------------ mfcc-lstm
 
 

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from multimodal_emotion.errors import InputError, ModelError
 from multimodal_emotion.model import DEFAULT_MODEL_DIR, EmotionModel
@@ -29,6 +30,40 @@ def test_round_trip_gives_identical_predictions(tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-6)
         assert eb["text"] is None and eb["audio"] is not None
         assert a.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "int8"])
+def test_compact_storage_stays_close_and_is_smaller(tmp_path, dtype):
+    """The shipped model is stored int8 (weight-only, per-row scales): predictions must stay
+    within a fraction of a percent of float32, and the file must actually shrink."""
+    m = tiny_model()
+    m.save_pretrained(tmp_path / "f32")
+    m.save_pretrained(tmp_path / dtype, dtype=dtype)
+    assert json.loads((tmp_path / dtype / "config.json").read_text())["dtype"] == dtype
+    size = lambda d: (tmp_path / d / "model.safetensors").stat().st_size  # noqa: E731
+    assert size(dtype) < 0.75 * size("f32")
+    m2 = EmotionModel.from_pretrained(tmp_path / dtype)
+    assert all(p.dtype == torch.float32 for p in m2.parameters())
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        emb = {k: rng.normal(size=d) for k, d in DIMS.items()}
+        avail = {k: True for k in DIMS}
+        for f in ("attention", "concat", "sum"):
+            np.testing.assert_allclose(m2.predict(emb, avail, f)[0], m.predict(emb, avail, f)[0],
+                                       atol=5e-3)
+
+
+def test_int8_keeps_integer_tensors_and_bounds_the_rounding():
+    from multimodal_emotion.quantization import dequantise, quantise_int8
+
+    w = torch.randn(8, 5)
+    state = {"w": w, "b": torch.randn(5), "count": torch.tensor([3], dtype=torch.long)}
+    q = quantise_int8(state)
+    assert q["w"].dtype == torch.int8 and q["count"].dtype == torch.long
+    back = dequantise(q)
+    step = w.abs().amax(1, keepdim=True) / 127
+    assert ((back["w"] - w).abs() <= step / 2 + 1e-7).all()
+    assert torch.equal(back["count"], state["count"]) and back["b"].dtype == torch.float32
 
 
 def test_nothing_available_gives_no_answer_rather_than_a_fake_one():

@@ -3,6 +3,8 @@ text corpora loaders. Everything loads from installed packages; nothing touches 
 
 from __future__ import annotations
 
+import json
+
 import os
 from pathlib import Path
 
@@ -128,6 +130,77 @@ def test_tiny_random_bert_loads_by_path(tmp_path: Path) -> None:
     assert enc.embed_texts(["hello there", "x"]).shape == (2, 32)
 
 
+def _tiny_bert(folder: Path, layers: int = 1) -> Path:
+    """A randomly initialised 32-wide BERT with MiniLM's tokenizer, saved to ``folder``."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    from multimodal_emotion.encoders.text import default_text_model_path
+
+    src = Path(default_text_model_path())
+    cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=layers,
+                     num_attention_heads=2, intermediate_size=64)
+    BertModel(cfg).save_pretrained(folder)
+    for name in ("vocab.txt", "tokenizer_config.json", "special_tokens_map.json",
+                 "tokenizer.json"):
+        (folder / name).write_bytes((src / name).read_bytes())
+    return folder
+
+
+def test_top_layers_on_cached_states_match_the_full_model(tmp_path: Path) -> None:
+    """Fine-tuning runs the top layers on cached lower-layer states; that must be exactly the
+    model's own forward pass, padding included, or the tuned layers learn the wrong thing."""
+    import torch
+
+    from multimodal_emotion.training.text_encoder import TopLayers, lower_hidden_states
+
+    enc = HFTextEncoder(str(_tiny_bert(tmp_path / "bert", layers=3)))
+    texts = ["a", "I am so happy today, it is wonderful", "no", "why would you do that to me"]
+    top = TopLayers(enc.model, k=2).eval()
+    batches = lower_hidden_states(enc, texts, top.first, batch_size=4)
+    idx, hidden, mask = batches[0]
+    from transformers.masking_utils import create_bidirectional_mask
+
+    attn = create_bidirectional_mask(config=top.config, inputs_embeds=hidden, attention_mask=mask)
+    h = hidden
+    for layer in top.layers:
+        h = layer(h, attn)
+    full, full_mask = enc._forward([texts[i] for i in idx])
+    valid = full_mask.bool()
+    assert torch.allclose(h[valid], full[valid], atol=1e-5)
+
+
+def test_tuned_layers_checkpoint_loads_and_changes_the_embedding(tmp_path: Path) -> None:
+    import torch
+
+    from multimodal_emotion.training.text_encoder import save_tuned_layers
+
+    base = _tiny_bert(tmp_path / "bert", layers=2)
+    plain = HFTextEncoder(str(base))
+    state = {k: v + 0.5 for k, v in plain.model.state_dict().items()
+             if k.startswith("encoder.layer.1.") and v.dtype == torch.float32}
+    ckpt = save_tuned_layers(state, {"note": "test"}, plain.model_id, tmp_path / "tuned")
+    tuned = create("text", "hf", model=str(base), checkpoint=str(ckpt))
+    a, b = plain.embed_texts(["hello there"]), tuned.embed_texts(["hello there"])
+    assert not np.allclose(a, b)
+    assert np.allclose(np.linalg.norm(b), 1.0, atol=1e-5)
+    assert tuned.config()["tuned_layers"] and "tuned_layers" not in plain.config()
+    loaded = tuned.model.state_dict()["encoder.layer.1.output.dense.weight"]
+    want = state["encoder.layer.1.output.dense.weight"]
+    step = want.abs().amax(1, keepdim=True) / 127  # int8: within half a step of each row
+    assert ((loaded - want).abs() <= step / 2 + 1e-6).all()
+    assert json.loads((ckpt / "config.json").read_text())["dtype"] == "int8"
+    fp16 = save_tuned_layers(state, {}, plain.model_id, tmp_path / "fp16", dtype="float16")
+    close = HFTextEncoder(str(base), checkpoint=str(fp16)).embed_texts(["hello there"])
+    assert np.allclose(close, b, atol=2e-3)  # int8 and float16 give nearly the same vector
+    # a checkpoint tuned from another base model is refused, not silently mixed
+    with pytest.raises(ModelError, match="tuned from"):
+        HFTextEncoder(str(_tiny_bert(tmp_path / "other", layers=2)), checkpoint=str(ckpt))
+    with pytest.raises(ModelError):
+        HFTextEncoder(str(base), checkpoint=str(tmp_path / "missing"))
+
+
 def test_missing_model_path_is_a_model_error(tmp_path: Path) -> None:
     with pytest.raises(ModelError):
         HFTextEncoder(str(tmp_path / "nope"))
@@ -196,14 +269,16 @@ def test_meld_loader(data_root: Path) -> None:
     assert not any("\u2019" in t or "\u00e2\u20ac" in t for t in texts)
 
 
-def test_decoding_from_the_audio_encoders_output_gives_the_spoken_words(demo_clip):
+@pytest.mark.parametrize("layers", [None, [1, 2, 3, 4]], ids=["ct2-final", "torch-layers"])
+def test_decoding_from_the_audio_encoders_output_gives_the_spoken_words(demo_clip, layers):
     """The recognizer's fast path (one Whisper encoder pass shared by embedding and
-    transcript) must give the words that were synthesized, once."""
+    transcript) must give the words that were synthesized, once -- also when the encoder ran
+    in torch (float32) and its final layer is handed to CTranslate2's decoder."""
     from multimodal_emotion import demo, media
     from multimodal_emotion.encoders.audio import WhisperAudioEncoder
     from multimodal_emotion.encoders.text import FasterWhisperTranscriber
 
-    audio = WhisperAudioEncoder()
+    audio = WhisperAudioEncoder(layers=layers)
     tr = FasterWhisperTranscriber(whisper_model=audio.whisper_model)
     clip = media.load(demo_clip)
     out = audio.encode(clip)

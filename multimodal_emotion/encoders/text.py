@@ -178,12 +178,16 @@ class HFTextEncoder:
     """Frozen Hugging Face encoder; sentence embedding = L2-normalised masked mean of tokens.
 
     That is the exact recipe sentence-transformers uses for all-MiniLM-L6-v2 (its ``1_Pooling``
-    is mean pooling followed by ``Normalize``), so the vectors match the published model. The
-    encoder stays frozen: only small heads are trained on top, so shipped weights stay small.
+    is mean pooling followed by ``Normalize``), so the vectors match the published model.
+
+    ``checkpoint`` (a folder written by ``training.text_encoder``) replaces the top layers with
+    ones fine-tuned for emotion; only those layers ship, the base model comes from its
+    own package (int8 weights + per-row scales: 3.5 MB). Without it the published model is
+    used as is.
     """
 
     def __init__(self, model: str | None = None, max_length: int = 128, device: str = "cpu",
-                 local_files_only: bool = True) -> None:
+                 local_files_only: bool = True, checkpoint: str | None = None) -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
@@ -203,9 +207,43 @@ class HFTextEncoder:
         except (OSError, ValueError) as exc:
             raise ModelError(f"cannot load text encoder {self.model_name!r} "
                              f"(offline; give a local path): {exc}") from exc
+        self.checkpoint = checkpoint
+        self.tuned_sha = self._load_tuned_layers(checkpoint) if checkpoint else None
         self.model.eval().to(device)
         self.dim = int(self.model.config.hidden_size)
         self._torch = torch
+
+    def _load_tuned_layers(self, checkpoint: str) -> str:
+        """Overwrite the layers fine-tuned by ``training.text_encoder`` (a folder with
+        ``config.json`` naming the base model and ``model.safetensors`` with those layers).
+        Returns the weights' sha, part of :meth:`config` so cached embeddings never mix."""
+        import hashlib
+        import json
+        from pathlib import Path
+
+        from safetensors.torch import load_file
+
+        folder = Path(checkpoint)
+        try:
+            cfg = json.loads((folder / "config.json").read_text())
+            blob = (folder / "model.safetensors").read_bytes()
+        except OSError as exc:
+            raise ModelError(f"text encoder checkpoint {folder} needs config.json and "
+                             f"model.safetensors: {exc}") from exc
+        if cfg.get("base_model") != self.model_id:
+            raise ModelError(f"text encoder checkpoint {folder} was tuned from "
+                             f"{cfg.get('base_model')!r}, not {self.model_id!r}")
+        from ..quantization import dequantise
+
+        state = dequantise(load_file(str(folder / "model.safetensors")))
+        own = self.model.state_dict()
+        bad = [k for k in state if k not in own or own[k].shape != state[k].shape]
+        if bad:
+            raise ModelError(f"text encoder checkpoint {folder} does not fit the base model: "
+                             f"{bad[:3]}")
+        self.model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()},
+                                   strict=False)
+        return hashlib.sha256(blob).hexdigest()[:16]
 
     def _forward(self, texts: list[str]) -> tuple[Any, Any]:
         batch = self.tokenizer(texts, padding=True, truncation=True,
@@ -244,8 +282,11 @@ class HFTextEncoder:
         return emb.cpu().numpy().astype(np.float32), seq.cpu().numpy().astype(np.float32)
 
     def config(self) -> dict[str, Any]:
-        return {"name": "hf", "model": self.model_id, "max_length": self.max_length,
-                "pooling": "mean+l2", "dim": self.dim}
+        cfg = {"name": "hf", "model": self.model_id, "max_length": self.max_length,
+               "pooling": "mean+l2", "dim": self.dim}
+        if self.tuned_sha:
+            cfg["tuned_layers"] = self.tuned_sha
+        return cfg
 
 
 class TranscriptTextEncoder:

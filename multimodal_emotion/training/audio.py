@@ -90,10 +90,12 @@ def ravdess_mfcc_stats(root: str | os.PathLike[str]) -> np.ndarray:
 
 
 def default_audio_encoder(threads: int = 1) -> Any:
-    """The shipped default audio encoder (``whisper`` with its default config)."""
+    """The shipped default model's audio encoder (``default_model.ENCODERS["audio"]``)."""
     from ..encoders import create
+    from .default_model import ENCODERS
 
-    return create("audio", "whisper", cpu_threads=threads)
+    cfg = dict(ENCODERS["audio"])
+    return create("audio", cfg.pop("name"), cpu_threads=threads, **cfg)
 
 
 def ravdess_audio_embeddings(root: str | os.PathLike[str] | None = None,

@@ -86,8 +86,12 @@ def train_face_cnn(data_root: str | Path, out_dir: str | Path, epochs: int = 6, 
                    threads: int = 1, channels: tuple[int, ...] = (16, 32, 64, 128),
                    embed_dim: int = 256, batch_size: int = 128, lr: float = 3e-3,
                    weight_decay: float = 0.05, label_smoothing: float = 0.1,
-                   subset: int | None = None, max_minutes: float | None = None) -> dict[str, Any]:
+                   subset: int | None = None, max_minutes: float | None = None,
+                   init: str | Path | None = None) -> dict[str, Any]:
     """Train, keep the epoch with the best hold-out accuracy, save it, report Test accuracy.
+
+    ``init``: a checkpoint folder of the same architecture to continue from (a second, lower
+    learning-rate cycle); its training record is kept under ``"previous"`` in the new config.
 
     Defaults are the shipped run (~21 min on 2 shared CPU threads); wider channels
     (32,64,128,256) and ~30 epochs should do better but cost ~7 min/epoch on such a CPU.
@@ -108,7 +112,19 @@ def train_face_cnn(data_root: str | Path, out_dir: str | Path, epochs: int = 6, 
     y_tr = torch.from_numpy(y_tr_all[tr_idx])
     x_va, y_va = x_tr_all[va_idx], y_tr_all[va_idx]
 
-    model = FaceCNN(channels, embed_dim).to(memory_format=torch.channels_last)
+    model = FaceCNN(channels, embed_dim)
+    previous = None
+    if init is not None:
+        from ..encoders.face import load_face_cnn
+
+        start, start_cfg = load_face_cnn(init)
+        if start.config() != model.config():
+            raise ValueError(f"--init {init} has architecture {start.config()}, "
+                             f"not {model.config()}")
+        model.load_state_dict(start.float().state_dict())
+        previous = {k: start_cfg.get(k) for k in ("training", "val_accuracy", "test_accuracy",
+                                                   "elapsed_minutes", "previous")}
+    model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     steps = epochs * math.ceil(len(x_tr) / batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.2)
@@ -161,6 +177,9 @@ def train_face_cnn(data_root: str | Path, out_dir: str | Path, epochs: int = 6, 
                                          "44x44 crops"},
             "val_accuracy": best["val_accuracy"], "test_accuracy": test_acc,
             "elapsed_minutes": round((time.time() - t0) / 60, 2), "history": history}
+    if previous is not None:
+        info["training"]["continued_from"] = "the checkpoint in 'previous' (same hold-out split)"
+        info["previous"] = previous
     _save(model, out_dir, info)
     print(json.dumps({"val_accuracy": best["val_accuracy"], "test_accuracy": test_acc,
                       "elapsed_minutes": info["elapsed_minutes"]}), flush=True)
@@ -180,10 +199,11 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--subset", type=int, default=None)
     p.add_argument("--max-minutes", type=float, default=None)
+    p.add_argument("--init", default=None, help="continue from this checkpoint folder")
     a = p.parse_args()
     train_face_cnn(a.data, a.out, a.epochs, a.seed, a.threads,
                    tuple(int(c) for c in a.channels.split(",")), a.embed_dim, a.batch_size,
-                   a.lr, subset=a.subset, max_minutes=a.max_minutes)
+                   a.lr, subset=a.subset, max_minutes=a.max_minutes, init=a.init)
 
 
 if __name__ == "__main__":

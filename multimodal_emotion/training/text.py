@@ -177,13 +177,15 @@ def joint_training_data(data_root: str | Path | None = None, encoder: Any = None
 
 def fit_text_expert(data_root: str | Path | None = None, corpora: tuple[int, ...] = (0, 1),
                     grid: list[dict[str, Any]] | None = None, seed: int = 0,
-                    verbose: bool = True) -> tuple[ClassifierHead, dict[str, Any]]:
+                    verbose: bool = True, encoder: Any = None
+                    ) -> tuple[ClassifierHead, dict[str, Any]]:
     """Grid-search on a 10% validation split of TRAIN, return the best head and its config.
 
     ``corpora`` picks the training corpora: ``(0, 1)`` joint (shipped), ``(0,)`` or ``(1,)`` the
-    per-corpus reference heads.
+    per-corpus reference heads. ``encoder``: the text encoder whose embeddings the head reads
+    (default: the published MiniLM).
     """
-    d = joint_training_data(data_root)
+    d = joint_training_data(data_root, encoder)
     keep = np.isin(d["corpus"], corpora)
     x, y, c = d["X"][keep], d["y"][keep], d["corpus"][keep]
     tr, va = val_split(len(y), 0.1, seed)
