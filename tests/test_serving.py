@@ -405,10 +405,10 @@ def test_fuse_embeddings_matches_the_model(client, heads):
     assert default["fusion"] == heads.default_fusion and default["modalities_used"] == ["face"]
 
 
-def test_fuse_embedding_errors_are_422(client):
+def test_fuse_embedding_errors_are_422(client, heads):
     body = assert_error(client.post("/v1/fuse", json={"embeddings": {"audio": [0.0] * 10}}),
                         422, "invalid_request")
-    assert "768" in body["message"] and "10" in body["message"]
+    assert str(heads.dims["audio"]) in body["message"] and "10" in body["message"]
     ok = {"face": [0.0] * 256}
     for payload, word in [
         ({"embeddings": ok, "fusion": "median"}, "median"),

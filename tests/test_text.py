@@ -193,7 +193,9 @@ def test_tuned_layers_checkpoint_loads_and_changes_the_embedding(tmp_path: Path)
     assert json.loads((ckpt / "config.json").read_text())["dtype"] == "int8"
     fp16 = save_tuned_layers(state, {}, plain.model_id, tmp_path / "fp16", dtype="float16")
     close = HFTextEncoder(str(base), checkpoint=str(fp16)).embed_texts(["hello there"])
-    assert np.allclose(close, b, atol=2e-3)  # int8 and float16 give nearly the same vector
+    # int8 and float16 give nearly the same vector: far closer to each other than to the base
+    assert float((close * b).sum()) > 0.99
+    assert np.abs(close - b).max() < 0.2 * np.abs(a - b).max()
     # a checkpoint tuned from another base model is refused, not silently mixed
     with pytest.raises(ModelError, match="tuned from"):
         HFTextEncoder(str(_tiny_bert(tmp_path / "other", layers=2)), checkpoint=str(ckpt))

@@ -49,7 +49,7 @@ def train_cli(args: argparse.Namespace) -> int:
     if args.what in ("all", "face"):
         from .face_cnn import train_face_cnn
 
-        train_face_cnn(root, out / "face_cnn", epochs=args.epochs or 6, seed=args.seed,
+        train_face_cnn(root, out / "face_cnn", epochs=args.epochs or 30, seed=args.seed,
                        threads=torch.get_num_threads())
     if args.what in ("all", "mfcc-lstm"):
         from .mfcc_lstm import train_mfcc_lstm
