@@ -152,12 +152,15 @@ def read_openface_au(path: Path) -> dict[str, np.ndarray]:
 
 
 def _text_block(texts: list[str], opts: dict[str, Any], cache_name: str) -> ModalityData:
-    from ..encoders import create
+    """Sentence embeddings of ``texts``; a relative ``checkpoint`` (e.g. ``text_encoder``, the
+    shipped tuned MiniLM) is a folder inside the shipped model, as in a model's config."""
+    from ..model import DEFAULT_MODEL_DIR
+    from ..recognizer import build_encoder
     from ..training.text import embed_texts_cached
 
     opts = dict(opts)
     name = opts.pop("source")
-    enc = create("text", name, **opts)
+    enc = build_encoder("text", {"name": name, **opts}, DEFAULT_MODEL_DIR)
     x = embed_texts_cached(enc, texts, cache_name)
     avail = np.asarray([bool(t.strip()) for t in texts])
     return ModalityData(x, avail, description={"source": name, "encoder": enc.config()})
