@@ -40,6 +40,24 @@ def test_registry_builds_encoder() -> None:
     assert enc.config() == {"name": "haar-cnn", "kwargs": {"checkpoint": None, "max_frames": 2}}
 
 
+def test_flip_tta_averages_the_face_and_its_mirror(encoder: FaceEncoder) -> None:
+    """Mirror TTA is the mean of the two views' embeddings, and the expert's probabilities are
+    the CNN head on that mean, so fusion and the face expert see the same thing."""
+    import torch
+
+    faces = np.random.default_rng(1).integers(0, 256, (3, 48, 48), dtype=np.uint8)
+    tta = FaceEncoder(max_frames=4, flip_tta=True)
+    plain = encoder.encode_images(faces)
+    mirrored = encoder.encode_images(np.ascontiguousarray(faces[:, :, ::-1]))
+    emb = tta.encode_images(faces)
+    assert np.allclose(emb, (plain + mirrored) / 2, atol=1e-5)
+    assert not np.allclose(emb, plain, atol=1e-3)
+    with torch.inference_mode():
+        want = torch.softmax(tta.model.head(torch.from_numpy(emb)), -1).numpy()
+    assert np.allclose(tta.predict_images(faces), want, atol=1e-5)
+    assert tta.config()["kwargs"]["flip_tta"] is True
+
+
 def test_blank_frames_are_unavailable(encoder: FaceEncoder) -> None:
     out = encoder.encode(_clip(np.full((6, 120, 160, 3), 128, np.uint8)))
     assert not out.available and out.extras["frames_with_face"] == 0

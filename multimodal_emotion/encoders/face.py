@@ -187,16 +187,24 @@ class FaceEncoder:
     modality = "face"
     name = "haar-cnn"
 
-    def __init__(self, checkpoint: str | None = None, max_frames: int = 16) -> None:
+    def __init__(self, checkpoint: str | None = None, max_frames: int = 16,
+                 flip_tta: bool = False) -> None:
+        """``flip_tta``: embed each face and its mirror image and average the two embeddings.
+        A face's expression is (nearly) left-right symmetric, so the mirror is a free second
+        view: on FER2013 Test it lifts the shipped CNN from 67.9 to 68.8 % for twice the
+        (small) CNN cost per face; the detector, which dominates, runs once."""
         self.checkpoint = checkpoint
         self.max_frames = int(max_frames)
+        self.flip_tta = bool(flip_tta)
         self.model, self.model_config = load_face_cnn(checkpoint)
         self.dim = self.model.embed_dim
         self.detector = FaceDetector()
 
     def config(self) -> dict[str, Any]:
-        return {"name": self.name, "kwargs": {"checkpoint": self.checkpoint,
-                                              "max_frames": self.max_frames}}
+        kwargs: dict[str, Any] = {"checkpoint": self.checkpoint, "max_frames": self.max_frames}
+        if self.flip_tta:
+            kwargs["flip_tta"] = True
+        return {"name": self.name, "kwargs": kwargs}
 
     def _tensor(self, faces: np.ndarray) -> torch.Tensor:
         """``[N,48,48]`` uint8 (raw) or float32 (already :func:`preprocess_face`-d) -> crop tensor."""
@@ -204,18 +212,25 @@ class FaceEncoder:
         return center_crop(torch.from_numpy(np.ascontiguousarray(x))[:, None],
                            self.model.input_size)
 
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.flip_tta:
+            return self.model.embed(x)
+        return (self.model.embed(x) + self.model.embed(torch.flip(x, dims=[-1]))) / 2
+
     @torch.inference_mode()
     def encode_images(self, faces: np.ndarray, batch: int = 512) -> np.ndarray:
         """Embeddings ``[N, dim]`` of 48x48 grey faces (uint8 FER2013 or preprocessed float)."""
         x = self._tensor(np.asarray(faces))
-        return torch.cat([self.model.embed(x[i:i + batch]) for i in range(0, len(x), batch)]
+        return torch.cat([self._embed(x[i:i + batch]) for i in range(0, len(x), batch)]
                          ).numpy() if len(x) else np.zeros((0, self.dim), np.float32)
 
     @torch.inference_mode()
     def predict_images(self, faces: np.ndarray, batch: int = 512) -> np.ndarray:
-        """Probabilities ``[N, 7]`` over LABELS of 48x48 grey faces."""
+        """Probabilities ``[N, 7]`` over LABELS of 48x48 grey faces (the CNN's own head on
+        :meth:`encode_images`' embeddings, as the face expert sees them)."""
         x = self._tensor(np.asarray(faces))
-        out = [torch.softmax(self.model(x[i:i + batch]), -1) for i in range(0, len(x), batch)]
+        out = [torch.softmax(self.model.head(self._embed(x[i:i + batch])), -1)
+               for i in range(0, len(x), batch)]
         return torch.cat(out).numpy() if out else np.zeros((0, len(LABELS)), np.float32)
 
     def encode(self, clip: Clip) -> ModalityOutput:

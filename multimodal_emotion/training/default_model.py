@@ -31,7 +31,8 @@ ENCODERS = {
     "audio": {"name": "whisper", "layers": [1, 2, 3, 4]},
     "transcriber": {"name": "faster-whisper"},
     "text": {"name": "minilm", "checkpoint": "text_encoder"},
-    "face": {"name": "haar-cnn", "checkpoint": "face_cnn"},
+    # mirror-image test-time augmentation: FER2013 Test 67.9 -> 68.8 % (bench/fer2013.py)
+    "face": {"name": "haar-cnn", "checkpoint": "face_cnn", "flip_tta": True},
 }
 AUDIO_VAL_ACTORS = (21, 22, 23, 24)  # early stopping for the shipped audio expert
 SEQ_TOKENS = 4  # sequence summary tokens per modality for attention fusion
@@ -147,18 +148,19 @@ def _text(root: Path, out: Path, seed: int):
 def _face(root: Path, out: Path, seed: int):
     from ..cache import cached_arrays
     from ..datasets.fer2013 import load_fer2013
-    from ..encoders.face import FaceEncoder
+    from ..recognizer import build_encoder
     from .face_cnn import _split
 
-    ckpt = out / "face_cnn"
-    enc = FaceEncoder(checkpoint=str(ckpt))
+    ckpt = out / ENCODERS["face"]["checkpoint"]
+    enc = build_encoder("face", ENCODERS["face"], out)  # exactly the shipped face encoder
     images, labels, usage = load_fer2013(root)
     weights_sha = _sha(ckpt / "model.safetensors")
 
     def compute() -> dict[str, np.ndarray]:
         return {"X": enc.encode_images(images).astype(np.float32)}
 
-    x = cached_arrays("fer2013-face", {"weights": weights_sha, "n": len(images)}, compute)["X"]
+    x = cached_arrays("fer2013-face", {"weights": weights_sha, "n": len(images),
+                                       "flip_tta": enc.flip_tta}, compute)["X"]
     tr_mask = usage == "Training"
     _, held = _split(labels[tr_mask], 0.1, json.loads((ckpt / "config.json").read_text())
                      .get("training", {}).get("seed", seed))
