@@ -8,6 +8,7 @@ actor). Reports UAR and accuracy per fold, mean +- std, for 8 classes and the 7 
 plus a reference row: MFCC statistics + logistic regression on the same folds.
 
     python bench/ravdess_audio.py --encoder whisper [--layers 1 2 3 4] [--data ../shared/data]
+    python bench/ravdess_audio.py --encoder whisper --model base --layers 1 2 3 4 5 6
 """
 
 from __future__ import annotations
@@ -79,7 +80,9 @@ def row(name: str, uars: list[float], accs: list[float]) -> str:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--encoder", default="whisper", choices=["whisper", "mfcc-lstm", "wav2vec2"])
-    ap.add_argument("--model", help="wav2vec2: local checkpoint folder or cached hub name")
+    ap.add_argument("--model", help="wav2vec2: local checkpoint folder or cached hub name; "
+                    "whisper: tiny.en (default, packaged), base (extra [whisper-base]) or a "
+                    "CTranslate2 folder")
     ap.add_argument("--layer", type=int, default=-1, help="wav2vec2 hidden layer")
     ap.add_argument("--layers", type=int, nargs="*", default=[1, 2, 3, 4],
                     help="whisper: encoder layers to pool (default 1 2 3 4, the shipped "
@@ -96,7 +99,8 @@ def main(argv: list[str] | None = None) -> None:
     root = args.data or default_data_root()
     kwargs: dict = {}
     if args.encoder == "whisper":
-        kwargs = {"cpu_threads": args.threads, "layers": args.layers or None}
+        kwargs = {"cpu_threads": args.threads, "layers": args.layers or None,
+                  "model_path": args.model}
     elif args.encoder == "wav2vec2":
         kwargs = {"model": args.model or "facebook/wav2vec2-base", "layer": args.layer}
     t0 = time.perf_counter()

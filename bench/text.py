@@ -5,7 +5,9 @@ Rows: (a) the shipped joint head (GoEmotions + MELD train, chosen on a validatio
 train), (b) per-corpus reference heads with the same hyper-parameters trained on one corpus
 only. Dev sets are only scored here, never used to choose anything.
 
-    python bench/text.py [--data ../shared/data] [--threads 1] [--head DIR]
+    python bench/text.py [--data ../shared/data] [--threads 1] [--model DIR]
+    python bench/text.py --text-encoder DIR   # a tuned-layers folder from training.text_encoder:
+                                              # fit the joint head on it and score it the same way
 """
 
 from __future__ import annotations
@@ -79,6 +81,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--model", default=None, help="model folder (default: the shipped model)")
     ap.add_argument("--skip-reference", action="store_true", help="no per-corpus heads")
+    ap.add_argument("--text-encoder", default=None,
+                    help="score another tuned text encoder (a folder written by "
+                         "multimodal_emotion.training.text_encoder): the joint head is refitted "
+                         "on it with the shipped hyper-parameters")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     root = Path(args.data) if args.data else default_data_root()
@@ -92,14 +98,21 @@ def main() -> None:
     head = model.experts["text"]  # the shipped text expert
     # exactly the model's text encoder (with its fine-tuned layers, if it has them)
     encoder = build_encoder("text", model.config["encoders"]["text"], model_dir)
-    dev = joint_training_data(root, encoder, split="dev")
     hp = TEXT_HEAD_GRID
+    shipped_name = "(a) joint GoEmotions+MELD (shipped)"
+    if args.text_encoder:
+        encoder = build_encoder("text", {"name": "minilm",
+                                         "checkpoint": str(Path(args.text_encoder).resolve())},
+                                model_dir)
+        head, _ = fit_text_expert(root, grid=[hp], verbose=False, encoder=encoder)
+        shipped_name = "(a) joint head refitted"
+    dev = joint_training_data(root, encoder, split="dev")
     tuned = "top layers fine-tuned" if encoder.config().get("tuned_layers") else "frozen"
 
     print(f"\n## Text expert (all-MiniLM-L6-v2, {tuned}, mean+L2 384-d) on dev\n")
     print("| head                               | GoEmo macro-F1 | GoEmo acc | MELD w-F1 | MELD acc |")
     print("|------------------------------------|-------|-------|-------|-------|")
-    print(score_rows("(a) joint GoEmotions+MELD (shipped)", head, dev), flush=True)
+    print(score_rows(shipped_name, head, dev), flush=True)
     if not args.skip_reference:
         for corpora, name in (((0,), "(b) GoEmotions only"), ((1,), "(b) MELD only")):
             ref, _ = fit_text_expert(root, corpora=corpora, grid=[hp], verbose=False,
