@@ -9,7 +9,6 @@ MELD dev. An upper bound for the shipped text expert, which must also serve GoEm
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 from pathlib import Path
@@ -21,12 +20,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import multimodal_emotion.training.text_encoder as text_encoder  # noqa: E402
 from multimodal_emotion.datasets import default_data_root  # noqa: E402
-from multimodal_emotion.datasets.text_corpora import load_meld  # noqa: E402
+from multimodal_emotion.datasets.text_corpora import load_meld, meld_dialogue_ids  # noqa: E402
 from multimodal_emotion.encoders.text import HFTextEncoder  # noqa: E402
-from multimodal_emotion.labels import to_canonical  # noqa: E402
-from multimodal_emotion.training.text import f1_scores  # noqa: E402
+from multimodal_emotion.training.text import f1_scores, held_out_groups  # noqa: E402
+from multimodal_emotion.training.text_encoder import fine_tune  # noqa: E402
 
 
 def main() -> None:
@@ -39,18 +37,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     root = Path(args.data) if args.data else default_data_root()
     texts, y, _ = load_meld(root / "meld", "train")
-    with open(root / "meld" / "train_sent_emo.csv", encoding="utf-8", newline="") as f:
-        dialogue = np.asarray([r["Dialogue_ID"] for r in csv.DictReader(f)
-                               if to_canonical(r["Emotion"]) is not None])
-    ids = np.unique(dialogue)
-    np.random.default_rng(0).shuffle(ids)
-    val = np.isin(dialogue, ids[: len(ids) // 10])
-    # fine_tune's validation rows: whole held-out dialogues instead of a random 10 %
-    text_encoder.val_split = lambda n, frac=0.1, seed=0: (np.where(~val)[0], np.where(val)[0])
+    # validation: whole held-out dialogues instead of a random 10 % of utterances
+    val = held_out_groups(meld_dialogue_ids(root / "meld", "train"), 0.1, seed=0)
     enc = HFTextEncoder()
-    state, info = text_encoder.fine_tune(texts, y.astype(np.int64), np.ones(len(y), np.int64),
-                                         enc, k=args.layers, epochs=args.epochs,
-                                         class_power=0.0, evals_per_epoch=2)
+    state, info = fine_tune(texts, y.astype(np.int64), np.ones(len(y), np.int64), enc,
+                            k=args.layers, epochs=args.epochs, class_power=0.0,
+                            evals_per_epoch=2, split=(np.where(~val)[0], np.where(val)[0]))
     enc.model.load_state_dict(state, strict=False)
     print(f"\ntuned layers {info['layers']}, best validation weighted-F1 {info['val_joint']:.3f} "
           f"(held-out dialogues), {info['seconds']:.0f} s")

@@ -11,7 +11,6 @@ both sides. Same head and training settings as the shipped text expert.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 from pathlib import Path
@@ -24,22 +23,19 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from multimodal_emotion.datasets import default_data_root  # noqa: E402
+from multimodal_emotion.datasets.text_corpora import meld_dialogue_ids  # noqa: E402
 from multimodal_emotion.heads import TrainConfig, predict_proba  # noqa: E402
-from multimodal_emotion.labels import to_canonical  # noqa: E402
-from multimodal_emotion.training.text import (f1_scores, load_text_embeddings,  # noqa: E402
-                                              train_text_head)
+from multimodal_emotion.training.text import (f1_scores, held_out_groups,  # noqa: E402
+                                              load_text_embeddings, train_text_head)
 
 
-def previous_utterance(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """(index of the previous kept utterance in the same dialogue or -1, dialogue ids), in the
-    row order of ``load_meld`` (rows whose label has no canonical name are skipped there too)."""
-    with open(root / "meld" / f"{split}_sent_emo.csv", encoding="utf-8", newline="") as f:
-        rows = [r for r in csv.DictReader(f) if to_canonical(r["Emotion"]) is not None]
+def previous_utterance(dialogue: np.ndarray) -> np.ndarray:
+    """Index of the previous utterance of the same dialogue, or -1 (rows in file order)."""
     prev, last = [], {}
-    for i, r in enumerate(rows):
-        prev.append(last.get(r["Dialogue_ID"], -1))
-        last[r["Dialogue_ID"]] = i
-    return np.asarray(prev), np.asarray([r["Dialogue_ID"] for r in rows])
+    for i, d in enumerate(dialogue):
+        prev.append(last.get(d, -1))
+        last[d] = i
+    return np.asarray(prev)
 
 
 def with_context(x: np.ndarray, prev: np.ndarray, k: int) -> np.ndarray:
@@ -67,13 +63,12 @@ def main() -> None:
     enc = build_encoder("text", model.config["encoders"]["text"], DEFAULT_MODEL_DIR)
     x, y = load_text_embeddings("meld", "train", root, enc)
     xd, yd = load_text_embeddings("meld", "dev", root, enc)
-    prev, dialogue = previous_utterance(root, "train")
-    prev_d, _ = previous_utterance(root, "dev")
+    dialogue = meld_dialogue_ids(root / "meld", "train")
+    prev, prev_d = previous_utterance(dialogue), previous_utterance(
+        meld_dialogue_ids(root / "meld", "dev"))
     if len(prev) != len(y) or len(prev_d) != len(yd):
         raise SystemExit("MELD rows and cached embeddings disagree; clear the cache")
-    ids = np.unique(dialogue)
-    np.random.default_rng(0).shuffle(ids)
-    val = np.isin(dialogue, ids[: len(ids) // 10])
+    val = held_out_groups(dialogue, 0.1, seed=0)
     corpus = np.ones(len(y), np.int64)
     print("\n## MELD dev weighted-F1, text expert head with dialogue context\n")
     print("| previous utterances | validation w-F1 (held-out dialogues) | MELD dev w-F1 |")

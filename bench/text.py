@@ -95,17 +95,18 @@ def main() -> None:
 
     model_dir = Path(args.model) if args.model else DEFAULT_MODEL_DIR
     model = EmotionModel.from_pretrained(model_dir)
-    head = model.experts["text"]  # the shipped text expert
-    # exactly the model's text encoder (with its fine-tuned layers, if it has them)
-    encoder = build_encoder("text", model.config["encoders"]["text"], model_dir)
     hp = TEXT_HEAD_GRID
-    shipped_name = "(a) joint GoEmotions+MELD (shipped)"
     if args.text_encoder:
         encoder = build_encoder("text", {"name": "minilm",
                                          "checkpoint": str(Path(args.text_encoder).resolve())},
                                 model_dir)
         head, _ = fit_text_expert(root, grid=[hp], verbose=False, encoder=encoder)
         shipped_name = "(a) joint head refitted"
+    else:
+        head = model.experts["text"]  # the shipped text expert
+        # exactly the model's text encoder (with its fine-tuned layers, if it has them)
+        encoder = build_encoder("text", model.config["encoders"]["text"], model_dir)
+        shipped_name = "(a) joint GoEmotions+MELD (shipped)"
     dev = joint_training_data(root, encoder, split="dev")
     tuned = "top layers fine-tuned" if encoder.config().get("tuned_layers") else "frozen"
 

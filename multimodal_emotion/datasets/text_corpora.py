@@ -82,19 +82,28 @@ def load_goemotions(root: str | Path, split: str, scheme: str = "ekman"
     return texts, np.asarray(labels, dtype=np.int64)
 
 
+def _meld_rows(root: str | Path, split: str) -> list[dict[str, str]]:
+    """The CSV rows of MELD ``split`` whose emotion has a canonical name (the rows every MELD
+    loader returns, in file order), with ``canon`` added."""
+    path = _check(root, split) / f"{split}_sent_emo.csv"
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = [{**row, "canon": to_canonical(row["Emotion"])} for row in csv.DictReader(f)]
+    return [r for r in rows if r["canon"] is not None]
+
+
 def load_meld(root: str | Path, split: str) -> tuple[list[str], np.ndarray, list[str]]:
     """MELD ``split`` utterances as (texts, canonical label indices, speakers).
 
     ``root`` is the ``meld`` folder holding ``{train,dev}_sent_emo.csv``.
     """
-    path = _check(root, split) / f"{split}_sent_emo.csv"
-    texts, labels, speakers = [], [], []
-    with open(path, encoding="utf-8", newline="") as f:
-        for row in csv.DictReader(f):
-            canon = to_canonical(row["Emotion"])
-            if canon is None:
-                continue
-            texts.append(normalize_text(row["Utterance"]))
-            labels.append(LABEL_TO_INDEX[canon])
-            speakers.append(normalize_text(row["Speaker"]))
+    rows = _meld_rows(root, split)
+    texts = [normalize_text(r["Utterance"]) for r in rows]
+    labels = [LABEL_TO_INDEX[r["canon"]] for r in rows]
+    speakers = [normalize_text(r["Speaker"]) for r in rows]
     return texts, np.asarray(labels, dtype=np.int64), speakers
+
+
+def meld_dialogue_ids(root: str | Path, split: str) -> np.ndarray:
+    """The ``Dialogue_ID`` of each utterance :func:`load_meld` returns, in the same order (so
+    validation can hold out whole dialogues, and context can follow one)."""
+    return np.asarray([r["Dialogue_ID"] for r in _meld_rows(root, split)])

@@ -163,15 +163,14 @@ class WhisperAudioEncoder(_AudioEncoder):
 
         from .whisper_models import resolve_whisper_model, whisper_model_label
 
-        if whisper_model is None or model_path is not None:
-            model_path = resolve_whisper_model(model_path)
+        # a registry name, a folder, or None (the packaged default); a missing one raises here
+        resolved = resolve_whisper_model(model_path)
+        shared = whisper_model is not None
         if whisper_model is None:
-            if not Path(model_path).exists():
-                raise ModelError(f"Whisper model folder not found: {model_path}")
-            whisper_model = WhisperModel(model_path, device="cpu", compute_type=compute_type,
+            whisper_model = WhisperModel(resolved, device="cpu", compute_type=compute_type,
                                          cpu_threads=cpu_threads)
         self.whisper_model = whisper_model
-        self.model_path = model_path or "<shared instance>"
+        self.model_path = "<shared instance>" if shared and model_path is None else resolved
         # What the cache key records: the packaged default by name, anything else by folder name
         # (a shared ``whisper_model`` is assumed to be the packaged one unless model_path is given).
         self.model_label = whisper_model_label(model_path)
@@ -183,7 +182,7 @@ class WhisperAudioEncoder(_AudioEncoder):
         if self.layers:
             from .whisper_torch import WhisperEncoderTorch
 
-            self.torch_encoder = WhisperEncoderTorch.from_ct2(resolve_whisper_model(model_path))
+            self.torch_encoder = WhisperEncoderTorch.from_ct2(resolved)
             bad = [i for i in self.layers if not 0 <= i <= self.torch_encoder.n_layers]
             if bad:
                 raise ModelError(f"Whisper encoder layers {bad} do not exist; this model has "

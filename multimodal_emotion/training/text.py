@@ -153,6 +153,14 @@ def val_split(n: int, frac: float = 0.1, seed: int = 0) -> tuple[np.ndarray, np.
     return np.sort(perm[k:]), np.sort(perm[:k])
 
 
+def held_out_groups(groups: np.ndarray, frac: float = 0.1, seed: int = 0) -> np.ndarray:
+    """Bool mask of the rows whose group (e.g. a MELD dialogue) is among the ``frac`` of groups
+    held out for validation: unlike :func:`val_split`, no group is on both sides."""
+    ids = np.unique(groups)
+    np.random.default_rng(seed).shuffle(ids)
+    return np.isin(groups, ids[: int(len(ids) * frac + 1e-9)])
+
+
 def config_to_json(cfg: TrainConfig, **extra: Any) -> str:
     return json.dumps({**cfg.__dict__, **extra}, sort_keys=True)
 

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..encoders.text import masked_mean
 from ..labels import LABELS
 from .text import joint_score, sample_weights, val_split
 
@@ -62,9 +63,7 @@ class TopLayers(nn.Module):
                                          attention_mask=mask)
         for layer in self.layers:
             hidden = layer(hidden, attn)
-        m = mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * m).sum(1) / m.sum(1).clamp_min(1e-9)
-        return self.head(self.dropout(pooled))
+        return self.head(self.dropout(masked_mean(hidden, mask)))
 
 
 def lower_hidden_states(encoder: Any, texts: list[str], first: int,
@@ -103,14 +102,16 @@ def _scores(top: TopLayers, batches: list, rows: np.ndarray, y: np.ndarray,
 
 def fine_tune(texts: list[str], y: np.ndarray, corpus: np.ndarray, encoder: Any, k: int = 2,
               epochs: int = 3, lr: float = 5e-5, head_lr: float = 1e-3, batch_size: int = 32,
-              class_power: float = 0.25, evals_per_epoch: int = 2, seed: int = 0
+              class_power: float = 0.25, evals_per_epoch: int = 2, seed: int = 0,
+              split: tuple[np.ndarray, np.ndarray] | None = None
               ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Fine-tune the top ``k`` layers; return their best state dict (keys as in the HF model,
     ``encoder.layer.N.*``) and a training log. Selection: best joint_score on the validation
-    10 % of TRAIN, evaluated ``evals_per_epoch`` times per epoch."""
+    rows, evaluated ``evals_per_epoch`` times per epoch. ``split`` = (train rows, validation
+    rows); default a random 10 % of TRAIN (:func:`~.text.val_split`)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    tr, va = val_split(len(y), 0.1, seed)
+    tr, va = split if split is not None else val_split(len(y), 0.1, seed)
     top = TopLayers(encoder.model, k)
     for p in top.layers.parameters():
         p.requires_grad_(True)
