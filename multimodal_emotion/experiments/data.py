@@ -216,7 +216,7 @@ def load_ravdess_experiment(root: Path, opts: dict[str, Any]) -> ExperimentData:
                 raise InputError(f"{len(missing)} RAVDESS clips have no AU row, e.g. {missing[0]}")
             mods[m] = ModalityData(np.stack([au[k] for k in keys]), np.ones(len(keys), bool),
                                    description={"source": src, "features": 35})
-        elif m == "text" or src in ("minilm", "hf"):
+        elif m == "text" or src in ("minilm", "mpnet", "hf"):
             texts = [RAVDESS_STATEMENTS[r.statement] for r in records]
             mods[m] = _text_block(texts, spec, "ravdess-text")
         else:

@@ -192,11 +192,9 @@ def _rows(seq: tuple[np.ndarray, np.ndarray], idx) -> tuple[np.ndarray, np.ndarr
 
 def _text_corpus(root: Path) -> list[str]:
     """GoEmotions train + MELD train texts, in the order of the cached embeddings."""
-    from ..datasets.text_corpora import load_goemotions, load_meld
+    from .text_encoder import joint_training_texts
 
-    ge, _ = load_goemotions(root / "goemotions", "train", "ekman")
-    me, _, _ = load_meld(root / "meld", "train")
-    return list(ge) + list(me)
+    return joint_training_texts(root)[0]
 
 
 def _text_sequences(enc, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
