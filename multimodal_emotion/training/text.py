@@ -174,6 +174,20 @@ GRID: list[dict[str, Any]] = [
 ]
 
 
+def joint_training_texts(root: str | Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """GoEmotions-Ekman train + MELD train: (texts, canonical labels, corpus ids 0 / 1), in the
+    order of :func:`joint_training_data` (read straight from the corpora: tuning the encoder
+    needs no frozen embeddings of them)."""
+    from ..datasets.text_corpora import load_goemotions, load_meld
+
+    root = Path(root)
+    ge, yg = load_goemotions(root / "goemotions", "train", "ekman")
+    me, ym, _ = load_meld(root / "meld", "train")
+    y = np.concatenate([yg, ym]).astype(np.int64)
+    corpus = np.concatenate([np.zeros(len(yg), np.int64), np.ones(len(ym), np.int64)])
+    return list(ge) + list(me), y, corpus
+
+
 def joint_training_data(data_root: str | Path | None = None, encoder: Any = None,
                         split: str = "train") -> dict[str, np.ndarray]:
     """Embeddings, labels and corpus ids (0 GoEmotions, 1 MELD) for ``split``, stacked."""

@@ -57,8 +57,7 @@ class TopLayers(nn.Module):
         self.head = nn.Linear(self.config.hidden_size, N_CLASSES)
         # MPNet adds a relative-position bias to every layer's attention scores; the bucket
         # embedding it comes from stays frozen (it is shared by all layers, tuned or not).
-        bias = getattr(hf_model.encoder, "compute_position_bias", None)
-        self.position_bias = (lambda h: bias(h).detach()) if bias is not None else None
+        self.position_bias = getattr(hf_model.encoder, "compute_position_bias", None)
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         from transformers.masking_utils import create_bidirectional_mask
@@ -68,20 +67,14 @@ class TopLayers(nn.Module):
         return self.head(self.dropout(masked_mean(self.encode(hidden, attn), mask)))
 
     def encode(self, hidden: torch.Tensor, attn: Any) -> torch.Tensor:
-        """Token states after the top layers (``attn``: the model's bidirectional mask)."""
-        return run_layers(self.layers, hidden, attn, self.position_bias)
-
-
-def run_layers(layers: Any, hidden: torch.Tensor, attn: Any,
-               position_bias: Any = None) -> torch.Tensor:
-    """Run transformer ``layers`` over ``hidden``. BERT-style layers (MiniLM) return the
-    states; MPNet's take a relative position bias, computed once from the frozen encoder's
-    own bucket embedding, and return a tuple."""
-    bias = position_bias(hidden) if position_bias is not None else None
-    for layer in layers:
-        out = layer(hidden, attn) if bias is None else layer(hidden, attn, bias)
-        hidden = out[0] if isinstance(out, tuple) else out
-    return hidden
+        """Token states after the top layers (``attn``: the model's bidirectional mask).
+        BERT-style layers (MiniLM) return the states; MPNet's also take the position bias and
+        return a tuple."""
+        bias = None if self.position_bias is None else self.position_bias(hidden).detach()
+        for layer in self.layers:
+            out = layer(hidden, attn) if bias is None else layer(hidden, attn, bias)
+            hidden = out[0] if isinstance(out, tuple) else out
+        return hidden
 
 
 def lower_hidden_states(encoder: Any, texts: list[str], first: int,
@@ -121,13 +114,12 @@ def _scores(top: TopLayers, batches: list, rows: np.ndarray, y: np.ndarray,
 def fine_tune(texts: list[str], y: np.ndarray, corpus: np.ndarray, encoder: Any, k: int = 2,
               epochs: int = 3, lr: float = 5e-5, head_lr: float = 1e-3, batch_size: int = 32,
               class_power: float = 0.25, evals_per_epoch: int = 2, seed: int = 0,
-              split: tuple[np.ndarray, np.ndarray] | None = None, cached: list | None = None
+              split: tuple[np.ndarray, np.ndarray] | None = None
               ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Fine-tune the top ``k`` layers; return their best state dict (keys as in the HF model,
     ``encoder.layer.N.*``) and a training log. Selection: best joint_score on the validation
     rows, evaluated ``evals_per_epoch`` times per epoch. ``split`` = (train rows, validation
-    rows); default a random 10 % of TRAIN (:func:`~.text.val_split`). ``cached``: the output of
-    :func:`lower_hidden_states` for these texts and ``k``, when the caller keeps it to reuse."""
+    rows); default a random 10 % of TRAIN (:func:`~.text.val_split`)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     tr, va = split if split is not None else val_split(len(y), 0.1, seed)
@@ -137,8 +129,7 @@ def fine_tune(texts: list[str], y: np.ndarray, corpus: np.ndarray, encoder: Any,
     t0 = time.time()
     # The cached batches (length-sorted, so little padding) are the training batches; their
     # order is shuffled every epoch.
-    if cached is None:
-        cached = lower_hidden_states(encoder, texts, top.first, batch_size)
+    cached = lower_hidden_states(encoder, texts, top.first, batch_size)
     seconds_lower = time.time() - t0
     is_train = np.zeros(len(y), bool)
     is_train[tr] = True
@@ -223,25 +214,13 @@ def save_tuned_layers(state: dict[str, torch.Tensor], info: dict[str, Any], base
     return out
 
 
-def joint_training_texts(root: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """GoEmotions-Ekman train + MELD train: (texts, canonical labels, corpus ids 0 / 1), in the
-    order of :func:`~.text.joint_training_data` (read straight from the corpora: tuning needs no
-    frozen embeddings of them)."""
-    from ..datasets.text_corpora import load_goemotions, load_meld
-
-    ge, yg = load_goemotions(root / "goemotions", "train", "ekman")
-    me, ym, _ = load_meld(root / "meld", "train")
-    y = np.concatenate([yg, ym]).astype(np.int64)
-    corpus = np.concatenate([np.zeros(len(yg), np.int64), np.ones(len(ym), np.int64)])
-    return list(ge) + list(me), y, corpus
-
-
 def train_text_encoder(root: Path, out: Path, seed: int = 0, epochs: int = 3, layers: int = 2,
                        lr: float = 5e-5, base: str | None = None) -> dict[str, Any]:
     """Fine-tune the top ``layers`` of the sentence encoder ``base`` (default the packaged
     MiniLM; ``"mpnet"`` or any path, :func:`~..encoders.text_models.resolve_text_model`) on
     GoEmotions + MELD train; write them to ``out`` and return the training info."""
     from ..encoders.text import HFTextEncoder
+    from .text import joint_training_texts
 
     enc = HFTextEncoder(base)
     texts, y, corpus = joint_training_texts(root)
