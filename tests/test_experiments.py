@@ -17,7 +17,7 @@ from multimodal_emotion.experiments.data import speaker_normalise
 from multimodal_emotion.experiments.metrics import (aggregate, paired_test, roc_auc_ovr,
                                                     run_report, uar)
 from multimodal_emotion.experiments.protocol import Split, check_split, make_splits
-from multimodal_emotion.experiments.trainer import train_neural
+from multimodal_emotion.experiments.trainer import train_late, train_neural
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -92,6 +92,28 @@ def test_test_labels_never_influence_training():
     b = train_neural("concat", data.modalities, y2, s.train, s.val, s.test, 4, settings, 0)
     assert a.history == b.history and a.best_epoch == b.best_epoch
     np.testing.assert_array_equal(a.test_proba, b.test_proba)
+
+
+def test_late_fusion_choices_come_from_validation_speakers_only():
+    """train_late picks each expert's penalty and the modality weights on validation speakers:
+    scrambling the test labels changes nothing, and the informative modality is trusted most."""
+    data = synthetic()
+    (s,) = make_splits(data, ProtocolConfig("speaker-kfold", folds=4, val_speakers=2), [0])[:1]
+    settings = TrainSettings()
+    y2 = data.y.copy()
+    y2[s.test] = np.random.default_rng(1).permutation(y2[s.test])
+    a = train_late(data.modalities, data.y, s.train, s.val, s.test, 4, settings, 0,
+                   missing=True)
+    b = train_late(data.modalities, y2, s.train, s.val, s.test, 4, settings, 0, missing=True)
+    assert a.chosen == b.chosen
+    np.testing.assert_array_equal(a.test_proba, b.test_proba)
+    assert len(a.chosen["val_by_C"]) == 4 ** 3  # every combination of penalties was scored
+    w = a.chosen["weights"]
+    assert w["audio"] > 2 * w["text"]
+    assert uar(data.y[s.test], a.test_proba.argmax(1)) > 0.5  # chance is 0.25
+    # dropping the informative modality at test time costs the most
+    drop = {m: uar(data.y[s.test], p.argmax(1)) for m, p in a.missing_proba.items()}
+    assert min(drop, key=drop.get) == "audio"
 
 
 def test_speaker_normalise_zero_mean_unit_std_per_speaker():
@@ -179,8 +201,8 @@ def test_small_experiment_writes_a_full_report(tmp_path: Path):
                      "fusion_options": {"attention": {"width": 32, "layers": 1}}})
     res = run_experiment(cfg, data=synthetic(), out=tmp_path, progress=False)
     rows = res["rows"]
-    assert set(rows) == {"concat", "sum", "attention", "audio only", "face only", "text only",
-                         "reference", "linear probe"}
+    assert set(rows) == {"concat", "sum", "attention", "late", "audio only", "face only",
+                         "text only", "reference", "linear probe"}
     assert all(r["summary"]["runs"] == 6 for r in rows.values())
     # the informative modality beats noise; fusion is not worse than noise
     assert rows["audio only"]["summary"]["uar"]["mean"] > rows["text only"]["summary"]["uar"][
@@ -197,7 +219,8 @@ def test_small_experiment_writes_a_full_report(tmp_path: Path):
     import matplotlib.image as mpimg
 
     for png in ("comparison.png", "curves.png", "missing_modality.png", "confusion_concat.png",
-                "confusion_sum.png", "confusion_attention.png", "confusion_reference.png"):
+                "confusion_sum.png", "confusion_attention.png", "confusion_late.png",
+                "confusion_reference.png"):
         img = mpimg.imread(tmp_path / png)
         assert img.shape[0] > 200 and img.shape[1] > 300
         assert img[..., :3].std() > 0.05, f"{png} looks blank"

@@ -99,7 +99,10 @@ def test_training_beats_chance_and_fusion_beats_one_modality(name):
     train = sample_triples(pools, 2000, "train", 0.3, rng)
     val = sample_triples(pools, 500, "val", 0.0, rng)
     f = create(name, dims=DIMS, n_classes=7)
-    rep = train_fusion(f, train, val, FusionTrainConfig(epochs=10, patience=10, batch_size=128))
+    # late's experts are single linear layers: 10 short epochs need a larger step to get there
+    lr = 1e-2 if name == "late" else FusionTrainConfig.lr
+    rep = train_fusion(f, train, val, FusionTrainConfig(epochs=10, patience=10, batch_size=128,
+                                                        lr=lr))
     assert rep["val_uar"] > 0.6  # chance is 1/7
     emb, mask, y, _ = val
     only_face = mask.copy()
@@ -125,3 +128,48 @@ def test_attention_trains_with_sequences_carried_by_the_triples():
     rep = train_fusion(f, train, val, FusionTrainConfig(epochs=6, patience=6, batch_size=128))
     assert rep["val_uar"] > 0.5
     assert not torch.allclose(f.seq_norms["audio"].std, torch.ones(DIMS["audio"]))
+
+
+def test_late_linear_expert_is_logistic_regression():
+    """fit_classifier reaches scikit-learn's multinomial logistic regression optimum (same C,
+    balanced class weights, standardised inputs): the same probabilities to 1e-3."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 300)
+    x = rng.normal(size=(300, 6)) + np.eye(4, 6)[y] * 1.5
+    x[y == 0] += 0.5  # unbalanced scale, so the penalty matters
+    y[:40] = 3  # unbalanced classes, so the class weights matter
+    c = 0.05
+    ref = LogisticRegression(C=c, class_weight="balanced", max_iter=5000, tol=1e-8)
+    ref.fit(StandardScaler().fit_transform(x), y)
+    f = create("late", dims={"audio": 6}, n_classes=4)
+    xt, yt = torch.tensor(x, dtype=torch.float32), torch.from_numpy(y)
+    f.fit_normalisation({"audio": xt}, torch.ones(300, 1, dtype=torch.bool))
+    f.norms["audio"].std.copy_(xt.std(0, unbiased=False))  # scikit-learn's population std
+    counts = torch.bincount(yt, minlength=4).float()
+    f.fit_classifier("audio", xt, yt, l2=1 / (2 * c * 300),
+                     class_weight=counts.sum() / (4 * counts))
+    f.eval()
+    with torch.no_grad():
+        ours = f.unimodal_log_proba({"audio": xt}, torch.ones(300, 1, dtype=torch.bool))[:, 0]
+    theirs = ref.predict_proba(StandardScaler().fit_transform(x))
+    np.testing.assert_allclose(ours.exp().numpy(), theirs, atol=1e-3)
+
+
+def test_late_calibration_trusts_the_informative_expert_and_skips_absent_ones():
+    from multimodal_emotion.fusion.strategies import fit_modality_weights
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 3, (400,), generator=g)
+    good = torch.log_softmax(3.0 * torch.nn.functional.one_hot(y, 3).float()
+                             + torch.randn(400, 3, generator=g), -1)
+    noise = torch.log_softmax(3.0 * torch.randn(400, 3, generator=g), -1)
+    mask = torch.ones(400, 2, dtype=torch.bool)
+    w = fit_modality_weights(torch.stack([good, noise], 1), mask, y).exp()
+    assert w[0] > 0.5 and w[1] < 0.1 * w[0]
+    # a modality absent on every row cannot move its weight from where it started
+    mask[:, 1] = False
+    w = fit_modality_weights(torch.stack([good, noise], 1), mask, y).exp()
+    assert w[1] == pytest.approx(1.0)

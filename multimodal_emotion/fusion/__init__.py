@@ -1,4 +1,4 @@
-"""Fusion strategies by name: ``concat``, ``sum`` and ``attention``.
+"""Fusion strategies by name: ``concat``, ``sum``, ``attention`` and ``late``.
 
 Every strategy has the same call, ``fusion(embeddings, mask, sequences=None) -> logits``, where
 ``embeddings`` maps modality -> ``[B, D_m]``, ``mask`` is ``[B, M]`` (True = the modality is
@@ -13,12 +13,13 @@ from typing import Any, Callable
 
 from ..errors import InputError
 from .base import Fusion
-from .strategies import AttentionFusion, ConcatFusion, SumFusion
+from .strategies import AttentionFusion, ConcatFusion, LateFusion, SumFusion
 
 FUSIONS: dict[str, Callable[..., Fusion]] = {
     "concat": ConcatFusion,
     "sum": SumFusion,
     "attention": AttentionFusion,
+    "late": LateFusion,
 }
 
 
@@ -28,4 +29,5 @@ def create(name: str, **kwargs: Any) -> Fusion:
     return FUSIONS[name](**kwargs)
 
 
-__all__ = ["FUSIONS", "Fusion", "ConcatFusion", "SumFusion", "AttentionFusion", "create"]
+__all__ = ["FUSIONS", "Fusion", "ConcatFusion", "SumFusion", "AttentionFusion", "LateFusion",
+           "create"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -51,3 +51,19 @@ class Fusion(nn.Module):
                 sequences: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
                 ) -> torch.Tensor:
         return self.head(self.fuse(embeddings, mask, sequences))
+
+    def loss(self, embeddings: Embeddings, mask: torch.Tensor,
+             sequences: dict[str, tuple[torch.Tensor, torch.Tensor]] | None,
+             y: torch.Tensor, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+             ) -> torch.Tensor:
+        """The training loss for one batch. Trainers call this rather than ``loss_fn(self(...))``
+        so a strategy can add terms of its own (``late`` trains each modality's classifier on its
+        own loss)."""
+        return loss_fn(self(embeddings, mask, sequences), y)
+
+    def calibrate(self, embeddings: Embeddings, mask: torch.Tensor, y: torch.Tensor
+                  ) -> dict[str, torch.Tensor]:
+        """Fit whatever the strategy sets on held-out data (speakers it was not trained on) and
+        return those parameters by name, so a model retrained on more data can take them over.
+        Most strategies set nothing; ``late`` fits how much to trust each modality."""
+        return {}

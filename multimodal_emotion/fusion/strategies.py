@@ -8,6 +8,10 @@
   plus up to ``seq_tokens`` tokens summarising its sequence over time; a small transformer lets
   every token attend to the other modalities' tokens, with absent ones masked out of attention,
   and a learned query token reads the result.
+- ``late``: decision-level fusion. Each modality has its own classifier, trained on its own
+  loss, and the available modalities' log-probabilities are added with learned positive weights
+  (a weighted product of experts). Joint training lets the modality that fits the training set
+  fastest (speech embeddings) crowd out the others; here none can.
 """
 
 from __future__ import annotations
@@ -117,6 +121,117 @@ class AttentionFusion(Fusion):
                 valid.append(seq_valid & mask[:, i:i + 1])
         h = self.encoder(torch.cat(tokens, 1), src_key_padding_mask=~torch.cat(valid, 1))
         return self.out_norm(h[:, 0])
+
+
+class LateFusion(Fusion):
+    """Decision-level fusion: ``sum_m w_m * log p_m(y | x_m)`` over the available modalities.
+
+    Each modality's classifier (linear by default, an MLP with ``width > 0``) learns from its own
+    cross-entropy only, so no modality's gradient can crowd out another's (in joint training on
+    RAVDESS the speech embedding fits the training speakers almost perfectly and the face is
+    largely ignored). The per-modality weights ``w_m`` (positive, start at 1) learn from the fused
+    loss with the classifiers' outputs held fixed, and :meth:`calibrate` refits them on held-out
+    speakers: a classifier that is sure of itself on the speakers it trained on is less so on new
+    ones, by a different amount per modality. A missing modality adds nothing, so the answer is
+    the product of the experts that are there.
+    """
+
+    name = "late"
+
+    def __init__(self, dims: dict[str, int], n_classes: int, width: int = 0,
+                 dropout: float = 0.3) -> None:
+        super().__init__(dims, n_classes, width, dropout)
+        self.classifiers = nn.ModuleDict({
+            m: (nn.Sequential(nn.Dropout(dropout), nn.Linear(d, n_classes)) if width <= 0 else
+                nn.Sequential(nn.Dropout(0.1), _mlp_head(d, width, n_classes, dropout)))
+            for m, d in dims.items()})
+        self.log_weights = nn.Parameter(torch.zeros(len(dims)))
+        self.head = nn.Identity()
+
+    def unimodal_log_proba(self, embeddings: Embeddings, mask: torch.Tensor) -> torch.Tensor:
+        """``[B, M, C]`` log-probabilities of each modality's own classifier."""
+        x = self.normalised(embeddings, mask)
+        return torch.stack([F.log_softmax(self.classifiers[m](x[m]), -1)
+                            for m in self.modalities], 1)
+
+    def _combine(self, log_p: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        w = self.log_weights.exp() * mask.to(log_p.dtype)
+        return (w.unsqueeze(-1) * log_p).sum(1)
+
+    def fuse(self, embeddings: Embeddings, mask: torch.Tensor, sequences=None) -> torch.Tensor:
+        return self._combine(self.unimodal_log_proba(embeddings, mask), mask)
+
+    def loss(self, embeddings: Embeddings, mask: torch.Tensor, sequences, y: torch.Tensor,
+             loss_fn) -> torch.Tensor:
+        log_p = self.unimodal_log_proba(embeddings, mask)
+        total = loss_fn(self._combine(log_p.detach(), mask), y)
+        for i in range(len(self.modalities)):
+            rows = mask[:, i]
+            if rows.any():
+                total = total + loss_fn(log_p[rows, i], y[rows])
+        return total
+
+    @torch.enable_grad()
+    def fit_classifier(self, modality: str, x: torch.Tensor, y: torch.Tensor, l2: float,
+                       class_weight: torch.Tensor | None = None, max_iter: int = 300) -> None:
+        """Fit one modality's linear classifier to the optimum of its L2-penalised (class-
+        weighted) cross-entropy: multinomial logistic regression, solved by L-BFGS.
+
+        ``x`` is raw (the fitted standardisation is applied here), the rows where the modality
+        is available. Mini-batch training with early stopping stops short of this optimum, and
+        late fusion is sensitive to it: how sure each expert is on new speakers decides how the
+        product weighs them, and a strongly penalised linear expert is better behaved there.
+        """
+        if self.width > 0:
+            raise ValueError("fit_classifier solves the linear case (width=0) only")
+        linear = self.classifiers[modality][-1]
+        xs = self.norms[modality](x).detach()
+        with torch.no_grad():
+            linear.weight.zero_()
+            linear.bias.zero_()
+        opt = torch.optim.LBFGS(list(linear.parameters()), lr=1.0, max_iter=max_iter,
+                                tolerance_grad=1e-6, line_search_fn="strong_wolfe")
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            loss = F.cross_entropy(linear(xs), y, weight=class_weight) \
+                + l2 * linear.weight.pow(2).sum()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+
+    def calibrate(self, embeddings: Embeddings, mask: torch.Tensor, y: torch.Tensor
+                  ) -> dict[str, torch.Tensor]:
+        """Refit the modality weights on held-out rows (see :func:`fit_modality_weights`)."""
+        was_training = self.training
+        self.eval()
+        with torch.no_grad():
+            log_p = self.unimodal_log_proba(embeddings, mask)
+            self.log_weights.copy_(fit_modality_weights(log_p, mask, y,
+                                                        self.log_weights.detach()))
+        self.train(was_training)
+        return {"log_weights": self.log_weights.detach().clone()}
+
+
+@torch.enable_grad()
+def fit_modality_weights(log_p: torch.Tensor, mask: torch.Tensor, y: torch.Tensor,
+                         init: torch.Tensor | None = None) -> torch.Tensor:
+    """``log w`` minimising the negative log-likelihood of ``softmax(sum_m w_m log p_m)`` on
+    held-out rows, every expert fixed (``log_p`` ``[B, M, C]``, ``mask`` ``[B, M]``); convex in
+    ``w``, solved by L-BFGS, clamped to ``w`` in [e^-5, e^3]."""
+    log_w = (torch.zeros(log_p.shape[1]) if init is None else init.clone()).requires_grad_(True)
+    opt = torch.optim.LBFGS([log_w], lr=0.5, max_iter=100, line_search_fn="strong_wolfe")
+    m = mask.to(log_p.dtype)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        nll = F.cross_entropy(((log_w.exp() * m).unsqueeze(-1) * log_p).sum(1), y)
+        nll.backward()
+        return nll
+
+    opt.step(closure)
+    return log_w.detach().clamp(-5.0, 3.0)
 
 
 def pool_sequence(seq: torch.Tensor, tokens: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -141,8 +141,8 @@ def train_fusion(fusion: nn.Module, train: tuple, val: tuple, cfg: FusionTrainCo
             idx = torch.from_numpy(order[i:i + cfg.batch_size])
             opt.zero_grad()
             batch_seq = {m: (s[idx], v[idx]) for m, (s, v) in ts.items()} if ts else None
-            loss = loss_fn(fusion({m: v[idx] for m, v in t.items()}, tm[idx], batch_seq),
-                           ty[idx])
+            loss = fusion.loss({m: v[idx] for m, v in t.items()}, tm[idx], batch_seq, ty[idx],
+                               loss_fn)
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
@@ -152,6 +152,10 @@ def train_fusion(fusion: nn.Module, train: tuple, val: tuple, cfg: FusionTrainCo
         if stopper.update(score):
             break
     stopper.restore()
+    # Strategies with held-out-fitted parameters (late's modality weights) fit them on the
+    # validation triples, whose speakers, faces and sentences training never saw.
+    fusion.calibrate({m: torch.from_numpy(v) for m, v in vemb.items()}, torch.from_numpy(vmask),
+                     torch.from_numpy(vy))
     return {"val_uar": stopper.best, "epochs": len(history), "history": history}
 
 
