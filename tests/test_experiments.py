@@ -215,12 +215,13 @@ def test_small_experiment_writes_a_full_report(tmp_path: Path):
         "mean"]
     md = (tmp_path / "results.md").read_text()
     assert "| row | kind |" in md and "Paired test" in md
+    assert "| late | audio |" in md  # late fusion's modality weights are reported
     assert (tmp_path / "config.yaml").read_text().startswith("config:")
     import matplotlib.image as mpimg
 
     for png in ("comparison.png", "curves.png", "missing_modality.png", "confusion_concat.png",
                 "confusion_sum.png", "confusion_attention.png", "confusion_late.png",
-                "confusion_reference.png"):
+                "confusion_reference.png", "late_weights.png"):
         img = mpimg.imread(tmp_path / png)
         assert img.shape[0] > 200 and img.shape[1] > 300
         assert img[..., :3].std() > 0.05, f"{png} looks blank"

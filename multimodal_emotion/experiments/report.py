@@ -55,6 +55,34 @@ def missing_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def late_weights(results: dict[str, Any]) -> dict[str, dict[str, list[float]]]:
+    """Per row that fuses by weighted product (``late``), each modality's weight in every run:
+    how much that modality's log-probabilities count in the fused answer."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for name, row in results["rows"].items():
+        for run in row["runs"]:
+            for m, w in ((run.get("chosen") or {}).get("weights") or {}).items():
+                out.setdefault(name, {}).setdefault(m, []).append(float(w))
+    return out
+
+
+def late_weights_table(results: dict[str, Any]) -> str:
+    """Markdown: each late row's modality weights (mean ± std over runs) and the penalty C each
+    modality's expert got most often."""
+    weights = late_weights(results)
+    if not weights:
+        return ""
+    lines = ["| row | modality | weight | C chosen (runs) |", "|---|---|---|---|"]
+    for name, by_mod in weights.items():
+        for m, ws in by_mod.items():
+            cs = [run["chosen"]["C"][m] for run in results["rows"][name]["runs"]
+                  if m in (run.get("chosen") or {}).get("C", {})]
+            counts = {c: cs.count(c) for c in sorted(set(cs))}
+            lines.append(f"| {name} | {m} | {np.mean(ws):.2f} ± {np.std(ws):.2f} | "
+                         + ", ".join(f"{c:g} ({k})" for c, k in counts.items()) + " |")
+    return "\n".join(lines)
+
+
 def _markdown(results: dict[str, Any]) -> str:
     cfg, ds, metric = results["config"], results["dataset"], results["protocol"]["metric"]
     mods = ", ".join(f"{m} = {v.get('source')} ({v['dim']}-d"
@@ -93,6 +121,15 @@ def _markdown(results: dict[str, Any]) -> str:
                   f"{p['wins']} wins / {p['losses']} losses / {p['ties']} ties; Wilcoxon "
                   f"signed-rank p = {p['wilcoxon_p']:.3g}, paired t-test p = {p['ttest_p']:.3g}.",
                   ""]
+    lw = late_weights_table(results)
+    if lw:
+        lines += ["## Late fusion: how much each modality counts", "",
+                  "The fused answer is softmax(sum over modalities of weight x log-probability of "
+                  "that modality's expert); weights and each expert's penalty C were chosen on the "
+                  "validation speakers of each run. A weight matters only as far as its "
+                  "expert's output varies: an expert that says the same for every item (a flat "
+                  "distribution, e.g. text that carries no emotion) keeps its starting weight, "
+                  "1, and moves no answer.", "", lw, ""]
     best = results.get("best")
     if best:
         s = results["rows"][best]["summary"]
@@ -106,7 +143,10 @@ def _markdown(results: dict[str, Any]) -> str:
               "- `confusion_<row>.png`: confusion matrix per strategy, summed over runs, "
               "normalised by true class", "- `curves.png`: training loss and validation "
               f"{METRIC_NAMES['uar']} per epoch (mean over runs)",
-              "- `missing_modality.png`: each strategy with one modality removed", ""]
+              "- `missing_modality.png`: each strategy with one modality removed"]
+    if lw:
+        lines.append("- `late_weights.png`: late fusion's weight per modality, every run")
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -148,7 +188,39 @@ def plot_all(results: dict[str, Any], out: Path) -> list[Path]:
         files.append(plot_curves(results, out / "curves.png"))
     if results.get("missing_modality"):
         files.append(plot_missing(results, out / "missing_modality.png"))
+    if late_weights(results):
+        files.append(plot_late_weights(results, out / "late_weights.png"))
     return files
+
+
+def plot_late_weights(results: dict[str, Any], path: Path) -> Path:
+    """Bars: mean weight per modality for each late-fusion row; dots: the single runs."""
+    import matplotlib.pyplot as plt
+
+    weights = late_weights(results)
+    mods = sorted({m for by in weights.values() for m in by})
+    fig, ax = plt.subplots(figsize=(max(6.4, 1.6 + 1.4 * len(mods) * len(weights)), 3.8))
+    width = 0.8 / len(weights)
+    rng = np.random.default_rng(0)
+    for j, (name, by) in enumerate(weights.items()):
+        xs = np.arange(len(mods)) + (j - (len(weights) - 1) / 2) * width
+        means = [np.mean(by.get(m, [np.nan])) for m in mods]
+        ax.bar(xs, means, width * 0.9, label=name, color=KIND_COLORS["fusion"], alpha=0.55)
+        for x, m in zip(xs, mods):
+            ws = by.get(m, [])
+            ax.plot(x + rng.uniform(-width * 0.25, width * 0.25, len(ws)), ws, "o", ms=3,
+                    color="#1a202c")
+    ax.set_xticks(np.arange(len(mods)), mods)
+    ax.set_ylabel("weight on log-probability")
+    ax.axhline(1.0, color="grey", ls="--", lw=0.8)
+    runs = max(len(ws) for by in weights.values() for ws in by.values())
+    ax.set_title(f"{results['name']}: late fusion, how much each modality counts\n"
+                 f"(bars: mean, dots: the {runs} runs)", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def plot_comparison(results: dict[str, Any], path: Path) -> Path:
