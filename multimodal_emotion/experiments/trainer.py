@@ -8,6 +8,7 @@ once, after training, so test speakers cannot influence it.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import fusion as fusion_registry
+from ..fusion.strategies import fit_modality_weights, weighted_product
 from ..heads import EarlyStopping
 from .config import TrainSettings
 from .data import ModalityData
@@ -88,6 +90,15 @@ def _modality_dropout(mask: torch.Tensor, p: float, gen: torch.Generator) -> tor
     return out
 
 
+def _class_weights(y: torch.Tensor, n_classes: int, settings: TrainSettings
+                   ) -> torch.Tensor | None:
+    """Balanced class weights (``n / (k * count)``) when ``settings.class_weighted``."""
+    if not settings.class_weighted:
+        return None
+    counts = torch.bincount(y, minlength=n_classes).float()
+    return counts.sum() / (counts.clamp_min(1) * n_classes)
+
+
 @torch.no_grad()
 def _proba(model: nn.Module, batcher: _Batcher, rows: np.ndarray,
            drop: str | None = None) -> np.ndarray:
@@ -134,9 +145,7 @@ def _fit(model: nn.Module, batcher: _Batcher, y: np.ndarray, train: np.ndarray,
     if seqs and hasattr(model, "fit_sequence_normalisation"):
         model.fit_sequence_normalisation(seqs)
     yt = torch.from_numpy(np.asarray(y, np.int64))
-    counts = torch.bincount(yt[train], minlength=n_classes).float()
-    weight = counts.sum() / (counts.clamp_min(1) * n_classes) if settings.class_weighted \
-        else None
+    weight = _class_weights(yt[train], n_classes, settings)
     loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=settings.label_smoothing)
     eval_loss = nn.CrossEntropyLoss(weight=weight)
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr,
@@ -223,63 +232,55 @@ def train_late(mods: dict[str, ModalityData], y: np.ndarray, train: np.ndarray,
     (:func:`~multimodal_emotion.fusion.strategies.fit_modality_weights`) and the combination
     whose fused validation log-loss is lowest wins (log-loss, not UAR: on a few hundred
     validation clips UAR moves in coarse steps and ties often; on RAVDESS with Whisper tiny.en
-    choosing by UAR gave 83.8 % test UAR against 84.0 % by log-loss). The experts are then refitted on training + validation
-    speakers with those ``C``s and keep the validation-fitted weights; test speakers are only
-    scored. The result is an ordinary ``LateFusion`` module, saved and run like any other.
+    choosing by UAR gave 83.8 % test UAR against 84.0 % by log-loss). The experts are then
+    refitted on training + validation speakers with those ``C``s and keep the
+    validation-fitted weights; test speakers are only scored. The result is an ordinary
+    ``LateFusion`` module, saved and run like any other.
     """
-    import itertools
-
-    from ..fusion.strategies import fit_modality_weights
-
     torch.set_num_threads(max(1, settings.threads))
     model, _ = _build("late", mods, n_classes, settings, options, seed)
-    if model.width > 0:
-        raise ValueError("train_late fits linear experts; use width 0")
     batcher = _Batcher(mods, False, train, settings.clip_sigma)
     yt = torch.from_numpy(np.asarray(y, np.int64))
 
-    def fit_experts(rows: np.ndarray, choice: dict[str, float]) -> None:
+    def fit_experts(rows: np.ndarray, cs_by_modality: dict[str, float]) -> None:
+        """Standardise on ``rows`` (cheap: a mean and a std), then solve each modality's
+        expert on its available rows with its ``C``."""
         emb, mask, _ = batcher.get(rows)
         model.fit_normalisation(emb, mask)
-        counts = torch.bincount(yt[rows], minlength=n_classes).float()
-        weight = counts.sum() / (counts.clamp_min(1) * n_classes) \
-            if settings.class_weighted else None
+        weight = _class_weights(yt[rows], n_classes, settings)
         for i, m in enumerate(model.modalities):
             have = mask[:, i]
-            if have.sum() < 2:
-                continue
-            model.fit_classifier(m, emb[m][have], yt[rows][have],
-                                 l2=1.0 / (2.0 * choice[m] * int(have.sum())),
-                                 class_weight=weight)
+            if have.sum() >= 2:
+                model.fit_classifier(m, emb[m][have], yt[rows][have],
+                                     l2=1.0 / (2.0 * cs_by_modality[m] * int(have.sum())),
+                                     class_weight=weight)
 
     emb_val, mask_val, _ = batcher.get(val)
     y_val = yt[torch.from_numpy(val)]
     val_log_p: dict[tuple[str, float], torch.Tensor] = {}
     for c in cs:
-        fit_experts(train, {m: c for m in model.modalities})
+        fit_experts(train, dict.fromkeys(model.modalities, c))
         model.eval()
         with torch.no_grad():
             lp = model.unimodal_log_proba(emb_val, mask_val)
         for i, m in enumerate(model.modalities):
             val_log_p[m, c] = lp[:, i]
     history: list[dict[str, Any]] = []
-    best: tuple[float, dict[str, float], torch.Tensor] = (-float("inf"), {}, torch.zeros(0))
+    fitted: list[torch.Tensor] = []
     for combo in itertools.product(cs, repeat=len(model.modalities)):
         choice = dict(zip(model.modalities, combo))
         lp = torch.stack([val_log_p[m, c] for m, c in choice.items()], 1)
         log_w = fit_modality_weights(lp, mask_val, y_val)
-        fused = ((log_w.exp() * mask_val.float()).unsqueeze(-1) * lp).sum(1)
-        score = uar(y[val], fused.argmax(1).numpy())
-        nll = float(F.cross_entropy(fused, y_val))
-        history.append({"C": choice, "val_uar": score, "val_loss": nll})
-        if -nll > best[0]:
-            best = (-nll, choice, log_w)
-    _, choice, log_w = best
-    val_best = next(h["val_uar"] for h in history if h["C"] == choice)
+        fused = weighted_product(lp, log_w, mask_val)
+        history.append({"C": choice, "val_uar": uar(y[val], fused.argmax(1).numpy()),
+                        "val_loss": float(F.cross_entropy(fused, y_val))})
+        fitted.append(log_w)
+    best = min(range(len(history)), key=lambda i: history[i]["val_loss"])
+    choice, log_w = history[best]["C"], fitted[best]
     fit_experts(np.concatenate([train, val]) if settings.refit else train, choice)
     with torch.no_grad():
         model.log_weights.copy_(log_w)
-    out = RunOutput(_proba(model, batcher, test), val_uar=float(val_best),
+    out = RunOutput(_proba(model, batcher, test), val_uar=float(history[best]["val_uar"]),
                     chosen={"C": choice, "weights": dict(zip(model.modalities,
                                                              log_w.exp().tolist())),
                             "val_by_C": history, "refit": bool(settings.refit)})

@@ -154,17 +154,14 @@ class LateFusion(Fusion):
         return torch.stack([F.log_softmax(self.classifiers[m](x[m]), -1)
                             for m in self.modalities], 1)
 
-    def _combine(self, log_p: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        w = self.log_weights.exp() * mask.to(log_p.dtype)
-        return (w.unsqueeze(-1) * log_p).sum(1)
-
     def fuse(self, embeddings: Embeddings, mask: torch.Tensor, sequences=None) -> torch.Tensor:
-        return self._combine(self.unimodal_log_proba(embeddings, mask), mask)
+        return weighted_product(self.unimodal_log_proba(embeddings, mask), self.log_weights,
+                                mask)
 
     def loss(self, embeddings: Embeddings, mask: torch.Tensor, sequences, y: torch.Tensor,
              loss_fn) -> torch.Tensor:
         log_p = self.unimodal_log_proba(embeddings, mask)
-        total = loss_fn(self._combine(log_p.detach(), mask), y)
+        total = loss_fn(weighted_product(log_p.detach(), self.log_weights, mask), y)
         for i in range(len(self.modalities)):
             rows = mask[:, i]
             if rows.any():
@@ -214,6 +211,14 @@ class LateFusion(Fusion):
         return {"log_weights": self.log_weights.detach().clone()}
 
 
+def weighted_product(log_p: torch.Tensor, log_w: torch.Tensor, mask: torch.Tensor
+                     ) -> torch.Tensor:
+    """Fused logits ``sum_m w_m log p_m`` over the available modalities (``log_p``
+    ``[B, M, C]``, ``log_w`` ``[M]``, ``mask`` ``[B, M]``): the product of experts, in logs."""
+    w = log_w.exp() * mask.to(log_p.dtype)
+    return (w.unsqueeze(-1) * log_p).sum(1)
+
+
 @torch.enable_grad()
 def fit_modality_weights(log_p: torch.Tensor, mask: torch.Tensor, y: torch.Tensor,
                          init: torch.Tensor | None = None) -> torch.Tensor:
@@ -222,11 +227,10 @@ def fit_modality_weights(log_p: torch.Tensor, mask: torch.Tensor, y: torch.Tenso
     ``w``, solved by L-BFGS, clamped to ``w`` in [e^-5, e^3]."""
     log_w = (torch.zeros(log_p.shape[1]) if init is None else init.clone()).requires_grad_(True)
     opt = torch.optim.LBFGS([log_w], lr=0.5, max_iter=100, line_search_fn="strong_wolfe")
-    m = mask.to(log_p.dtype)
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        nll = F.cross_entropy(((log_w.exp() * m).unsqueeze(-1) * log_p).sum(1), y)
+        nll = F.cross_entropy(weighted_product(log_p, log_w, mask), y)
         nll.backward()
         return nll
 
