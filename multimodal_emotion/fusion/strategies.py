@@ -225,17 +225,22 @@ def fit_modality_weights(log_p: torch.Tensor, mask: torch.Tensor, y: torch.Tenso
     """``log w`` minimising the negative log-likelihood of ``softmax(sum_m w_m log p_m)`` on
     held-out rows, every expert fixed (``log_p`` ``[B, M, C]``, ``mask`` ``[B, M]``); convex in
     ``w``, solved by L-BFGS, clamped to ``w`` in [e^-5, e^3]."""
-    log_w = (torch.zeros(log_p.shape[1]) if init is None else init.clone()).requires_grad_(True)
+    start = torch.zeros(log_p.shape[1]) if init is None else init.detach().clone()
+    log_w = start.clone().requires_grad_(True)
     opt = torch.optim.LBFGS([log_w], lr=0.5, max_iter=100, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        nll = F.cross_entropy(weighted_product(log_p, log_w, mask), y)
+        # clamped inside the objective too: a long line-search step would otherwise overflow
+        # exp(log w) to inf, and inf x 0 for a masked modality is NaN
+        nll = F.cross_entropy(weighted_product(log_p, log_w.clamp(-5.0, 3.0), mask), y)
         nll.backward()
         return nll
 
     opt.step(closure)
-    return log_w.detach().clamp(-5.0, 3.0)
+    out = log_w.detach().clamp(-5.0, 3.0)
+    # a search that still broke down leaves the weights where they started, never NaN
+    return out if torch.isfinite(out).all() else start.clamp(-5.0, 3.0)
 
 
 def pool_sequence(seq: torch.Tensor, tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
