@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("analyze", help="analyze clips (video or audio files)")
     a.add_argument("paths", nargs="+", help="media files (mp4, mov, mkv, webm, avi, flv, wav, ...)")
-    a.add_argument("--fusion", choices=["concat", "sum", "attention"], default=None,
+    a.add_argument("--fusion", choices=["concat", "sum", "attention", "late"], default=None,
                    help="fusion strategy (default: the model's, chosen on validation)")
     a.add_argument("--model", default=None, help="model folder (default: the shipped model)")
     a.add_argument("--window", type=float, default=10.0,
@@ -58,9 +58,12 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--split", default=None, help="dataset split where it has several")
     e.add_argument("--modalities", default="audio,text,face",
                    help="comma-separated modalities to use for videos (default all)")
-    e.add_argument("--fusion", choices=["concat", "sum", "attention"], default=None)
+    e.add_argument("--fusion", choices=["concat", "sum", "attention", "late"], default=None)
     e.add_argument("--model", default=None)
     e.add_argument("--limit", type=int, default=None, help="evaluate at most N items")
+    e.add_argument("--text-domain", choices=["spoken", "written"], default=None,
+                   help="text head for text rows: spoken (dialogue, what clip transcripts use) "
+                        "or written; default by dataset (goemotions: written), else spoken")
     e.add_argument("--json", action="store_true")
     e.add_argument("--plot", metavar="PNG", help="also write the confusion matrix as a PNG")
     e.set_defaults(func=_evaluate)
@@ -68,7 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="reproduce the shipped weights from ../shared/data")
     t.add_argument("what", choices=["all", "face", "mfcc-lstm", "text-encoder", "heads"],
                    help="face: the FER2013 CNN; mfcc-lstm: the classic audio encoder; "
-                        "text-encoder: fine-tune MiniLM's top layers on GoEmotions + MELD; heads: "
+                        "text-encoder: LoRA adapters on all-mpnet-base-v2's top 3 layers, tuned "
+                        "on GoEmotions + MELD with a written and a spoken head; heads: "
                         "experts + fusion on cached embeddings; all: everything in order")
     t.add_argument("--data", default=None, help="data root (default $MER_DATA or ../shared/data)")
     t.add_argument("--out", default=None, help="model folder (default: the package's default)")

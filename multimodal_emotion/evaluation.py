@@ -26,6 +26,9 @@ from .metrics import classification_report, format_report
 
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 AUDIO_EXT = {".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus", ".aac"}
+# Which text head a text corpus is scored with: GoEmotions is written (Reddit comments), MELD
+# is spoken dialogue, like the transcripts of clips. A manifest uses --text-domain.
+DATASET_TEXT_DOMAINS = {"goemotions": "written", "meld": "spoken"}
 CREMA_CODES = {"ANG": "angry", "DIS": "disgust", "FEA": "fearful", "HAP": "happy",
                "NEU": "neutral", "SAD": "sad"}
 
@@ -49,8 +52,11 @@ def evaluate_cli(args: argparse.Namespace) -> int:
 
     rec = EmotionRecognizer.from_pretrained(args.model)
     modalities = [m.strip() for m in args.modalities.split(",") if m.strip()]
-    y_true, y_pred, failed = evaluate_items(rec, items, modalities, args.fusion)
+    text_domain = getattr(args, "text_domain", None) or DATASET_TEXT_DOMAINS.get(args.dataset)
+    y_true, y_pred, failed = evaluate_items(rec, items, modalities, args.fusion, text_domain)
     report = classification_report(y_true, y_pred, LABELS)
+    if any(i.kind == "text" for i in items):
+        report["text_domain"] = text_domain or rec.model.expert_domains.get("text", "default")
     report.update({"dataset": args.dataset or args.manifest, "dropped_labels": dropped,
                    "failed": failed, "fusion": args.fusion or rec.model.default_fusion,
                    "kinds": sorted({i.kind for i in items})})
@@ -76,8 +82,11 @@ def plot_confusion(report: dict, path: str | Path) -> Path:
         f"macro-F1 {report['macro_f1']:.3f}  (n={report['n']})")
 
 
-def evaluate_items(rec, items: list[Item], modalities: list[str], fusion: str | None):
-    """Predict every item; returns true labels, predicted labels and the count that failed."""
+def evaluate_items(rec, items: list[Item], modalities: list[str], fusion: str | None,
+                   text_domain: str | None = None):
+    """Predict every item; returns true labels, predicted labels and the count that failed.
+    Text rows go through the text expert's head for ``text_domain`` (``None``: the head clip
+    transcripts use)."""
     from .encoders.face import preprocess_face
 
     y_true: list[int] = []
@@ -86,7 +95,7 @@ def evaluate_items(rec, items: list[Item], modalities: list[str], fusion: str | 
     texts = [i for i in items if i.kind == "text"]
     if texts:
         x = rec.text.text_encoder.embed_texts([str(i.value) for i in texts])
-        y_pred += list(rec.model.expert_proba("text", x).argmax(1))
+        y_pred += list(rec.model.expert_proba("text", x, text_domain).argmax(1))
         y_true += [i.label for i in texts]
     images = [i for i in items if i.kind == "image"]
     if images:

@@ -42,6 +42,15 @@ class EmotionModel(nn.Module):
             m: ClassifierHead(self.dims[m], n, **config.get("experts", {}).get(m, {}))
             for m in self.modalities
         })
+        # A modality may have heads for other input domains on the same embedding: the text
+        # expert reads clip transcripts (spoken dialogue, ``expert_domains["text"]``) and has a
+        # second head for written text (``domain_experts["text"]["written"]``).
+        self.expert_domains: dict[str, str] = dict(config.get("expert_domains", {}))
+        self.domain_experts = nn.ModuleDict({
+            m: nn.ModuleDict({d: ClassifierHead(self.dims[m], n, **kw)
+                              for d, kw in heads.items()})
+            for m, heads in config.get("domain_experts", {}).items()
+        })
         self.fusions = nn.ModuleDict()
         for name, fcfg in config.get("fusions", {}).items():
             kwargs = {k: v for k, v in fcfg.items() if k not in ("name", "dims", "n_classes")}
@@ -96,12 +105,30 @@ class EmotionModel(nn.Module):
         logits = self.fusions[name](emb, mask_t, seqs)
         return torch.softmax(logits, -1)[0].numpy(), experts
 
+    def domains(self, modality: str) -> list[str]:
+        """The input domains ``modality`` has a head for; the first is the one clips use."""
+        own = [self.expert_domains[modality]] if modality in self.expert_domains else []
+        extra = list(self.domain_experts[modality]) if modality in self.domain_experts else []
+        return own + extra
+
+    def expert_head(self, modality: str, domain: str | None = None) -> nn.Module:
+        """The head for ``modality`` text/audio/faces from ``domain`` (``None``: the clip
+        head, ``experts[modality]``)."""
+        if domain is None or domain == self.expert_domains.get(modality):
+            return self.experts[modality]
+        if modality in self.domain_experts and domain in self.domain_experts[modality]:
+            return self.domain_experts[modality][domain]
+        raise InputError(f"the {modality} expert has no {domain!r} head; it has "
+                         f"{self.domains(modality) or ['one head, no domains']}")
+
     @torch.inference_mode()
-    def expert_proba(self, modality: str, x: np.ndarray) -> np.ndarray:
-        """One modality's expert probabilities for a batch of embeddings ``[N, D]``."""
+    def expert_proba(self, modality: str, x: np.ndarray, domain: str | None = None
+                     ) -> np.ndarray:
+        """One modality's expert probabilities for a batch of embeddings ``[N, D]``, from the
+        head for ``domain`` (:meth:`expert_head`)."""
         self.eval()
-        return torch.softmax(self.experts[modality](torch.as_tensor(x, dtype=torch.float32)),
-                             -1).numpy()
+        head = self.expert_head(modality, domain)
+        return torch.softmax(head(torch.as_tensor(x, dtype=torch.float32)), -1).numpy()
 
     # -- checkpoint IO --------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path, dtype: str = "float32") -> None:

@@ -24,7 +24,7 @@ def check_distribution(probs):
 def test_demo_clip_uses_all_three_modalities(rec, demo_clip):
     d = rec.analyze(demo_clip).to_dict()
     assert d["label"] in LABELS and d["fusion"] == rec.model.default_fusion
-    assert d["fusion"] in ("concat", "sum", "attention")
+    assert d["fusion"] in ("concat", "sum", "attention", "late")
     check_distribution(d["probabilities"])
     for m in ("audio", "text", "face"):
         assert d["modalities"][m]["available"], d["modalities"][m]
@@ -38,7 +38,7 @@ def test_demo_clip_uses_all_three_modalities(rec, demo_clip):
     assert "segments" not in d
 
 
-@pytest.mark.parametrize("fusion", ["concat", "sum", "attention"])
+@pytest.mark.parametrize("fusion", ["concat", "sum", "attention", "late"])
 def test_every_fusion_answers(rec, demo_clip, fusion):
     d = rec.analyze(demo_clip, fusion=fusion).to_dict()
     assert d["fusion"] == fusion and d["label"] in LABELS
@@ -169,6 +169,29 @@ def test_evaluate_manifest_mixing_text_and_video(tmp_path, data_root):
     assert r["n"] == 4 and sorted(r["kinds"]) == ["text", "video"]
     assert 0.0 <= r["uar"] <= 1.0 and len(r["confusion_matrix"]) == len(LABELS)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_evaluate_text_rows_choose_the_text_head(tmp_path):
+    """Text rows go through the spoken-dialogue head (what clip transcripts use) unless
+    --text-domain written asks for the written-text head; the report says which."""
+    rows = ["label,text", "joy,I am so happy today", "anger,I am furious with you",
+            "sadness,I miss her so much", "neutral,The meeting is at ten"]
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    reports = {}
+    for domain in (None, "written"):
+        extra = ["--text-domain", domain] if domain else []
+        proc = subprocess.run([sys.executable, "-m", "multimodal_emotion.cli", "evaluate",
+                               "--manifest", str(manifest), "--json", *extra],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        reports[domain] = json.loads(proc.stdout)
+    assert reports[None]["text_domain"] == "spoken" and reports[None]["n"] == 4
+    assert reports["written"]["text_domain"] == "written" and reports["written"]["n"] == 4
+    proc = subprocess.run([sys.executable, "-m", "multimodal_emotion.cli", "evaluate",
+                           "--manifest", str(manifest), "--text-domain", "sung"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "sung" in proc.stderr
 
 
 def test_arrays_in_memory(rec, demo_clip):

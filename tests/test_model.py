@@ -97,4 +97,31 @@ def test_shipped_model_is_small_safetensors_with_a_card():
     assert sum(p.stat().st_size for p in files) < 20 * 2**20
     assert (DEFAULT_MODEL_DIR / "MODEL_CARD.md").exists()
     m = EmotionModel.from_pretrained()
-    assert set(m.fusions) == {"concat", "sum", "attention"}
+    assert set(m.fusions) == {"concat", "sum", "attention", "late"}
+    # clip transcripts go through the spoken-dialogue text head; written text has its own
+    assert m.domains("text") == ["spoken", "written"]
+
+
+def test_domain_heads_are_routed_saved_and_checked(tmp_path):
+    """A modality can carry a head per input domain; the clip path uses ``experts[m]``."""
+    m = EmotionModel({"dims": DIMS, "fusions": {"sum": {}},
+                      "expert_domains": {"text": "spoken"},
+                      "domain_experts": {"text": {"written": {"hidden": 0}}}})
+    with torch.no_grad():
+        for p in m.domain_experts["text"]["written"].parameters():
+            p.normal_()
+    x = np.random.default_rng(0).normal(size=(3, DIMS["text"])).astype(np.float32)
+    spoken = m.expert_proba("text", x)
+    assert np.allclose(m.expert_proba("text", x, "spoken"), spoken)
+    written = m.expert_proba("text", x, "written")
+    assert not np.allclose(written, spoken) and np.allclose(written.sum(1), 1, atol=1e-5)
+    # predict() (the clip path) uses the spoken head
+    _, experts = m.predict({"text": x[0]}, {"text": True})
+    assert np.allclose(experts["text"], spoken[0], atol=1e-6)
+    with pytest.raises(InputError, match="no 'sung' head"):
+        m.expert_proba("text", x, "sung")
+    assert m.domains("audio") == []
+    m.save_pretrained(tmp_path)
+    again = EmotionModel.from_pretrained(tmp_path)
+    assert again.domains("text") == ["spoken", "written"]
+    assert np.allclose(again.expert_proba("text", x, "written"), written, atol=1e-6)

@@ -66,6 +66,14 @@ def test_batching_does_not_change_embeddings(minilm: HFTextEncoder) -> None:
     assert np.allclose(together, alone, atol=1e-5)
 
 
+def test_batched_token_sequences_match_one_at_a_time(minilm: HFTextEncoder) -> None:
+    texts = ["I am furious", "a much longer sentence about the weather today", "", "ok"]
+    batched = minilm.token_sequences(texts, batch_size=3)
+    for text, seq in zip(texts, batched):
+        alone = minilm.token_sequence(text)
+        assert seq.shape == alone.shape and np.allclose(seq, alone, atol=1e-4)
+
+
 def test_token_sequence_shape(minilm: HFTextEncoder) -> None:
     seq = minilm.token_sequence("I am furious")
     assert seq.ndim == 2 and seq.shape[1] == 384 and seq.shape[0] >= 5  # [CLS] ... [SEP]

@@ -3,7 +3,7 @@
 Transcribers and text encoders are registered separately so a config can pair any of them:
 ``transcriber: faster-whisper`` (default, packaged tiny.en, CPU int8) or ``openai-whisper``
 (optional extra); ``text: minilm`` (packaged all-MiniLM-L6-v2), ``text: mpnet``
-(all-mpnet-base-v2, the ``[mpnet]`` extra) or ``text: hf`` (any local or cached Hugging Face
+(all-mpnet-base-v2, the default, with adapters) or ``text: hf`` (any local or cached Hugging Face
 encoder; :mod:`.text_models` says where each comes from). Everything runs offline: the defaults load from installed packages,
 never from a hub.
 """
@@ -184,7 +184,7 @@ class HFTextEncoder:
     That is the exact recipe sentence-transformers uses for all-MiniLM-L6-v2 (its ``1_Pooling``
     is mean pooling followed by ``Normalize``), so the vectors match the published model.
 
-    ``model``: ``None`` / ``"minilm"`` (packaged), ``"mpnet"`` (the ``[mpnet]`` extra), or a
+    ``model``: ``None`` / ``"minilm"`` (packaged), ``"mpnet"`` (all-mpnet-base-v2), or a
     local folder / hub name (:func:`~.text_models.resolve_text_model`).
 
     ``checkpoint`` (a folder written by ``training.text_encoder``) replaces the top layers with
@@ -242,6 +242,16 @@ class HFTextEncoder:
         from ..quantization import dequantise
 
         state = dequantise(load_file(str(folder / "model.safetensors")))
+        adapter = cfg.get("adapter")
+        if adapter:  # LoRA tensors (training.text_encoder.tune_task_adapters): merge them once
+            from ..adapters import merge_lora
+
+            try:
+                merge_lora(self.model, state, adapter["alpha"] / adapter["rank"])
+            except (KeyError, ValueError) as exc:
+                raise ModelError(f"text encoder checkpoint {folder} does not fit the base "
+                                 f"model: {exc}") from exc
+            return hashlib.sha256(blob).hexdigest()[:16]
         own = self.model.state_dict()
         bad = [k for k in state if k not in own or own[k].shape != state[k].shape]
         if bad:
@@ -278,6 +288,19 @@ class HFTextEncoder:
         """Token embeddings ``[T, dim]`` (special tokens included) for attention fusion."""
         return self.embed_with_sequence(text)[1]
 
+    def token_sequences(self, texts: list[str], batch_size: int = 64) -> list[np.ndarray]:
+        """:meth:`token_sequence` of many texts, batched (length-sorted, padding dropped): the
+        same states to float rounding, several times faster than one text at a time."""
+        out: list[np.ndarray] = [np.zeros((0, self.dim), np.float32)] * len(texts)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for i in range(0, len(order), batch_size):
+            idx = order[i:i + batch_size]
+            tokens, mask = self._forward([texts[j] for j in idx])
+            for row, j in enumerate(idx):
+                n = int(mask[row].sum())
+                out[j] = tokens[row, :n].cpu().numpy().astype(np.float32)
+        return out
+
     def embed_with_sequence(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """(sentence embedding ``[dim]``, token embeddings ``[T, dim]``) from one forward pass;
         the embedding equals ``embed_texts([text])[0]``."""
@@ -296,7 +319,7 @@ class HFTextEncoder:
 
 @register("text", "mpnet")
 def mpnet_text_encoder(**kwargs: Any) -> HFTextEncoder:
-    """all-mpnet-base-v2 (12 x 768), from the ``[mpnet]`` extra's packages: stronger on MELD
+    """all-mpnet-base-v2 (12 x 768), from its PyPI packages: stronger on MELD
     than MiniLM, about six times slower."""
     return HFTextEncoder(model="mpnet", **kwargs)
 

@@ -185,9 +185,14 @@ def expert_from_linear(linear: nn.Linear) -> ClassifierHead:
 def build_default_model(pools: dict[str, ModalityPool], experts: dict[str, ClassifierHead],
                         encoder_config: dict[str, Any], provenance: dict[str, Any],
                         cfg: FusionTrainConfig | None = None,
-                        fusions: tuple[str, ...] = ("attention", "concat", "sum"),
+                        fusions: tuple[str, ...] = ("attention", "concat", "sum", "late"),
+                        domain_experts: dict[str, dict[str, ClassifierHead]] | None = None,
+                        expert_domains: dict[str, str] | None = None,
                         ) -> tuple[EmotionModel, dict]:
     """Assemble an :class:`EmotionModel` from trained experts and freshly trained fusions.
+
+    ``domain_experts[m][d]``: extra heads of modality ``m`` for input domain ``d`` (the text
+    expert's written head); ``expert_domains[m]``: the domain of ``experts[m]`` itself.
 
     The default fusion is the strategy with the best validation UAR (held-out speakers, faces
     and sentences; every modality and each one dropped in turn), never a test-set choice.
@@ -206,9 +211,17 @@ def build_default_model(pools: dict[str, ModalityPool], experts: dict[str, Class
         "default_fusion": fusions[0],
         "provenance": provenance,
     }
+    if domain_experts:
+        config["expert_domains"] = dict(expert_domains or {})
+        config["domain_experts"] = {
+            m: {d: {"hidden": h.hidden, "input_dropout": 0.0} for d, h in heads.items()}
+            for m, heads in domain_experts.items()}
     model = EmotionModel(config)
     for m, head in experts.items():
         model.experts[m].load_state_dict(head.state_dict())
+    for m, heads in (domain_experts or {}).items():
+        for d, head in heads.items():
+            model.domain_experts[m][d].load_state_dict(head.state_dict())
     rng = np.random.default_rng(cfg.seed)
     ordered = {m: pools[m] for m in MODALITIES}
     flat = {"text": cfg.text_neutral_p}

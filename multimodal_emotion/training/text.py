@@ -199,18 +199,23 @@ def joint_training_data(data_root: str | Path | None = None, encoder: Any = None
 
 def fit_text_expert(data_root: str | Path | None = None, corpora: tuple[int, ...] = (0, 1),
                     grid: list[dict[str, Any]] | None = None, seed: int = 0,
-                    verbose: bool = True, encoder: Any = None
+                    verbose: bool = True, encoder: Any = None, val: np.ndarray | None = None
                     ) -> tuple[ClassifierHead, dict[str, Any]]:
-    """Grid-search on a 10% validation split of TRAIN, return the best head and its config.
+    """Grid-search on a validation split of TRAIN, return the best head and its config.
 
-    ``corpora`` picks the training corpora: ``(0, 1)`` joint (shipped), ``(0,)`` or ``(1,)`` the
-    per-corpus reference heads. ``encoder``: the text encoder whose embeddings the head reads
-    (default: the published MiniLM).
+    ``corpora`` picks the training corpora: ``(0, 1)`` joint, ``(0,)`` the written (GoEmotions)
+    head, ``(1,)`` the spoken (MELD) head. ``encoder``: the text encoder whose embeddings the
+    head reads (default: the published MiniLM). ``val``: a bool mask over the rows of
+    :func:`joint_training_data` to select on (the shipped heads use the rows their encoder was
+    selected on); default a random 10 % of the kept rows.
     """
     d = joint_training_data(data_root, encoder)
     keep = np.isin(d["corpus"], corpora)
     x, y, c = d["X"][keep], d["y"][keep], d["corpus"][keep]
-    tr, va = val_split(len(y), 0.1, seed)
+    if val is None:
+        tr, va = val_split(len(y), 0.1, seed)
+    else:
+        tr, va = np.where(~val[keep])[0], np.where(val[keep])[0]
     best_head, best_cfg = None, None
     for g in grid or GRID:
         cfg = TrainConfig(hidden=g["hidden"], dropout=g["dropout"],
