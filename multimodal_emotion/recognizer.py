@@ -32,6 +32,12 @@ class EmotionRecognizer:
         self.model, self.model_dir = model, model_dir
         self.window_s, self.fps = window_s, fps
         cfg: dict[str, Any] = model.config.get("encoders", {})
+        self._pool = ThreadPoolExecutor(max_workers=2)
+        # The sentence encoder (all-mpnet-base-v2, 110 M parameters) loads in a second thread
+        # while Whisper and the face CNN load here: reading its weights mostly waits on I/O and
+        # torch, which release the GIL, so cold start pays for it only in part.
+        text_future = self._pool.submit(build_encoder, "text", cfg.get("text", {"name": "minilm"}),
+                                        model_dir)
         self.audio = build_encoder("audio", cfg.get("audio", {"name": "whisper"}), model_dir)
         shared = getattr(self.audio, "whisper_model", None)
         tcfg = dict(cfg.get("transcriber", {"name": "faster-whisper"}))
@@ -44,14 +50,12 @@ class EmotionRecognizer:
             and hasattr(self.transcriber, "transcribe_encoded")
         from .encoders.text import TranscriptTextEncoder
 
-        self.text = TranscriptTextEncoder(
-            self.transcriber, build_encoder("text", cfg.get("text", {"name": "minilm"}), model_dir))
         self.face = build_encoder("face", cfg.get("face", {"name": "haar-cnn"}), model_dir)
+        self.text = TranscriptTextEncoder(self.transcriber, text_future.result())
         for m, enc in (("audio", self.audio), ("text", self.text), ("face", self.face)):
             if enc.dim != model.dims[m]:
                 raise ModelError(f"{m} encoder gives {enc.dim}-d embeddings but the model was "
                                  f"trained on {model.dims[m]}-d")
-        self._pool = ThreadPoolExecutor(max_workers=2)
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, **kwargs: Any) -> "EmotionRecognizer":

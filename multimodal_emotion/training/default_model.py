@@ -30,15 +30,26 @@ ENCODERS = {
     # Whisper tiny.en encoder layers 1-4 (run in torch), mean+std each: 3,072-d
     "audio": {"name": "whisper", "layers": [1, 2, 3, 4]},
     "transcriber": {"name": "faster-whisper"},
-    "text": {"name": "minilm", "checkpoint": "text_encoder"},
+    # all-mpnet-base-v2 with LoRA adapters on its top 3 layers (training.text_encoder)
+    "text": {"name": "mpnet", "checkpoint": "text_encoder"},
     # mirror-image test-time augmentation: FER2013 Test 67.9 -> 68.8 % (bench/fer2013.py)
     "face": {"name": "haar-cnn", "checkpoint": "face_cnn", "flip_tta": True},
 }
 AUDIO_VAL_ACTORS = (21, 22, 23, 24)  # early stopping for the shipped audio expert
 SEQ_TOKENS = 4  # sequence summary tokens per modality for attention fusion
 TEXT_SEQ_SUBSET = 16000  # text rows whose token sequences are computed for fusion training
-# The winner of bench/text.py's grid (chosen on a 10% split of train, never on dev).
+# The winner of bench/text.py's grid for the earlier joint MiniLM head (chosen on a 10% split
+# of train, never on dev); bench/text.py --text-encoder still refits a joint head with it.
 TEXT_HEAD_GRID = {"hidden": 256, "dropout": 0.5, "input_dropout": 0.1, "class_power": 0.25}
+# Each domain head's grid, chosen on the validation rows of the encoder tuning: the spoken
+# (MELD) head is judged by weighted-F1, which class weighting hurts; the written (GoEmotions)
+# head by macro-F1, which it helps.
+TEXT_HEAD_GRIDS = {
+    "spoken": [{"hidden": h, "dropout": 0.5, "input_dropout": 0.1, "class_power": p}
+               for h in (0, 256) for p in (0.0, 0.25)],
+    "written": [{"hidden": h, "dropout": 0.5, "input_dropout": 0.1, "class_power": p}
+                for h in (0, 256) for p in (0.25, 0.5)],
+}
 
 
 def train_cli(args: argparse.Namespace) -> int:
@@ -74,20 +85,24 @@ def train_heads(root: Path, out: Path, seed: int = 0) -> dict[str, Any]:
     t0 = time.time()
     pools, experts, report = {}, {}, {}
     pools["audio"], experts["audio"], report["audio"] = _audio(root, seed)
-    pools["text"], experts["text"], report["text"] = _text(root, out, seed)
+    pools["text"], experts["text"], report["text"], text_domains = _text(root, out, seed)
     pools["face"], experts["face"], report["face"] = _face(root, out, seed)
     provenance = {
         "audio": "RAVDESS speech (1,440 clips, 24 actors); expert trained on actors 1-20, "
                  "early-stopped on 21-24; calm merged into neutral",
-        "text": "GoEmotions (Ekman, single-label rows) train + MELD train: the top 2 MiniLM "
-                "layers fine-tuned, then the expert head on the tuned embeddings; both chosen "
-                "on a 10% split of train",
+        "text": "GoEmotions (Ekman, single-label rows) train + MELD train: LoRA adapters on "
+                "the top 3 all-mpnet-base-v2 layers tuned with a written and a spoken head, "
+                "then each domain's expert head on the tuned embeddings (spoken: MELD, used "
+                "for clip transcripts; written: GoEmotions); chosen on 10% of GoEmotions train "
+                "and 10% of MELD train dialogues",
         "face": "FER2013 Training (90% to train the CNN, 10% held out for model selection)",
         "fusion": "synthetic same-label triples (RAVDESS audio x GoEmotions/MELD text x FER2013 "
                   "face) with modality dropout; not a real audio-visual corpus",
     }
     model, fusion_report = build_default_model(pools, experts, ENCODERS, provenance,
-                                               FusionTrainConfig(seed=seed))
+                                               FusionTrainConfig(seed=seed),
+                                               domain_experts={"text": text_domains},
+                                               expert_domains={"text": "spoken"})
     # weight-only int8: ~4 MB instead of 7.6 (float16) or 15 (float32); the heads' fused and
     # expert scores move by less than 0.5 % (test_model checks the round trip)
     model.save_pretrained(out, dtype="int8")
@@ -114,27 +129,38 @@ def _audio(root: Path, seed: int):
 
 
 def _text(root: Path, out: Path, seed: int):
+    """The text expert: one head per domain on the tuned encoder's embeddings. The spoken head
+    (MELD train) is ``experts["text"]``, what clip transcripts go through; the written head
+    (GoEmotions train) serves written text (``mer evaluate --dataset goemotions``)."""
     from ..recognizer import build_encoder
-    from .text import fit_text_expert, joint_training_data, load_text_embeddings, val_split
+    from .text import fit_text_expert, joint_training_data, load_text_embeddings
+    from .text_encoder import TEXT_DOMAINS, text_validation_rows
 
     if not (out / ENCODERS["text"]["checkpoint"] / "model.safetensors").exists():
         raise InputError(f"{out / 'text_encoder'} is missing: run `mer train text-encoder` "
                          f"(with the same --out) before `mer train heads`")
-    enc = build_encoder("text", ENCODERS["text"], out)  # the tuned layers in out/text_encoder
+    enc = build_encoder("text", ENCODERS["text"], out)  # the tuned adapters in out/text_encoder
     d = joint_training_data(root, enc)
     x, y = d["X"], d["y"].astype(np.int64)
-    tr, va = val_split(len(y), 0.1, seed)  # the same split fit_text_expert selects on
-    head, _info = fit_text_expert(root, grid=[TEXT_HEAD_GRID], seed=seed, verbose=False,
-                                  encoder=enc)
-    dev = {}
+    # the rows the encoder's adapters were selected on: heads choose on them too
+    is_val = text_validation_rows(root, d["corpus"], seed)
+    heads, chosen = {}, {}
+    for c, domain in enumerate(TEXT_DOMAINS):
+        heads[domain], chosen[domain] = fit_text_expert(
+            root, corpora=(c,), grid=TEXT_HEAD_GRIDS[domain], seed=seed, verbose=False,
+            encoder=enc, val=is_val)
+    dev: dict[str, Any] = {}
     for name in ("goemotions", "meld"):
         dx, dy = load_text_embeddings(name, "dev", root, enc)
-        rep = classification_report(dy, predict_proba(head, dx).argmax(1), LABELS)
-        dev[name] = {"macro_f1": rep["macro_f1"], "weighted_f1": rep["weighted_f1"],
-                     "accuracy": rep["accuracy"]}
+        for domain, head in heads.items():
+            rep = classification_report(dy, predict_proba(head, dx).argmax(1), LABELS)
+            dev[f"{name} ({domain} head)"] = {"macro_f1": rep["macro_f1"],
+                                             "weighted_f1": rep["weighted_f1"],
+                                             "accuracy": rep["accuracy"]}
     # Fusion sees a label-stratified subset whose token sequences are computed (one more
-    # MiniLM pass); the pooled embeddings of that subset come from the same pass.
+    # encoder pass); the pooled embeddings of that subset come from the same pass.
     rng = np.random.default_rng(seed)
+    tr, va = np.where(~is_val)[0], np.where(is_val)[0]
     sub_tr = np.sort(rng.permutation(tr)[:TEXT_SEQ_SUBSET])
     sub_va = np.sort(rng.permutation(va)[:TEXT_SEQ_SUBSET // 4])
     texts = _text_corpus(root)
@@ -142,7 +168,7 @@ def _text(root: Path, out: Path, seed: int):
     n = len(sub_tr)
     pool = ModalityPool(x[sub_tr], y[sub_tr], x[sub_va], y[sub_va],
                         (seq[0][:n], seq[1][:n]), (seq[0][n:], seq[1][n:]))
-    return pool, head, {"dev": dev}
+    return pool, heads["spoken"], {"heads": chosen, "dev": dev}, {"written": heads["written"]}
 
 
 def _face(root: Path, out: Path, seed: int):
@@ -204,9 +230,10 @@ def _text_sequences(enc, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     def compute() -> dict[str, np.ndarray]:
         from tqdm import tqdm
 
-        seqs = []
-        for t in tqdm(texts, desc="text token sequences", mininterval=10):
-            seqs.append(enc.embed_with_sequence(t)[1])
+        seqs, step = [], 1024
+        for i in tqdm(range(0, len(texts), step), desc="text token sequences", unit="chunk",
+                      mininterval=10):
+            seqs += enc.token_sequences(texts[i:i + step])
         s, v = _pooled(seqs)
         return {"seq": s, "valid": v}
 
