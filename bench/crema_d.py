@@ -34,7 +34,8 @@ def main() -> int:
         return 2
     rec = EmotionRecognizer.from_pretrained()
     rows = list(csv.DictReader((folder / "labels.csv").open()))
-    paths = ["attention", "concat", "sum", "audio", "text", "face"]
+    fusions = list(rec.model.fusions)  # every strategy the model ships
+    paths = fusions + ["audio", "text", "face"]
     correct = {k: 0 for k in paths}
     print(f"{'clip':<18}{'truth':<10}" + "".join(f"{k:<11}" for k in paths) + "transcript")
     for r in rows:
@@ -45,7 +46,7 @@ def main() -> int:
         seqs = {m: o.sequence for m, o in outputs.items() if o.available}
         truth = CREMA_CODES[r["name"].split("_")[2]]
         answers = {}
-        for f in ("attention", "concat", "sum"):
+        for f in fusions:
             probs, experts = rec.model.predict(emb, avail, f, seqs)
             answers[f] = LABELS[int(np.argmax(probs))]
         for m in ("audio", "text", "face"):

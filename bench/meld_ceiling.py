@@ -35,7 +35,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--base", default=None,
-                    help="sentence encoder: minilm (default), mpnet ([mpnet] extra) or a folder")
+                    help="sentence encoder: minilm (default), mpnet or a folder")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     root = Path(args.data) if args.data else default_data_root()

@@ -28,7 +28,7 @@ SOURCES = {
     "given video (100-d)": {"source": "mosi-video"},
     "given text (100-d)": {"source": "mosi-text"},
     "MiniLM on transcripts": {"source": "minilm"},
-    "shipped tuned MiniLM": {"source": "minilm", "checkpoint": "text_encoder"},
+    "shipped text encoder (MPNet + adapters)": {"source": "mpnet", "checkpoint": "text_encoder"},
 }
 
 

@@ -1,15 +1,17 @@
 """Text path benchmark: the text expert on GoEmotions-Ekman dev and MELD dev, encoder speed, and
 transcription of the six CREMA-D clips (word error rate, seconds per clip).
 
-Rows: (a) the shipped joint head (GoEmotions + MELD train, chosen on a validation split of
-train), (b) per-corpus reference heads with the same hyper-parameters trained on one corpus
-only. Dev sets are only scored here, never used to choose anything.
+Rows: (a) the shipped text heads, one per input domain on one tuned encoder: *spoken* (MELD
+train; what clip transcripts go through) and *written* (GoEmotions train), each scored on both
+dev sets; (b) for comparison, one joint head (GoEmotions + MELD, the earlier recipe) on the same
+encoder. Heads are chosen on validation rows carved from train; dev sets are only scored here,
+never used to choose anything.
 
     python bench/text.py [--data ../shared/data] [--threads 1] [--model DIR]
     python bench/text.py --text-encoder DIR   # a tuned-layers folder from training.text_encoder
                                               # (MiniLM or MPNet, read from its config): fit the
                                               # joint head on it and score it the same way
-    python bench/text.py --head-seeds 5       # also refit the joint head with seeds 0-4 and
+    python bench/text.py --head-seeds 5       # also refit each head with seeds 0-4 and
                                               # report mean +- std: one seed's dev score moves
                                               # by more than a point
 """
@@ -103,7 +105,8 @@ def main() -> None:
 
     from multimodal_emotion.model import DEFAULT_MODEL_DIR, EmotionModel
     from multimodal_emotion.recognizer import build_encoder
-    from multimodal_emotion.training.default_model import TEXT_HEAD_GRID
+    from multimodal_emotion.training.default_model import TEXT_HEAD_GRID, TEXT_HEAD_GRIDS
+    from multimodal_emotion.training.text_encoder import TEXT_DOMAINS, text_validation_rows
 
     model_dir = Path(args.model) if args.model else DEFAULT_MODEL_DIR
     model = EmotionModel.from_pretrained(model_dir)
@@ -113,32 +116,47 @@ def main() -> None:
         base = json.loads((folder / "config.json").read_text())["base_model"]
         encoder = build_encoder("text", {"name": "hf", "model": base,
                                          "checkpoint": str(folder)}, model_dir)
-        head, _ = fit_text_expert(root, grid=[hp], verbose=False, encoder=encoder)
-        shipped_name = "(a) joint head refitted"
+        heads = {"(a) joint head refitted": fit_text_expert(root, grid=[hp], verbose=False,
+                                                            encoder=encoder)[0]}
     else:
-        head = model.experts["text"]  # the shipped text expert
-        # exactly the model's text encoder (with its fine-tuned layers, if it has them)
+        # the shipped heads: one per input domain (spoken = what clip transcripts use)
+        heads = {f"(a) {d or 'joint'} head (shipped)": model.expert_head("text", d)
+                 for d in (model.domains("text") or [None])}
+        # exactly the model's text encoder (with its tuned layers or adapters, if any)
         encoder = build_encoder("text", model.config["encoders"]["text"], model_dir)
-        shipped_name = "(a) joint GoEmotions+MELD (shipped)"
     dev = joint_training_data(root, encoder, split="dev")
-    tuned = "top layers fine-tuned" if encoder.config().get("tuned_layers") else "frozen"
+    tuned = "tuned" if encoder.config().get("tuned_layers") else "frozen"
 
     print(f"\n## Text expert ({encoder.model_id}, {tuned}, mean+L2 {encoder.dim}-d) on dev\n")
     print("| head                               | GoEmo macro-F1 | GoEmo acc | MELD w-F1 | MELD acc |")
     print("|------------------------------------|-------|-------|-------|-------|")
-    print(score_rows(shipped_name, head, dev), flush=True)
+    for name, head in heads.items():
+        print(score_rows(name, head, dev), flush=True)
+    domains = model.domains("text") if not args.text_encoder else []
     if args.head_seeds:
-        scores = []
-        for seed in range(args.head_seeds):
-            refit, _ = fit_text_expert(root, grid=[hp], seed=seed, verbose=False,
-                                       encoder=encoder)
-            scores.append(dev_scores(refit, dev))
-            print(score_rows(f"(a) joint head refitted, seed {seed}", refit, dev), flush=True)
-        m, sd = np.mean(scores, 0), np.std(scores, 0)
-        print(f"| (a) joint head, seeds 0-{args.head_seeds - 1}: mean +- std | "
-              + " | ".join(f"{a:.3f} +- {b:.3f}" for a, b in zip(m, sd)) + " |", flush=True)
+        # refit each head with other seeds: how much of a dev score is one seed's luck
+        train = joint_training_data(root, encoder)
+        val = text_validation_rows(root, train["corpus"]) if domains else None
+        for domain in domains or [None]:
+            scores = []
+            for seed in range(args.head_seeds):
+                if domain is None:
+                    refit, _ = fit_text_expert(root, grid=[hp], seed=seed, verbose=False,
+                                               encoder=encoder)
+                else:
+                    refit, _ = fit_text_expert(root, corpora=(TEXT_DOMAINS.index(domain),),
+                                               grid=TEXT_HEAD_GRIDS[domain], seed=seed,
+                                               verbose=False, encoder=encoder, val=val)
+                scores.append(dev_scores(refit, dev))
+                print(score_rows(f"(a) {domain or 'joint'} head refitted, seed {seed}", refit,
+                                 dev), flush=True)
+            m, sd = np.mean(scores, 0), np.std(scores, 0)
+            print(f"| (a) {domain or 'joint'} head, seeds 0-{args.head_seeds - 1}: mean +- std | "
+                  + " | ".join(f"{a:.3f} +- {b:.3f}" for a, b in zip(m, sd)) + " |", flush=True)
     if not args.skip_reference:
-        for corpora, name in (((0,), "(b) GoEmotions only"), ((1,), "(b) MELD only")):
+        refs = [((0, 1), "(b) one joint head, same encoder")] if domains else \
+            [((0,), "(b) GoEmotions only"), ((1,), "(b) MELD only")]
+        for corpora, name in refs:
             ref, _ = fit_text_expert(root, corpora=corpora, grid=[hp], verbose=False,
                                      encoder=encoder)
             print(score_rows(name, ref, dev), flush=True)
