@@ -39,7 +39,7 @@ from multimodal_emotion.datasets.text_corpora import load_meld  # noqa: E402
 from multimodal_emotion.encoders import create  # noqa: E402
 from multimodal_emotion.heads import predict_proba  # noqa: E402
 from multimodal_emotion.training.text import (  # noqa: E402
-    f1_scores, fit_text_expert, joint_training_data)
+    f1_scores, fit_text_expert, joint_training_data, joint_training_texts)
 
 
 def decode_16k(path: Path) -> np.ndarray:
@@ -135,8 +135,8 @@ def main() -> None:
     domains = model.domains("text") if not args.text_encoder else []
     if args.head_seeds:
         # refit each head with other seeds: how much of a dev score is one seed's luck
-        train = joint_training_data(root, encoder)
-        val = text_validation_rows(root, train["corpus"]) if domains else None
+        # validation rows need only each row's corpus, not its embedding
+        val = text_validation_rows(root, joint_training_texts(root)[2]) if domains else None
         for domain in domains or [None]:
             scores = []
             for seed in range(args.head_seeds):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -251,14 +251,14 @@ class HFTextEncoder:
             except (KeyError, ValueError) as exc:
                 raise ModelError(f"text encoder checkpoint {folder} does not fit the base "
                                  f"model: {exc}") from exc
-            return hashlib.sha256(blob).hexdigest()[:16]
-        own = self.model.state_dict()
-        bad = [k for k in state if k not in own or own[k].shape != state[k].shape]
-        if bad:
-            raise ModelError(f"text encoder checkpoint {folder} does not fit the base model: "
-                             f"{bad[:3]}")
-        self.model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()},
-                                   strict=False)
+        else:  # whole tuned layers
+            own = self.model.state_dict()
+            bad = [k for k in state if k not in own or own[k].shape != state[k].shape]
+            if bad:
+                raise ModelError(f"text encoder checkpoint {folder} does not fit the base "
+                                 f"model: {bad[:3]}")
+            self.model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()},
+                                       strict=False)
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def _forward(self, texts: list[str]) -> tuple[Any, Any]:
@@ -268,20 +268,21 @@ class HFTextEncoder:
             out = self.model(**batch).last_hidden_state
         return out, batch["attention_mask"]
 
-    def embed_texts(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        """Sentence embeddings ``[N, dim]`` float32, unit length."""
-        torch = self._torch
-        chunks = []
-        # Sort by length so each batch pads little; restore order afterwards.
+    def _batches(self, texts: list[str], batch_size: int
+                 ) -> Iterator[tuple[list[int], Any, Any]]:
+        """(row indices, token states, mask) per batch, rows sorted by length so each batch
+        pads little; callers put results back by the indices."""
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         for i in range(0, len(order), batch_size):
             idx = order[i:i + batch_size]
-            tokens, mask = self._forward([texts[j] for j in idx])
-            mean = masked_mean(tokens, mask)
-            chunks.append(torch.nn.functional.normalize(mean, dim=-1).cpu().numpy())
+            yield (idx, *self._forward([texts[j] for j in idx]))
+
+    def embed_texts(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """Sentence embeddings ``[N, dim]`` float32, unit length."""
         out = np.zeros((len(texts), self.dim), np.float32)
-        if chunks:
-            out[np.asarray(order)] = np.concatenate(chunks).astype(np.float32)
+        for idx, tokens, mask in self._batches(texts, batch_size):
+            mean = self._torch.nn.functional.normalize(masked_mean(tokens, mask), dim=-1)
+            out[np.asarray(idx)] = mean.cpu().numpy()
         return out
 
     def token_sequence(self, text: str) -> np.ndarray:
@@ -292,13 +293,9 @@ class HFTextEncoder:
         """:meth:`token_sequence` of many texts, batched (length-sorted, padding dropped): the
         same states to float rounding, several times faster than one text at a time."""
         out: list[np.ndarray] = [np.zeros((0, self.dim), np.float32)] * len(texts)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for i in range(0, len(order), batch_size):
-            idx = order[i:i + batch_size]
-            tokens, mask = self._forward([texts[j] for j in idx])
+        for idx, tokens, mask in self._batches(texts, batch_size):
             for row, j in enumerate(idx):
-                n = int(mask[row].sum())
-                out[j] = tokens[row, :n].cpu().numpy().astype(np.float32)
+                out[j] = tokens[row, :int(mask[row].sum())].cpu().numpy().astype(np.float32)
         return out
 
     def embed_with_sequence(self, text: str) -> tuple[np.ndarray, np.ndarray]:
