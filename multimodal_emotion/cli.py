@@ -15,6 +15,10 @@ from typing import Sequence
 
 from .errors import MerError
 
+# the fusion registry's names, spelled out so `mer --help` needs no torch import (a test checks
+# that this list matches multimodal_emotion.fusion.FUSIONS)
+FUSION_CHOICES = ["product", "concat", "sum", "attention", "late"]
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights ship in packages; never call a hub
@@ -40,13 +44,19 @@ def _parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("analyze", help="analyze clips (video or audio files)")
     a.add_argument("paths", nargs="+", help="media files (mp4, mov, mkv, webm, avi, flv, wav, ...)")
-    a.add_argument("--fusion", choices=["concat", "sum", "attention", "late"], default=None,
-                   help="fusion strategy (default: the model's, chosen on validation)")
+    a.add_argument("--fusion", choices=FUSION_CHOICES, default=None,
+                   help="fusion strategy (default: the model's, product: the calibrated "
+                        "experts' product)")
     a.add_argument("--model", default=None, help="model folder (default: the shipped model)")
     a.add_argument("--window", type=float, default=10.0,
                    help="seconds per segment for long clips (default 10)")
     a.add_argument("--fps", type=float, default=4.0, help="video frames sampled per second")
     a.add_argument("--json", action="store_true", help="one JSON object per input per line")
+    a.add_argument("--labels", metavar="YAML", default=None,
+                   help="a label map of your own categories (e.g. satisfied / neutral / "
+                        "frustrated) shown beside the emotion; see docs/label_map.yaml")
+    a.add_argument("--explain", action="store_true",
+                   help="also list the transcript words that moved the text expert most")
     a.set_defaults(func=_analyze)
 
     e = sub.add_parser("evaluate", help="score a model on a dataset or a manifest CSV")
@@ -58,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--split", default=None, help="dataset split where it has several")
     e.add_argument("--modalities", default="audio,text,face",
                    help="comma-separated modalities to use for videos (default all)")
-    e.add_argument("--fusion", choices=["concat", "sum", "attention", "late"], default=None)
+    e.add_argument("--fusion", choices=FUSION_CHOICES, default=None)
     e.add_argument("--model", default=None)
     e.add_argument("--limit", type=int, default=None, help="evaluate at most N items")
     e.add_argument("--text-domain", choices=["spoken", "written"], default=None,
@@ -69,11 +79,14 @@ def _parser() -> argparse.ArgumentParser:
     e.set_defaults(func=_evaluate)
 
     t = sub.add_parser("train", help="reproduce the shipped weights from ../shared/data")
-    t.add_argument("what", choices=["all", "face", "mfcc-lstm", "text-encoder", "heads"],
+    t.add_argument("what", choices=["all", "face", "mfcc-lstm", "text-encoder", "heads",
+                                    "calibration"],
                    help="face: the FER2013 CNN; mfcc-lstm: the classic audio encoder; "
                         "text-encoder: LoRA adapters on all-mpnet-base-v2's top 3 layers, tuned "
                         "on GoEmotions + MELD with a written and a spoken head; heads: "
-                        "experts + fusion on cached embeddings; all: everything in order")
+                        "experts + fusion on cached embeddings; calibration: each expert's "
+                        "temperature and training prior on held-out data (also run after "
+                        "heads); all: everything in order")
     t.add_argument("--data", default=None, help="data root (default $MER_DATA or ../shared/data)")
     t.add_argument("--out", default=None, help="model folder (default: the package's default)")
     t.add_argument("--epochs", type=int, default=None)
@@ -99,13 +112,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def _analyze(args: argparse.Namespace) -> int:
     from .errors import MediaError
+    from .label_maps import load_label_map
     from .recognizer import EmotionRecognizer
 
+    label_map = load_label_map(args.labels)  # a bad map fails before any model loads
     rec = EmotionRecognizer.from_pretrained(args.model, window_s=args.window, fps=args.fps)
     failed = 0
     for path in args.paths:
         try:
-            pred = rec.analyze(path, fusion=args.fusion)
+            pred = rec.analyze(path, fusion=args.fusion, labels=label_map,
+                               explain_words=args.explain)
         except MediaError as exc:
             failed += 1
             if args.json:
@@ -113,6 +129,8 @@ def _analyze(args: argparse.Namespace) -> int:
                       flush=True)
             print(f"error: {exc}", file=sys.stderr, flush=True)
             continue
+        for w in pred.warnings:
+            print(f"warning: {path}: {w}", file=sys.stderr, flush=True)
         if args.json:
             print(json.dumps(pred.to_dict()), flush=True)
         else:
@@ -127,7 +145,17 @@ def format_prediction(d: dict) -> str:
         lines.append(f"  no answer: {d.get('reason')}")
     else:
         top = sorted(d["probabilities"].items(), key=lambda kv: -kv[1])[:3]
-        lines.append(f"  FUSED    {d['label']:<10} " + "  ".join(f"{k} {v:.2f}" for k, v in top))
+        lines.append(f"  FUSED    {d['label']:<10} " + "  ".join(f"{k} {v:.2f}" for k, v in top)
+                     + f"   confidence {d['confidence']:.2f}")
+        if d.get("business"):
+            b = d["business"]
+            lines.append(f"  {b['scheme'][:8]:<8} {b['label']:<10} " + "  ".join(
+                f"{k} {v:.2f}" for k, v in sorted(b["probabilities"].items(),
+                                                  key=lambda kv: -kv[1])))
+        ag = d.get("agreement") or {}
+        if ag.get("disagree"):
+            lines.append(f"  experts agree: {', '.join(ag['agree']) or 'none'}; disagree: "
+                         f"{', '.join(ag['disagree'])}")
     for m, v in d["modalities"].items():
         if v["available"]:
             p = v["probabilities"][v["label"]]
@@ -139,8 +167,15 @@ def format_prediction(d: dict) -> str:
         if m == "face":
             line += f"   faces in {v.get('frames_with_face', 0)}/{v.get('frames', 0)} frames"
         lines.append(line)
+    ex = d.get("explanation")
+    if ex:
+        lines.append(f"  why {ex['label']}: starts at {ex['base']:.2f} with no modality; " + ", ".join(
+            f"{m} {v:+.2f}" for m, v in ex["contributions"].items() if v) + "  (Shapley)")
+        for w in ex.get("words") or []:
+            lines.append(f"    word {w['word']!r:<16} {w['effect']:+.3f}")
     for s in d.get("segments", []):
-        lines.append(f"  [{s['start']:6.1f}-{s['end']:6.1f}] {s['label']}")
+        lines.append(f"  [{s['start']:6.1f}-{s['end']:6.1f}] {s['label']:<10} "
+                     f"{s.get('confidence', 0):.2f}")
     t = d.get("timings_ms", {})
     lines.append("  time ms: " + ", ".join(f"{k} {v:.0f}" for k, v in t.items()))
     return "\n".join(lines)

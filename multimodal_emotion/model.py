@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from . import fusion as fusion_registry
+from .calibration import ExpertCalibration
 from .errors import InputError, ModelError
 from .fusion.strategies import pool_sequence
 from .heads import ClassifierHead
@@ -51,6 +52,9 @@ class EmotionModel(nn.Module):
                               for d, kw in heads.items()})
             for m, heads in config.get("domain_experts", {}).items()
         })
+        # How to read each expert's logits (temperature, training prior, target prior): plain
+        # numbers in config.json, identity for folders that have none (see ..calibration).
+        self.calibration = ExpertCalibration.from_config(self.labels, config.get("calibration"))
         self.fusions = nn.ModuleDict()
         for name, fcfg in config.get("fusions", {}).items():
             kwargs = {k: v for k, v in fcfg.items() if k not in ("name", "dims", "n_classes")}
@@ -72,38 +76,82 @@ class EmotionModel(nn.Module):
                 fusion: str | None = None,
                 sequences: dict[str, np.ndarray | None] | None = None
                 ) -> tuple[np.ndarray | None, dict[str, np.ndarray | None]]:
-        """Fused probabilities and each available modality's expert probabilities for one clip.
+        """Fused probabilities and each available modality's calibrated expert probabilities
+        for one clip.
 
         Returns ``(None, ...)`` when no modality is available: there is nothing to fuse, and
         inventing a distribution would be a fake answer.
         """
+        present = tuple(m for m in self.modalities if available.get(m, False))
+        subsets, experts = self.subset_predict(embeddings, available, fusion, sequences,
+                                               subsets=[present] if present else [])
+        return subsets.get(present), experts
+
+    @torch.inference_mode()
+    def subset_predict(self, embeddings: dict[str, np.ndarray], available: dict[str, bool],
+                       fusion: str | None = None,
+                       sequences: dict[str, np.ndarray | None] | None = None,
+                       subsets: list[tuple[str, ...]] | None = None
+                       ) -> tuple[dict[tuple[str, ...], np.ndarray],
+                                  dict[str, np.ndarray | None]]:
+        """Fused probabilities for several subsets of the available modalities at once (every
+        non-empty subset by default: what an exact Shapley explanation needs; at most 7 rows
+        of one small batch), and the calibrated expert probabilities."""
         self.eval()
         name = fusion or self.default_fusion
         if name not in self.fusions:
             raise InputError(f"fusion {name!r} is not in this model; it has {sorted(self.fusions)}")
-        emb, mask = {}, []
+        emb = {}
         for m in self.modalities:
             vec = np.asarray(embeddings.get(m, np.zeros(self.dims[m])), np.float32).reshape(-1)
             if vec.shape[0] != self.dims[m]:
                 raise InputError(f"{m} embedding has {vec.shape[0]} values; model expects "
                                  f"{self.dims[m]}")
             emb[m] = torch.from_numpy(vec)[None]
-            mask.append(bool(available.get(m, False)))
-        experts = {m: (torch.softmax(self.experts[m](emb[m]), -1)[0].numpy() if ok else None)
-                   for m, ok in zip(self.modalities, mask)}
-        if not any(mask):
-            return None, experts
-        seqs = None
-        if sequences and self.seq_tokens and name == "attention":
-            seqs = {}
-            for m, seq in sequences.items():
-                if seq is not None and len(seq) and m in self.dims:
-                    pooled, valid = pool_sequence(torch.as_tensor(seq, dtype=torch.float32),
-                                                  self.seq_tokens)
-                    seqs[m] = (pooled[None], valid[None])
-        mask_t = torch.tensor([mask])
-        logits = self.fusions[name](emb, mask_t, seqs)
-        return torch.softmax(logits, -1)[0].numpy(), experts
+        present = [m for m in self.modalities if available.get(m, False)]
+        log_q = {m: self.calibration.log_proba(m, self.experts[m](emb[m]))[0]
+                 for m in present}
+        experts = {m: (log_q[m].exp().numpy() if m in log_q else None)
+                   for m in self.modalities}
+        if subsets is None:
+            subsets = [tuple(m for k, m in enumerate(present) if bits >> k & 1)
+                       for bits in range(1, 2 ** len(present))]
+        subsets = [s for s in subsets if s]
+        unknown = [s for s in subsets if not set(s) <= set(present)]
+        if unknown:
+            raise InputError(f"subsets {unknown} name modalities that are not available")
+        if not subsets:
+            return {}, experts
+        mask = torch.tensor([[m in s for m in self.modalities] for s in subsets])
+        fusion_module = self.fusions[name]
+        if getattr(fusion_module, "decision_level", False):
+            n = len(self.labels)
+            stacked = torch.stack([log_q[m] if m in log_q else torch.zeros(n)
+                                   for m in self.modalities])
+            fused = fusion_module.combine(stacked[None].expand(len(subsets), -1, -1), mask,
+                                          self.calibration.log_target()).exp()
+        else:
+            batch = {m: e.expand(len(subsets), -1) for m, e in emb.items()}
+            seqs = self._sequences(name, sequences, len(subsets))
+            fused = torch.softmax(fusion_module(batch, mask, seqs), -1)
+        return {s: fused[i].numpy() for i, s in enumerate(subsets)}, experts
+
+    def _sequences(self, name: str, sequences: dict[str, np.ndarray | None] | None,
+                   batch: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]] | None:
+        if not (sequences and self.seq_tokens and name == "attention"):
+            return None
+        seqs = {}
+        for m, seq in sequences.items():
+            if seq is not None and len(seq) and m in self.dims:
+                pooled, valid = pool_sequence(torch.as_tensor(seq, dtype=torch.float32),
+                                              self.seq_tokens)
+                seqs[m] = (pooled[None].expand(batch, -1, -1), valid[None].expand(batch, -1))
+        return seqs
+
+    def keeps_single_modality(self, fusion: str | None = None) -> bool:
+        """Whether ``fusion`` answers exactly as the lone expert when one modality is there."""
+        return bool(getattr(self.fusions[fusion or self.default_fusion],
+                            "keeps_single_modality", False))
 
     def domains(self, modality: str) -> list[str]:
         """The input domains ``modality`` has a head for; the first is the one clips use."""
@@ -130,6 +178,14 @@ class EmotionModel(nn.Module):
         head = self.expert_head(modality, domain)
         return torch.softmax(head(torch.as_tensor(x, dtype=torch.float32)), -1).numpy()
 
+    @torch.inference_mode()
+    def calibrated_expert_proba(self, modality: str, x: np.ndarray) -> np.ndarray:
+        """The clip expert's calibrated probabilities for a batch ``[N, D]``: what analyze
+        shows as the modality's own answer and what ``product`` fusion multiplies."""
+        self.eval()
+        logits = self.experts[modality](torch.as_tensor(x, dtype=torch.float32))
+        return self.calibration.log_proba(modality, logits).exp().numpy()
+
     # -- checkpoint IO --------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path, dtype: str = "float32") -> None:
         """Write ``config.json`` + ``model.safetensors``. ``dtype="float16"`` halves the file,
@@ -144,6 +200,8 @@ class EmotionModel(nn.Module):
         config["format"] = FORMAT
         config["fusions"] = {n: f.config() for n, f in self.fusions.items()}
         config["dtype"] = dtype
+        if not self.calibration.is_identity or "calibration" in config:
+            config["calibration"] = self.calibration.to_config()
         (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         if dtype == "int8":
             tensors = quantise_int8(self.state_dict())

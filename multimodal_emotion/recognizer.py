@@ -16,10 +16,12 @@ import numpy as np
 
 from . import encoders, media
 from .errors import ModelError
+from .explain import modality_shapley, word_occlusion
+from .label_maps import LabelMap, load_label_map
 from .labels import LABELS
 from .model import DEFAULT_MODEL_DIR, EmotionModel
-from .types import MODALITIES, Clip, ModalityOutput, ModalityView, Prediction, Segment, \
-    probs_to_dict
+from .types import MODALITIES, Clip, Explanation, ModalityOutput, ModalityView, Prediction, \
+    Segment, probs_to_dict
 
 DEFAULT_WINDOW_S = 10.0
 
@@ -71,10 +73,16 @@ class EmotionRecognizer:
     def analyze(self, source: media.Source | Clip | None = None, fusion: str | None = None,
                 window_s: float | None = None, *, audio: np.ndarray | None = None,
                 sample_rate: int = media.SAMPLE_RATE, frames: np.ndarray | None = None,
-                fps: float | None = None) -> Prediction:
+                fps: float | None = None, labels: "LabelMap | str | None" = None,
+                explain_words: bool = False) -> Prediction:
         """Analyze a path, bytes, file object or decoded :class:`Clip`, or arrays in memory:
         ``analyze(audio=wave, sample_rate=sr, frames=rgb_frames, fps=fps)`` (either may be
-        omitted; the missing modality is masked)."""
+        omitted; the missing modality is masked).
+
+        ``labels``: a :class:`~multimodal_emotion.label_maps.LabelMap` (or its file) whose
+        categories are reported beside the canonical label. ``explain_words``: also find the
+        transcript words that moved the text expert most (one more text-encoder batch)."""
+        label_map = load_label_map(labels)
         t0 = time.perf_counter()
         if source is None:
             clip = media.from_arrays(audio, sample_rate, frames, fps or self.fps)
@@ -88,7 +96,12 @@ class EmotionRecognizer:
         bounds = _windows(clip.duration, window)
         parts = [self._analyze_window(clip.window(a, b) if len(bounds) > 1 else clip, fusion)
                  for a, b in bounds]
-        pred = _combine(parts, bounds, fusion, clip)
+        pred = _combine(parts, bounds, fusion, clip, self.model, label_map)
+        if explain_words and pred.explanation is not None:
+            t = time.perf_counter()
+            pred.explanation.words = self.explain_words(
+                pred.modalities["text"].extras.get("transcript", ""), pred.label)
+            parts[0]["timings"]["explain"] = (time.perf_counter() - t) * 1000
         pred.timings_ms = {"decode": decode_ms, **_sum_timings(p["timings"] for p in parts)}
         pred.timings_ms["total"] = (time.perf_counter() - t0) * 1000
         pred.path = None if source is None or isinstance(source, (bytes, Clip)) \
@@ -124,15 +137,37 @@ class EmotionRecognizer:
                                               transcript="")
         return {"audio": audio_out, "text": text_out, "face": face_future.result()}, timings
 
+    def explain_words(self, transcript: str, label: str | None, top: int = 5
+                      ) -> list[dict[str, Any]]:
+        """Transcript words whose removal changes the text expert's calibrated probability of
+        ``label`` most (occlusion; one batch through the text encoder)."""
+        if not transcript or label is None:
+            return []
+        k = self.model.labels.index(label)
+        uniform = float(self.model.calibration.log_target()[k].exp())
+
+        def score(texts: list[str]) -> np.ndarray:
+            keep = [i for i, t in enumerate(texts) if t.strip()]
+            out = np.full(len(texts), uniform)  # no words left: the expert knows nothing
+            if keep:
+                emb = self.text.text_encoder.embed_texts([texts[i] for i in keep])
+                probs = self.model.calibrated_expert_proba("text", emb)
+                out[keep] = probs[:, k]
+            return out
+
+        return word_occlusion(transcript, score, top)
+
     def _analyze_window(self, clip: Clip, fusion: str) -> dict[str, Any]:
         outputs, timings = self.encode(clip)
         t = time.perf_counter()
-        fused, experts = self.model.predict(
+        subsets, experts = self.model.subset_predict(
             {m: o.embedding for m, o in outputs.items()},
             {m: o.available for m, o in outputs.items()}, fusion,
             {m: o.sequence for m, o in outputs.items() if o.available})
+        present = tuple(m for m in self.model.modalities if outputs[m].available)
         timings["fusion"] = (time.perf_counter() - t) * 1000
-        return {"fused": fused, "experts": experts, "outputs": outputs, "timings": timings}
+        return {"fused": subsets.get(present), "subsets": subsets, "experts": experts,
+                "outputs": outputs, "timings": timings}
 
 
 def build_encoder(kind: str, cfg: dict[str, Any], model_dir: Path) -> Any:
@@ -165,8 +200,12 @@ def _sum_timings(items) -> dict[str, float]:
 
 
 def _combine(parts: list[dict[str, Any]], bounds: list[tuple[float, float]], fusion: str,
-             clip: Clip) -> Prediction:
-    """One Prediction from per-window results: duration-weighted mean of window probabilities."""
+             clip: Clip, model: EmotionModel, label_map: LabelMap | None = None) -> Prediction:
+    """One Prediction from per-window results: duration-weighted mean of window probabilities.
+
+    The clip's explanation is the same weighted mean of the windows' Shapley values for the
+    clip's label (Shapley values are linear in the game, and a window without a modality gives
+    it 0), so it still adds up to the clip's probability of that label."""
     weights = np.array([b - a for a, b in bounds]) if len(bounds) > 1 else np.ones(1)
     fused = [(w, p["fused"]) for w, p in zip(weights, parts) if p["fused"] is not None]
     views: dict[str, ModalityView] = {}
@@ -189,20 +228,51 @@ def _combine(parts: list[dict[str, Any]], bounds: list[tuple[float, float]], fus
         else:
             reasons = sorted({o.reason for o in outs if o.reason})
             views[m] = ModalityView(False, None, None, "; ".join(reasons) or None, extras)
+    base = np.exp(model.calibration.log_target().numpy())
     segments = []
     if len(bounds) > 1:
         for (a, b), p in zip(bounds, parts):
             if p["fused"] is not None:
-                segments.append(Segment(a, b, LABELS[int(p["fused"].argmax())],
-                                        probs_to_dict(p["fused"])))
+                k = int(p["fused"].argmax())
+                segments.append(Segment(
+                    a, b, LABELS[k], probs_to_dict(p["fused"]), float(p["fused"][k]),
+                    _explanation(k, [(1.0, p)], base),
+                    label_map.apply(probs_to_dict(p["fused"])) if label_map else None))
     if not fused:
         reason = "no modality available: " + "; ".join(
             f"{m}: {v.reason}" for m, v in views.items() if v.reason)
         return Prediction(None, None, views, fusion, clip.duration, segments=segments,
                           reason=reason)
     avg = _weighted_mean(fused)
-    return Prediction(LABELS[int(avg.argmax())], probs_to_dict(avg), views, fusion,
-                      clip.duration, segments=segments)
+    k = int(avg.argmax())
+    label = LABELS[k]
+    probabilities = probs_to_dict(avg)
+    available = [m for m, v in views.items() if v.available]
+    agree = [m for m in available if views[m].label == label]
+    warnings = []
+    if len(available) == 1 and not model.keeps_single_modality(fusion):
+        warnings.append(f"only {available[0]} is available and fusion {fusion!r} does not "
+                        f"keep a lone expert's answer: its label may differ from the "
+                        f"{available[0]} expert's; the default fusion does not")
+    return Prediction(
+        label, probabilities, views, fusion, clip.duration, segments=segments,
+        confidence=float(avg[k]),
+        agreement={"score": round(len(agree) / len(available), 4), "agree": agree,
+                   "disagree": [m for m in available if m not in agree]},
+        explanation=_explanation(k, [(w, p) for w, p in zip(weights, parts)
+                                     if p["fused"] is not None], base),
+        business=label_map.apply(probabilities) if label_map else None, warnings=warnings)
+
+
+def _explanation(k: int, weighted_parts: list[tuple[float, dict[str, Any]]], base: np.ndarray
+                 ) -> Explanation:
+    """Shapley contributions to label ``k``, duration-weighted over windows."""
+    total = sum(w for w, _ in weighted_parts)
+    contrib = {m: 0.0 for m in MODALITIES}
+    for w, p in weighted_parts:
+        for m, v in modality_shapley(k, p["subsets"], float(base[k]), MODALITIES).items():
+            contrib[m] += w * v / total
+    return Explanation(LABELS[k], float(base[k]), contrib)
 
 
 def _weighted_mean(pairs: list[tuple[float, np.ndarray]]) -> np.ndarray:

@@ -108,15 +108,47 @@ class ModalityView:
 
 
 @dataclass
+class Explanation:
+    """Which modality decided: exact Shapley values of the available modalities for the fused
+    probability of ``label``; ``base`` is that probability with no modality (the target prior),
+    so ``base + sum(contributions.values()) == probabilities[label]``. Masked modalities
+    contribute 0. ``words`` (optional, ``--explain``): transcript words that moved the text
+    expert most, with the change in its probability of ``label`` when each is left out."""
+
+    label: str
+    base: float
+    contributions: dict[str, float]
+    words: list[dict[str, Any]] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"label": self.label, "base": round(self.base, 5),
+                             "contributions": {m: round(v, 5)
+                                               for m, v in self.contributions.items()}}
+        if self.words is not None:
+            d["words"] = self.words
+        return d
+
+
+@dataclass
 class Segment:
     start: float
     end: float
     label: str
     probabilities: dict[str, float]
+    confidence: float | None = None
+    explanation: Explanation | None = None
+    business: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"start": round(self.start, 3), "end": round(self.end, 3), "label": self.label,
-                "probabilities": self.probabilities}
+        d: dict[str, Any] = {"start": round(self.start, 3), "end": round(self.end, 3),
+                             "label": self.label, "probabilities": self.probabilities}
+        if self.confidence is not None:
+            d["confidence"] = round(self.confidence, 5)
+        if self.explanation is not None:
+            d["explanation"] = self.explanation.to_dict()
+        if self.business is not None:
+            d["business"] = self.business
+        return d
 
 
 @dataclass
@@ -133,6 +165,13 @@ class Prediction:
     segments: list[Segment] = field(default_factory=list)
     path: str | None = None
     reason: str | None = None  # why there is no label, when no modality was available
+    # the fused probability of ``label`` (calibrated experts, product of experts by default)
+    confidence: float | None = None
+    # the experts' own labels against the fused one: ``{"score", "agree", "disagree"}``
+    agreement: dict[str, Any] | None = None
+    explanation: Explanation | None = None
+    business: dict[str, Any] | None = None  # the user's categories (``label_maps``)
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {}
@@ -141,13 +180,20 @@ class Prediction:
         d.update({
             "label": self.label,
             "probabilities": self.probabilities,
+            "confidence": None if self.confidence is None else round(self.confidence, 5),
+            "agreement": self.agreement,
+            "explanation": None if self.explanation is None else self.explanation.to_dict(),
             "modalities": {m: v.to_dict() for m, v in self.modalities.items()},
             "fusion": self.fusion,
             "duration_s": round(self.duration_s, 3),
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
         })
+        if self.business is not None:
+            d["business"] = self.business
         if self.reason:
             d["reason"] = self.reason
+        if self.warnings:
+            d["warnings"] = list(self.warnings)
         if self.segments:
             d["segments"] = [s.to_dict() for s in self.segments]
         return d

@@ -97,7 +97,8 @@ def test_shipped_model_is_small_safetensors_with_a_card():
     assert sum(p.stat().st_size for p in files) < 20 * 2**20
     assert (DEFAULT_MODEL_DIR / "MODEL_CARD.md").exists()
     m = EmotionModel.from_pretrained()
-    assert set(m.fusions) == {"concat", "sum", "attention", "late"}
+    assert set(m.fusions) == {"product", "concat", "sum", "attention", "late"}
+    assert m.default_fusion == "product" and m.keeps_single_modality()
     # clip transcripts go through the spoken-dialogue text head; written text has its own
     assert m.domains("text") == ["spoken", "written"]
 

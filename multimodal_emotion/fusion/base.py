@@ -17,6 +17,9 @@ class Fusion(nn.Module):
     to logits. ``dims`` fixes the modality order used by the mask's columns."""
 
     name = "base"
+    decision_level = False  # learned from embeddings, not a combination of experts' answers
+    # With one modality present, a learned strategy's answer is its own, not that expert's.
+    keeps_single_modality = False
 
     def __init__(self, dims: dict[str, int], n_classes: int, width: int = 128,
                  dropout: float = 0.3) -> None:

@@ -76,6 +76,10 @@ def train_cli(args: argparse.Namespace) -> int:
         torch.set_num_threads(1)
     if args.what in ("all", "heads"):
         train_heads(root, out, seed=args.seed)
+    if args.what in ("all", "heads", "calibration"):
+        from .calibration import fit_calibration
+
+        fit_calibration(root, out)
     return 0
 
 

@@ -185,7 +185,8 @@ def expert_from_linear(linear: nn.Linear) -> ClassifierHead:
 def build_default_model(pools: dict[str, ModalityPool], experts: dict[str, ClassifierHead],
                         encoder_config: dict[str, Any], provenance: dict[str, Any],
                         cfg: FusionTrainConfig | None = None,
-                        fusions: tuple[str, ...] = ("attention", "concat", "sum", "late"),
+                        fusions: tuple[str, ...] = ("product", "attention", "concat", "sum",
+                                                    "late"),
                         domain_experts: dict[str, dict[str, ClassifierHead]] | None = None,
                         expert_domains: dict[str, str] | None = None,
                         ) -> tuple[EmotionModel, dict]:
@@ -194,8 +195,11 @@ def build_default_model(pools: dict[str, ModalityPool], experts: dict[str, Class
     ``domain_experts[m][d]``: extra heads of modality ``m`` for input domain ``d`` (the text
     expert's written head); ``expert_domains[m]``: the domain of ``experts[m]`` itself.
 
-    The default fusion is the strategy with the best validation UAR (held-out speakers, faces
-    and sentences; every modality and each one dropped in turn), never a test-set choice.
+    The default fusion is ``product`` (the calibrated experts' product, :mod:`..fusion.product`)
+    whenever it is among ``fusions``: it needs no paired data, and with one modality it answers
+    exactly as that expert. The learned strategies are trained on synthetic same-label triples;
+    without ``product``, the default is the learned one with the best validation UAR (held-out
+    speakers, faces and sentences; every modality and each one dropped in turn).
     """
     cfg = cfg or FusionTrainConfig()
     dims = {m: int(pools[m].x_train.shape[1]) for m in MODALITIES}
@@ -228,14 +232,15 @@ def build_default_model(pools: dict[str, ModalityPool], experts: dict[str, Class
     train = sample_triples(ordered, cfg.triples, "train", cfg.drop_p, rng, flat)
     val = _validation_triples(ordered, cfg.val_triples, rng, flat)
     report: dict[str, Any] = {"fusion_train": asdict(cfg)}
-    for name in fusions:
+    learned = [n for n in fusions if not getattr(model.fusions[n], "decision_level", False)]
+    for name in learned:
         t0 = time.time()
         report[name] = train_fusion(
             model.fusions[name], train, val, cfg, name,
             resample=lambda e: sample_triples(ordered, cfg.triples, "train", cfg.drop_p,
                                               np.random.default_rng(cfg.seed * 1000 + e), flat))
         report[name]["seconds"] = round(time.time() - t0, 1)
-    best = max(fusions, key=lambda n: report[n]["val_uar"])
+    best = "product" if "product" in fusions else max(learned, key=lambda n: report[n]["val_uar"])
     model.config["default_fusion"] = report["default_fusion"] = best
     return model, report
 

@@ -1,0 +1,160 @@
+"""Calibrated expert probabilities: what each expert's numbers mean before they are combined.
+
+Each modality's expert head was trained on its own corpus, with that corpus's class prior
+(MELD is 47 % neutral; FER2013 has few disgusted faces) and with its own over- or
+under-confidence. Before two experts can be multiplied, their outputs must be made comparable:
+
+1. **Temperature** ``T_m``: ``softmax(z / T_m)`` is fitted on held-out data of the expert's own
+   domain to minimise negative log-likelihood (Guo et al., 2017). It changes how sure the expert
+   is, never which label it ranks first.
+2. **Prior correction**: dividing by the prior the head was trained with turns the calibrated
+   posterior into a likelihood ratio, and multiplying by the *target* prior (uniform unless a
+   user sets one) gives the posterior for the world the system is used in. A text head that says
+   "neutral" 47 % of the time because MELD is 47 % neutral stops outvoting the face on it.
+
+``log q_m(y|x) = log_softmax(z_m / T_m - log prior_m + log target)`` is what every shell shows as
+the expert's own answer and what the product of experts (:mod:`.fusion.product`) multiplies.
+A model folder without a ``calibration`` entry gets the identity (``T = 1``, no prior change), so
+older folders load and answer as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import ModelError
+
+MIN_T, MAX_T = 0.05, 20.0
+
+
+@dataclass
+class ExpertCalibration:
+    """Per-modality temperatures and training priors, and the target prior (``None``: uniform).
+
+    Stored in a model folder's ``config.json`` as plain numbers under ``calibration``, so a
+    person can read and edit them and ``mer adapt`` can refit them without touching weights.
+    """
+
+    labels: Sequence[str]
+    temperature: dict[str, float] = field(default_factory=dict)
+    train_prior: dict[str, list[float]] = field(default_factory=dict)
+    target_prior: list[float] | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.labels)
+        for m, t in self.temperature.items():
+            if not (np.isfinite(t) and MIN_T <= t <= MAX_T):
+                raise ModelError(f"calibration: temperature of {m} is {t}; it must lie in "
+                                 f"[{MIN_T}, {MAX_T}]")
+        for m, p in list(self.train_prior.items()) + [("target", self.target_prior)]:
+            if p is None:
+                continue
+            arr = np.asarray(p, np.float64)
+            if arr.shape != (n,) or (arr <= 0).any() or not np.isfinite(arr).all():
+                raise ModelError(f"calibration: prior of {m} must be {n} positive numbers, "
+                                 f"got {p}")
+
+    # -- config round trip --------------------------------------------------------------
+    @classmethod
+    def from_config(cls, labels: Sequence[str], cfg: dict[str, Any] | None
+                    ) -> "ExpertCalibration":
+        cfg = dict(cfg or {})
+        return cls(labels, {m: float(t) for m, t in cfg.get("temperature", {}).items()},
+                   {m: [float(v) for v in p] for m, p in cfg.get("train_prior", {}).items()},
+                   None if cfg.get("target_prior") is None
+                   else [float(v) for v in cfg["target_prior"]], dict(cfg.get("info", {})))
+
+    def to_config(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "temperature": {m: round(float(t), 6) for m, t in self.temperature.items()},
+            "train_prior": {m: [round(float(v), 6) for v in p]
+                            for m, p in self.train_prior.items()},
+            "target_prior": None if self.target_prior is None
+            else [round(float(v), 6) for v in self.target_prior],
+        }
+        if self.info:
+            out["info"] = self.info
+        return out
+
+    # -- applying it --------------------------------------------------------------------
+    def log_target(self) -> torch.Tensor:
+        n = len(self.labels)
+        p = torch.full((n,), 1.0 / n) if self.target_prior is None \
+            else torch.tensor(self.target_prior, dtype=torch.float32)
+        return torch.log(p / p.sum())
+
+    def log_proba(self, modality: str, logits: torch.Tensor) -> torch.Tensor:
+        """Calibrated log-probabilities ``[..., C]`` from an expert's raw logits."""
+        z = logits / float(self.temperature.get(modality, 1.0))
+        prior = self.train_prior.get(modality)
+        if prior is not None:
+            p = torch.tensor(prior, dtype=z.dtype)
+            z = z - torch.log(p / p.sum()) + self.log_target().to(z.dtype)
+        return F.log_softmax(z, -1)
+
+    @property
+    def is_identity(self) -> bool:
+        return not self.train_prior and all(abs(t - 1.0) < 1e-9
+                                            for t in self.temperature.values())
+
+
+# -- fitting ----------------------------------------------------------------------------
+@torch.enable_grad()
+def fit_temperature(logits: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> float:
+    """The temperature minimising held-out negative log-likelihood (a 1-d convex search in
+    ``log T``; bounded to [MIN_T, MAX_T])."""
+    z = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
+    t = torch.as_tensor(np.asarray(y), dtype=torch.long)
+    if len(z) == 0:
+        raise ValueError("fit_temperature needs at least one held-out row")
+    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
+    lo, hi = float(np.log(MIN_T)), float(np.log(MAX_T))
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = F.cross_entropy(z / log_t.clamp(lo, hi).exp(), t)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    value = float(log_t.detach().clamp(lo, hi).exp())
+    return value if np.isfinite(value) else 1.0
+
+
+def label_prior(y: np.ndarray, n_classes: int, smoothing: float = 1.0) -> list[float]:
+    """Class frequencies of training labels (add-``smoothing`` so no class has prior 0)."""
+    counts = np.bincount(np.asarray(y, np.int64), minlength=n_classes).astype(np.float64)
+    counts += smoothing
+    return (counts / counts.sum()).tolist()
+
+
+def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
+    """ECE of the top label's probability: the bin-size-weighted mean gap between confidence
+    and accuracy over ``bins`` equal-width confidence bins (Naeini et al., 2015)."""
+    probs = np.asarray(probs, np.float64)
+    y = np.asarray(y)
+    if len(y) == 0:
+        return float("nan")
+    conf, pred = probs.max(1), probs.argmax(1)
+    hit = (pred == y).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    idx = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        sel = idx == b
+        if sel.any():
+            ece += sel.mean() * abs(hit[sel].mean() - conf[sel].mean())
+    return float(ece)
+
+
+def nll(probs: np.ndarray, y: np.ndarray) -> float:
+    """Mean negative log-likelihood of the true labels."""
+    p = np.asarray(probs, np.float64)[np.arange(len(y)), np.asarray(y)]
+    return float(-np.log(np.clip(p, 1e-12, 1.0)).mean())
