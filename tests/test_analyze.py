@@ -24,8 +24,16 @@ def check_distribution(probs):
 def test_demo_clip_uses_all_three_modalities(rec, demo_clip):
     d = rec.analyze(demo_clip).to_dict()
     assert d["label"] in LABELS and d["fusion"] == rec.model.default_fusion
-    assert d["fusion"] in ("concat", "sum", "attention", "late")
+    assert d["fusion"] == "product"
     check_distribution(d["probabilities"])
+    assert d["confidence"] == pytest.approx(d["probabilities"][d["label"]], abs=1e-4)
+    ex = d["explanation"]
+    assert ex["label"] == d["label"] and set(ex["contributions"]) == {"audio", "text", "face"}
+    assert ex["base"] + sum(ex["contributions"].values()) == pytest.approx(
+        d["probabilities"][d["label"]], abs=1e-4)
+    ag = d["agreement"]
+    assert sorted(ag["agree"] + ag["disagree"]) == ["audio", "face", "text"]
+    assert ag["score"] == pytest.approx(len(ag["agree"]) / 3, abs=1e-3)
     for m in ("audio", "text", "face"):
         assert d["modalities"][m]["available"], d["modalities"][m]
         check_distribution(d["modalities"][m]["probabilities"])
@@ -38,10 +46,18 @@ def test_demo_clip_uses_all_three_modalities(rec, demo_clip):
     assert "segments" not in d
 
 
-@pytest.mark.parametrize("fusion", ["concat", "sum", "attention", "late"])
+@pytest.mark.parametrize("fusion", ["product", "concat", "sum", "attention", "late"])
 def test_every_fusion_answers(rec, demo_clip, fusion):
     d = rec.analyze(demo_clip, fusion=fusion).to_dict()
     assert d["fusion"] == fusion and d["label"] in LABELS
+    assert 0 < d["confidence"] <= 1
+
+
+def test_cli_fusion_choices_are_the_registry():
+    from multimodal_emotion.cli import FUSION_CHOICES
+    from multimodal_emotion.fusion import FUSIONS
+
+    assert sorted(FUSION_CHOICES) == sorted(FUSIONS)
 
 
 def test_silent_clip_masks_audio_and_text_and_answers_from_the_face(rec, silent_clip):
@@ -51,6 +67,15 @@ def test_silent_clip_masks_audio_and_text_and_answers_from_the_face(rec, silent_
     assert not text["available"] and text["transcript"] == ""
     assert face["available"]
     assert d["probabilities"] is not None and d["label"] in LABELS
+    # one modality: the default fusion's answer is the face expert's, exactly; only the face
+    # contributes, and a learned strategy is flagged
+    for k in LABELS:
+        assert d["probabilities"][k] == pytest.approx(face["probabilities"][k], abs=1e-3)
+    assert d["explanation"]["contributions"]["audio"] == 0
+    assert d["explanation"]["contributions"]["text"] == 0
+    assert "warnings" not in d
+    learned = rec.analyze(silent_clip, fusion="sum").to_dict()
+    assert any("does not keep" in w for w in learned["warnings"])
 
 
 def test_clip_without_a_face_says_so(rec, no_face_clip):
@@ -104,6 +129,12 @@ def test_long_clip_is_analyzed_in_windows(rec, long_clip):
             for k in LABELS}
     for k in LABELS:
         assert d["probabilities"][k] == pytest.approx(mean[k], abs=1e-4)
+    for s in segs:  # every segment carries its own confidence and explanation
+        assert s["confidence"] == pytest.approx(s["probabilities"][s["label"]], abs=1e-4)
+        assert s["explanation"]["base"] + sum(s["explanation"]["contributions"].values()) \
+            == pytest.approx(s["probabilities"][s["label"]], abs=1e-4)
+    assert d["explanation"]["base"] + sum(d["explanation"]["contributions"].values()) \
+        == pytest.approx(d["probabilities"][d["label"]], abs=1e-4)
 
 
 def test_corrupt_file_raises_media_error(rec, corrupt_file):
@@ -133,6 +164,29 @@ def test_cli_table_output(demo_clip):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "FUSED" in proc.stdout and "faces in" in proc.stdout and "fusion=sum" in proc.stdout
+    assert "confidence" in proc.stdout and "(Shapley)" in proc.stdout
+
+
+def test_cli_labels_and_explain(demo_clip, tmp_path):
+    from pathlib import Path
+
+    label_map = Path(__file__).resolve().parents[1] / "docs" / "label_map.yaml"
+    proc = subprocess.run([sys.executable, "-m", "multimodal_emotion.cli", "analyze", "--json",
+                           "--labels", str(label_map), "--explain", str(demo_clip)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    d = json.loads(proc.stdout)
+    assert d["business"]["scheme"] == "satisfaction"
+    assert set(d["business"]["probabilities"]) == {"satisfied", "neutral", "frustrated"}
+    assert sum(d["business"]["probabilities"].values()) == pytest.approx(1, abs=1e-3)
+    words = d["explanation"]["words"]
+    assert words and all(w["word"] in d["modalities"]["text"]["transcript"] for w in words)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("labels: {good: [happy]}")
+    proc = subprocess.run([sys.executable, "-m", "multimodal_emotion.cli", "analyze",
+                           "--labels", str(bad), str(demo_clip)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "belong to no category" in proc.stderr
 
 
 def test_cli_bad_model_folder_exit_code(tmp_path, demo_clip):

@@ -48,7 +48,7 @@ class FakeRecognizer:
         self.started = threading.Event()
         self.calls = 0
 
-    def analyze(self, source: Any, fusion: str | None = None) -> Prediction:
+    def analyze(self, source: Any, fusion: str | None = None, labels: Any = None) -> Prediction:
         self.calls += 1
         self.started.set()
         clip = source if hasattr(source, "duration") else media.load(source, fps=self.fps)
@@ -61,7 +61,8 @@ class FakeRecognizer:
         views["face"] = ModalityView(True, "happy", probs, None,
                                      {"frames_with_face": n, "frames": n})
         return Prediction("happy", probs, views, fusion or self.model.default_fusion,
-                          clip.duration, {"decode": 1.0, "total": 2.0})
+                          clip.duration, {"decode": 1.0, "total": 2.0}, confidence=0.7,
+                          business=labels.apply(probs) if labels is not None else None)
 
 
 @pytest.fixture(scope="module")
@@ -469,6 +470,10 @@ def test_models_describes_what_is_loaded(client, heads):
     assert d["encoders"]["audio"]["name"] == "whisper" and d["encoders"]["face"]["name"]
     assert d["fusions"] == list(heads.fusions) and d["default_fusion"] == heads.default_fusion
     assert set(d["late_fusion_rules"]) == {"mean", "product"}
+    props = d["fusion_properties"]
+    assert props["product"] == {"keeps_single_modality": True, "decision_level": True}
+    assert not any(p["keeps_single_modality"] for n, p in props.items() if n != "product")
+    assert set(d["calibration"]["temperature"]) <= set(heads.dims)
     import torch
 
     import multimodal_emotion
@@ -548,3 +553,15 @@ def test_serve_cli_hands_the_app_to_uvicorn(monkeypatch, tmp_path):
     assert rc == 0 and seen["host"] == "127.0.0.1" and seen["port"] == 8123
     settings = seen["app"].state.mer.settings
     assert settings.model_dir == "some/dir" and settings.max_upload_mb == 7
+
+
+def test_analyze_applies_a_label_map_sent_with_the_request(client, demo_clip):
+    lm = json.dumps({"name": "csat", "labels": {
+        "satisfied": ["happy", "surprised"], "neutral": ["neutral"],
+        "frustrated": ["angry", "sad", "disgust", "fearful"]}})
+    d = post_file(client, "demo.mp4", demo_clip.read_bytes(), labels=lm).json()
+    assert d["business"]["scheme"] == "csat" and d["business"]["label"] == "satisfied"
+    assert d["business"]["probabilities"]["satisfied"] == pytest.approx(0.75)
+    bad = post_file(client, "demo.mp4", demo_clip.read_bytes(),
+                    labels='{"labels": {"good": ["happy"]}}')
+    assert "belong to no category" in assert_error(bad, 422, "invalid_request")["message"]

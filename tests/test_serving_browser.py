@@ -88,6 +88,15 @@ def test_page_analyzes_the_demo_clip_and_draws_bars(page, server, demo_clip, tmp
     assert "happy" in (page.text_content("#transcript") or "").lower()
     assert "/ " in (page.text_content("#facts") or "")  # faces found: n / m frames
     assert page.is_hidden("#error") and page.is_hidden("#progress")
+    # which modality decided: a signed Shapley bar per modality, and the experts side by side
+    assert page.is_visible("#why-box")
+    rows = page.eval_on_selector_all(".why-row", "els => els.map(e => e.dataset.modality)")
+    assert rows == ["audio", "text", "face"]
+    fills = page.eval_on_selector_all(".why-fill",
+                                      "els => els.map(e => e.getBoundingClientRect().width)")
+    assert max(fills) > 5
+    assert "agree" in (page.text_content("#agreement") or "")
+    assert "%" in (page.text_content("#fused-label .conf") or "")
     shot = DOCS_SCREENSHOT if os.environ.get("MER_UPDATE_SCREENSHOT") == "1" \
         else tmp_path / "serve_page.png"
     shot.parent.mkdir(exist_ok=True)

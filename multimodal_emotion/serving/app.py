@@ -36,6 +36,8 @@ from .. import __version__
 from ..errors import InputError, MediaError, MerError
 from ..types import MODALITIES
 from .errors import ApiError, error_response
+from ..fusion import FUSIONS
+from ..label_maps import LabelMap
 from .fuse import LATE_FUSION_RULES, FuseRequest, fuse
 from .settings import Settings
 from .upload import receive_upload
@@ -155,7 +157,11 @@ def create_app(recognizer_factory: RecognizerFactory | None = None,
                   "multipart/form-data": {"schema": {
                       "type": "object", "required": ["file"], "properties": {
                           "file": {"type": "string", "format": "binary"},
-                          "fusion": {"type": "string", "enum": ["concat", "sum", "attention", "late"]},
+                          "fusion": {"type": "string", "enum": sorted(FUSIONS)},
+                          "labels": {"type": "string", "description":
+                                     "a label map (YAML or JSON) of your own categories, e.g. "
+                                     "{\"labels\": {\"satisfied\": [\"happy\", "
+                                     "\"surprised\"], ...}}; every emotion in one category"},
                           "fps": {"type": "number", "minimum": settings.min_fps,
                                   "maximum": settings.max_fps}}}}}}})
     async def analyze(request: Request) -> JSONResponse:
@@ -191,7 +197,7 @@ async def _analyze(request: Request, rec: Any, state: ServerState) -> JSONRespon
         path = upload.path
         try:
             pred = await ticket.run(analyze_file, rec, path, options.get("fusion"),
-                                    options.get("fps"),
+                                    options.get("fps"), options.get("labels"),
                                     cleanup=lambda: path.unlink(missing_ok=True))
         except MediaError as exc:
             shown = upload.filename or "upload"
@@ -229,6 +235,15 @@ def _form_option(name: str, value: str, rec: Any, settings: Settings) -> dict[st
             raise ApiError("invalid_request", f"fusion {value!r} is not in the loaded model; use "
                            f"one of {fusions}")
         return {"fusion": value}
+    if name == "labels":
+        if value.strip() == "":
+            return {}
+        if len(value) > 64 * 1024:
+            raise ApiError("invalid_request", "labels: a label map must be under 64 KB")
+        try:
+            return {"labels": LabelMap.parse(value, source="labels")}
+        except InputError as exc:
+            raise ApiError("invalid_request", str(exc)) from exc
     if name == "fps":
         if value == "":
             return {}
@@ -243,17 +258,19 @@ def _form_option(name: str, value: str, rec: Any, settings: Settings) -> dict[st
     return {}
 
 
-def analyze_file(rec: Any, path: Path, fusion: str | None, fps: float | None) -> Any:
+def analyze_file(rec: Any, path: Path, fusion: str | None, fps: float | None,
+                 labels: LabelMap | None = None) -> Any:
     """``rec.analyze(path)``, decoding at ``fps`` when the request asked for another rate than
     the recognizer's (the decode then happens here and its time is put back in the timings)."""
+    extra = {"labels": labels} if labels is not None else {}
     if fps is None or fps == getattr(rec, "fps", None):
-        return rec.analyze(str(path), fusion=fusion)
+        return rec.analyze(str(path), fusion=fusion, **extra)
     from .. import media
 
     t = time.perf_counter()
     clip = media.load(str(path), fps=fps)
     decode_ms = (time.perf_counter() - t) * 1000
-    pred = rec.analyze(clip, fusion=fusion)
+    pred = rec.analyze(clip, fusion=fusion, **extra)
     pred.timings_ms["decode"] = decode_ms
     pred.timings_ms["total"] = pred.timings_ms.get("total", 0.0) + decode_ms
     return pred
@@ -276,6 +293,11 @@ def describe_models(rec: Any, settings: Settings) -> dict[str, Any]:
         "encoders": encoders,
         "fusions": list(model.fusions),
         "default_fusion": model.default_fusion,
+        # whether each strategy answers exactly as the lone expert when one modality is there
+        "fusion_properties": {n: {"keeps_single_modality": bool(getattr(
+            f, "keeps_single_modality", False)), "decision_level": bool(getattr(
+                f, "decision_level", False))} for n, f in model.fusions.items()},
+        "calibration": model.calibration.to_config() if hasattr(model, "calibration") else None,
         "late_fusion_rules": LATE_FUSION_RULES,
         "labels": list(model.labels),
         "analyze": {"fps_default": getattr(rec, "fps", None),

@@ -3,8 +3,8 @@
 Two inputs, one of them per request:
 
 * ``embeddings`` -- per-modality vectors of the loaded model's sizes; they go through the
-  trained expert heads and the trained fusion (``concat``, ``sum`` or ``attention``), exactly as
-  inside ``analyze``. Attention gets no token sequences here, so it attends over the three
+  expert heads and the model's fusion (``product`` of the calibrated experts by default, or a
+  learned ``concat``, ``sum``, ``attention``, ``late``), exactly as inside ``analyze``. Attention gets no token sequences here, so it attends over the three
   pooled vectors only.
 * ``probabilities`` -- per-modality distributions over the seven labels. No trained model takes
   those, so they are combined by a late-fusion rule, named in the answer: ``mean`` (arithmetic
@@ -45,7 +45,8 @@ class FuseRequest(BaseModel):
     mask: Union[dict[str, bool], list[str], None] = Field(
         None, description="modalities to use: a list of names or {modality: bool}")
     fusion: str | None = Field(
-        None, description="embeddings: concat|sum|attention|late (default: the model's); "
+        None, description="embeddings: product|concat|sum|attention|late (default: the "
+                          "model's, product); "
                           "probabilities: mean|product (default mean)")
 
 
@@ -173,4 +174,5 @@ def _distribution(m: str, values: list[float] | dict[str, float], labels: list[s
 
 def _answer(probs: np.ndarray, labels: list[str]) -> dict[str, Any]:
     return {"label": labels[int(np.argmax(probs))],
+            "confidence": round(float(np.max(probs)), 5),
             "probabilities": {name: round(float(p), 5) for name, p in zip(labels, probs)}}

@@ -210,7 +210,13 @@ function render(d) {
   const label = $("fused-label");
   label.replaceChildren();
   label.appendChild(document.createTextNode(d.label || "no answer"));
-  if (d.label && d.probabilities) label.appendChild(el("span", "conf", pct(d.probabilities[d.label])));
+  if (d.label && d.probabilities) {
+    const conf = d.confidence != null ? d.confidence : d.probabilities[d.label];
+    const c = el("span", "conf", pct(conf));
+    c.title = "confidence: the fused (calibrated) probability of this label";
+    label.appendChild(c);
+  }
+  if (d.business) label.appendChild(el("span", "business", d.business.label + " (" + d.business.scheme + ")"));
 
   const facts = $("facts");
   facts.replaceChildren();
@@ -225,6 +231,9 @@ function render(d) {
 
   $("no-answer").hidden = !d.reason;
   $("no-answer").textContent = d.reason || "";
+  $("warnings").hidden = !(d.warnings && d.warnings.length);
+  $("warnings").textContent = (d.warnings || []).join(" ");
+  renderExplanation(d);
 
   const cards = $("cards");
   cards.replaceChildren();
@@ -251,6 +260,39 @@ function render(d) {
   }
 
   renderTimeline(d.segments || [], d.duration_s);
+}
+
+// Shapley contributions: one signed bar per modality, from the base (no modality) to the fused
+// probability of the label; a masked modality shows 0 and says why.
+function renderExplanation(d) {
+  const box = $("why-box");
+  const ex = d.explanation;
+  box.hidden = !ex;
+  if (!ex) return;
+  const why = $("why");
+  why.replaceChildren();
+  const scale = Math.max(0.05, ...Object.values(ex.contributions).map(Math.abs));
+  why.appendChild(el("div", "why-base", "with no modality: " + pct(ex.base) + " " + ex.label));
+  for (const m of MODALITIES) {
+    const v = ex.contributions[m] || 0;
+    const row = el("div", "why-row");
+    row.dataset.modality = m;
+    row.appendChild(el("span", "bar-name", m));
+    const track = el("div", "why-track");
+    const fill = el("div", "why-fill " + (v >= 0 ? "pos" : "neg"));
+    fill.style.width = (50 * Math.abs(v) / scale).toFixed(1) + "%";
+    track.appendChild(fill);
+    row.appendChild(track);
+    const view = d.modalities[m] || {};
+    const txt = view.available === false ? "masked" : (v >= 0 ? "+" : "−") + (Math.abs(v) * 100).toFixed(1) + " pts";
+    row.appendChild(el("span", "bar-value", txt));
+    why.appendChild(row);
+  }
+  if (ex.words && ex.words.length) {
+    why.appendChild(el("div", "why-words", "words: " + ex.words.map((w) => w.word + " " + (w.effect >= 0 ? "+" : "") + (w.effect * 100).toFixed(1)).join(", ")));
+  }
+  const ag = d.agreement;
+  $("agreement").textContent = ag ? (ag.disagree.length ? "Experts disagree: " + ag.disagree.join(", ") + " said otherwise; " + (ag.agree.join(", ") || "none") + " agree." : "Every available expert agrees.") : "";
 }
 
 function renderTimeline(segments, duration) {
