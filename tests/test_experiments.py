@@ -17,7 +17,7 @@ from multimodal_emotion.experiments.data import speaker_normalise
 from multimodal_emotion.experiments.metrics import (aggregate, paired_test, roc_auc_ovr,
                                                     run_report, uar)
 from multimodal_emotion.experiments.protocol import Split, check_split, make_splits
-from multimodal_emotion.experiments.trainer import train_late, train_neural
+from multimodal_emotion.experiments.trainer import train_late, train_neural, train_product
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -116,6 +116,31 @@ def test_late_fusion_choices_come_from_validation_speakers_only():
     assert min(drop, key=drop.get) == "audio"
 
 
+def test_product_fusion_is_fitted_on_validation_speakers_only():
+    """train_product chooses each expert's penalty, temperature and the product's weights on
+    validation speakers: scrambled test labels change nothing; the informative modality wins,
+    and with the others removed the answer is that expert's calibrated answer."""
+    data = synthetic()
+    (s,) = make_splits(data, ProtocolConfig("speaker-kfold", folds=4, val_speakers=2), [0])[:1]
+    settings = TrainSettings()
+    y2 = data.y.copy()
+    y2[s.test] = np.random.default_rng(1).permutation(y2[s.test])
+    a = train_product(data.modalities, data.y, s.train, s.val, s.test, 4, settings, 0,
+                      missing=True)
+    b = train_product(data.modalities, y2, s.train, s.val, s.test, 4, settings, 0, missing=True)
+    assert a.chosen == b.chosen
+    np.testing.assert_array_equal(a.test_proba, b.test_proba)
+    assert len(a.chosen["val_by_C"]) == 4 * 3  # each expert's penalties, judged alone
+    assert uar(data.y[s.test], a.test_proba.argmax(1)) > 0.5  # chance is 0.25
+    drop = {m: uar(data.y[s.test], p.argmax(1)) for m, p in a.missing_proba.items()}
+    assert min(drop, key=drop.get) == "audio"
+    # the text modality is noise: its calibrated expert is near-flat (a high temperature)
+    assert a.chosen["temperature"]["text"] > a.chosen["temperature"]["audio"]
+    only = {"audio": data.modalities["audio"]}
+    alone = train_product(only, data.y, s.train, s.val, s.test, 4, settings, 0)
+    assert np.allclose(alone.test_proba.sum(1), 1, atol=1e-5)
+
+
 def test_speaker_normalise_zero_mean_unit_std_per_speaker():
     data = synthetic()
     x = speaker_normalise(data.modalities["audio"].x, data.groups)
@@ -201,7 +226,7 @@ def test_small_experiment_writes_a_full_report(tmp_path: Path):
                      "fusion_options": {"attention": {"width": 32, "layers": 1}}})
     res = run_experiment(cfg, data=synthetic(), out=tmp_path, progress=False)
     rows = res["rows"]
-    assert set(rows) == {"concat", "sum", "attention", "late", "audio only", "face only",
+    assert set(rows) == {"product", "concat", "sum", "attention", "late", "audio only", "face only",
                          "text only", "reference", "linear probe"}
     assert all(r["summary"]["runs"] == 6 for r in rows.values())
     # the informative modality beats noise; fusion is not worse than noise
@@ -216,6 +241,11 @@ def test_small_experiment_writes_a_full_report(tmp_path: Path):
     md = (tmp_path / "results.md").read_text()
     assert "| row | kind |" in md and "Paired test" in md
     assert "| late | audio |" in md  # late fusion's modality weights are reported
+    assert "| product | audio |" in md  # and the product's
+    assert "keeps a lone expert's answer" in md
+    product_row = next(line for line in md.splitlines() if line.startswith("| ")
+                       and "product" in line.split("|")[1] and "| fusion |" in line)
+    assert product_row.rstrip().endswith("| yes |")
     assert (tmp_path / "config.yaml").read_text().startswith("config:")
     import matplotlib.image as mpimg
 

@@ -53,7 +53,8 @@ class ExperimentConfig:
     name: str
     dataset: str
     modalities: dict[str, dict[str, Any]]
-    fusions: list[str] = field(default_factory=lambda: ["concat", "sum", "attention", "late"])
+    fusions: list[str] = field(default_factory=lambda: ["product", "concat", "sum", "attention",
+                                                        "late"])
     fusion_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     unimodal: bool = True
     linear_probe: bool = True  # logistic regression on the concatenated pooled features

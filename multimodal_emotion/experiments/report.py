@@ -28,8 +28,9 @@ def _pm(stat: dict[str, Any]) -> str:
 def markdown_table(results: dict[str, Any]) -> str:
     """The main comparison as a Markdown table (percent, mean ± std over folds x seeds)."""
     metric = results["protocol"]["metric"]
-    head = "| row | kind | " + " | ".join(METRIC_NAMES.values()) + " | runs |"
-    lines = [head, "|" + "---|" * (len(METRIC_NAMES) + 3)]
+    head = "| row | kind | " + " | ".join(METRIC_NAMES.values()) \
+        + " | runs | keeps a lone expert's answer |"
+    lines = [head, "|" + "---|" * (len(METRIC_NAMES) + 4)]
     order = sorted(results["rows"].items(),
                    key=lambda kv: (["fusion", "unimodal", "reference"].index(kv[1]["kind"]),
                                    -kv[1]["summary"][metric]["mean"]))
@@ -37,7 +38,9 @@ def markdown_table(results: dict[str, Any]) -> str:
         s = row["summary"]
         label = f"**{name}**" if name == results.get("best") else name
         lines.append(f"| {label} | {row['kind']} | "
-                     + " | ".join(_pm(s[k]) for k in METRIC_NAMES) + f" | {s['runs']} |")
+                     + " | ".join(_pm(s[k]) for k in METRIC_NAMES) + f" | {s['runs']} | "
+                     + (_keeps(row.get("strategy", "")) if row["kind"] == "fusion" else "-")
+                     + " |")
     return "\n".join(lines)
 
 
@@ -47,12 +50,19 @@ def missing_table(results: dict[str, Any]) -> str:
     if not miss:
         return ""
     conds = sorted({c for v in miss.values() for c in v})
-    lines = ["| strategy | all modalities | " + " | ".join(conds) + " |",
-             "|" + "---|" * (len(conds) + 2)]
+    lines = ["| strategy | keeps a lone expert's answer | all modalities | "
+             + " | ".join(conds) + " |", "|" + "---|" * (len(conds) + 3)]
     for f, by in miss.items():
-        lines.append(f"| {f} | {_pm(results['rows'][f]['summary'][metric])} | "
+        lines.append(f"| {f} | {_keeps(f)} | {_pm(results['rows'][f]['summary'][metric])} | "
                      + " | ".join(_pm(by[c][metric]) if c in by else "" for c in conds) + " |")
     return "\n".join(lines)
+
+
+def _keeps(strategy: str) -> str:
+    """Whether the strategy answers exactly as the expert when one modality is present."""
+    from ..fusion import FUSIONS, keeps_single_modality
+
+    return ("yes" if keeps_single_modality(strategy) else "no") if strategy in FUSIONS else "-"
 
 
 def late_weights(results: dict[str, Any]) -> dict[str, dict[str, list[float]]]:

@@ -20,7 +20,8 @@ from .config import ExperimentConfig, load_config
 from .data import ExperimentData, ModalityData, load_dataset, speaker_normalise
 from .metrics import aggregate, paired_test, run_report
 from .protocol import make_splits
-from .trainer import RunOutput, train_late, train_logreg, train_neural, train_svm
+from .trainer import RunOutput, train_late, train_logreg, train_neural, train_product, \
+    train_svm
 
 REFERENCE_ROW = "reference"
 PROBE_ROW = "linear probe"
@@ -128,6 +129,10 @@ def _train_row(cfg: ExperimentConfig, data: ExperimentData, row: dict[str, Any],
         return train_svm(data.reference["x"], data.y, split.train, split.val, split.test,
                          data.n_classes, split.seed)
     mods = {m: data.modalities[m] for m in row["modalities"]}
+    if row["strategy"] == "product":
+        return train_product(mods, data.y, split.train, split.val, split.test, data.n_classes,
+                             cfg.train, split.seed, cfg.fusion_options.get("product"),
+                             missing=cfg.missing_modality)
     if row["strategy"] == "late":
         return train_late(mods, data.y, split.train, split.val, split.test, data.n_classes,
                           cfg.train, split.seed, cfg.fusion_options.get("late"),

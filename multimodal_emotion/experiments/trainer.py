@@ -289,6 +289,102 @@ def train_late(mods: dict[str, ModalityData], y: np.ndarray, train: np.ndarray,
     return out
 
 
+def train_product(mods: dict[str, ModalityData], y: np.ndarray, train: np.ndarray,
+                  val: np.ndarray, test: np.ndarray, n_classes: int, settings: TrainSettings,
+                  seed: int, options: dict[str, Any] | None = None, missing: bool = False,
+                  cs: tuple[float, ...] = LATE_CS) -> RunOutput:
+    """Train the ``product`` strategy exactly as the shipped model is built, on paired data:
+
+    1. one logistic-regression expert per modality on the training speakers, its ``C`` chosen
+       *per modality* by that expert's own validation log-loss (an expert is judged alone, as
+       the shipped experts are trained on their own corpora);
+    2. each expert's temperature fitted on the validation speakers; its training prior is
+       uniform (the experts are class-weighted, as ``settings.class_weighted`` says) or the
+       training labels' frequencies;
+    3. the product's modality weights fitted on the validation speakers' paired rows
+       (:func:`~multimodal_emotion.fusion.product.fit_weights`);
+    4. experts refitted on training + validation speakers with the chosen ``C``s (when
+       ``settings.refit``), temperatures and weights kept; test speakers are only scored.
+    With one modality present the answer is that expert's calibrated answer, by construction.
+    """
+    from ..calibration import ExpertCalibration, fit_temperature, label_prior
+    from ..fusion.product import combine, fit_weights
+
+    torch.set_num_threads(max(1, settings.threads))
+    model, _ = _build("late", mods, n_classes, settings, options, seed)  # its experts
+    batcher = _Batcher(mods, False, train, settings.clip_sigma)
+    yt = torch.from_numpy(np.asarray(y, np.int64))
+    names = list(model.modalities)
+
+    def fit_experts(rows: np.ndarray, c_by_modality: dict[str, float]) -> None:
+        emb, mask, _ = batcher.get(rows)
+        model.fit_normalisation(emb, mask)
+        weight = _class_weights(yt[rows], n_classes, settings)
+        for i, m in enumerate(names):
+            have = mask[:, i]
+            if have.sum() >= 2:
+                model.fit_classifier(m, emb[m][have], yt[rows][have],
+                                     l2=1.0 / (2.0 * c_by_modality[m] * int(have.sum())),
+                                     class_weight=weight)
+
+    def expert_log_p(rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        emb, mask, _ = batcher.get(rows)
+        model.eval()
+        with torch.no_grad():
+            return model.unimodal_log_proba(emb, mask), mask
+
+    emb_val, mask_val, _ = batcher.get(val)
+    y_val = yt[torch.from_numpy(val)]
+    best: dict[str, tuple[float, float]] = {}
+    val_by_c: list[dict[str, Any]] = []
+    for c in cs:
+        fit_experts(train, dict.fromkeys(names, c))
+        lp, mask = expert_log_p(val)
+        for i, m in enumerate(names):
+            have = mask[:, i]
+            if not have.any():
+                continue
+            loss = float(F.nll_loss(lp[have, i], y_val[have]))
+            val_by_c.append({"modality": m, "C": c, "val_loss": loss})
+            if m not in best or loss < best[m][1]:
+                best[m] = (c, loss)
+    choice = {m: best.get(m, (cs[0], 0.0))[0] for m in names}
+    fit_experts(train, choice)
+    lp, mask = expert_log_p(val)
+    temps = {m: fit_temperature(lp[mask[:, i], i].numpy(), y_val[mask[:, i]].numpy())
+             if mask[:, i].any() else 1.0 for i, m in enumerate(names)}
+    priors = {} if settings.class_weighted else {
+        m: label_prior(y[train], n_classes) for m in names}
+    cal = ExpertCalibration([str(i) for i in range(n_classes)], temps, priors)
+
+    def calibrated(log_p: torch.Tensor) -> torch.Tensor:
+        return torch.stack([cal.log_proba(m, log_p[:, i]) for i, m in enumerate(names)], 1)
+
+    log_target = cal.log_target()
+    weights = fit_weights(calibrated(lp), mask, y_val, log_target)
+    fused_val = combine(calibrated(lp), mask, log_target, weights)
+    val_uar = uar(y[val], fused_val.argmax(1).numpy())
+    if settings.refit:
+        fit_experts(np.concatenate([train, val]), choice)
+
+    def test_proba(drop: str | None = None) -> np.ndarray:
+        lp_t, mask_t = expert_log_p(test)
+        if drop is not None:
+            mask_t = mask_t.clone()
+            mask_t[:, names.index(drop)] = False
+        out = combine(calibrated(lp_t), mask_t, log_target, weights).exp().numpy()
+        out[~mask_t.numpy().any(1)] = 1.0 / n_classes  # no modality: no answer
+        return out
+
+    out = RunOutput(test_proba(), val_uar=float(val_uar),
+                    chosen={"C": choice, "temperature": temps,
+                            "weights": dict(zip(names, weights.tolist())),
+                            "val_by_C": val_by_c, "refit": bool(settings.refit)})
+    if missing and len(mods) > 1:
+        out.missing_proba = {m: test_proba(drop=m) for m in mods}
+    return out
+
+
 def _softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(1, keepdims=True)
     e = np.exp(z)
