@@ -11,7 +11,8 @@ face and six 256x256 face crops, four with sound) and prints:
    the best single expert of each subset (the one expert with the most hits over all clips):
    the line fusion must not fall below;
 3. calibration on these clips: expected calibration error and mean confidence of each expert
-   and of each fusion (tiny sample: read it as a smoke test, not a benchmark).
+   and of each fusion, before (raw softmax experts: no temperature, no prior correction) and
+   after (the shipped calibration) (tiny sample: read it as a smoke test, not a benchmark).
 
 Labels outside the seven (MEAD's "contempt") are analyzed and shown but not scored.
 
@@ -48,7 +49,7 @@ def clips(root: Path) -> list[tuple[str, Path, str]]:
 def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from multimodal_emotion import EmotionRecognizer, LABELS, media
-    from multimodal_emotion.calibration import expected_calibration_error
+    from multimodal_emotion.calibration import ExpertCalibration, expected_calibration_error
     from multimodal_emotion.datasets import default_data_root
     from multimodal_emotion.labels import to_canonical
 
@@ -81,6 +82,14 @@ def main() -> int:
         seqs = {m: o.sequence for m, o in outputs.items() if o.available}
         subsets = {f: rec.model.subset_predict(emb, avail, f, seqs)[0] for f in fusions}
         experts = rec.model.subset_predict(emb, avail, default, seqs, subsets=[])[1]
+        shipped = rec.model.calibration
+        rec.model.calibration = ExpertCalibration(LABELS)  # raw experts: the "before"
+        try:
+            raw_subsets = {f: rec.model.subset_predict(emb, avail, f, seqs)[0]
+                           for f in fusions}
+            raw_experts = rec.model.subset_predict(emb, avail, default, seqs, subsets=[])[1]
+        finally:
+            rec.model.calibration = shipped
         text = outputs["text"].extras
         face = outputs["face"].extras
         rec_ = {"clip": name, "truth": canon, "raw_label": raw,
@@ -89,6 +98,10 @@ def main() -> int:
                             for m in modalities},
                 "subsets": {f: {"+".join(k): v.tolist() for k, v in s.items()}
                             for f, s in subsets.items()},
+                "raw_experts": {m: (None if raw_experts[m] is None else raw_experts[m].tolist())
+                                for m in modalities},
+                "raw_subsets": {f: {"+".join(k): v.tolist() for k, v in s.items()}
+                                for f, s in raw_subsets.items()},
                 "faces": f"{face.get('frames_with_face', 0)}/{face.get('frames', 0)}",
                 "language": text.get("language"), "transcript": text.get("transcript", "")}
         records.append(rec_)
@@ -133,26 +146,33 @@ def main() -> int:
         keeps = "-" if f == "best expert" else str(rec.model.keeps_single_modality(f)).lower()
         print(f"{f:<14}" + "".join(f"{h}/{n:<12}" for h, n in row.values()) + f"{keeps:<20}")
 
-    print("\ncalibration on the scored clips (all available modalities; ECE, 15 bins)")
-    print(f"{'answer':<14}{'n':<5}{'accuracy':<10}{'confidence':<12}{'ECE':<8}")
+    print("\ncalibration on the scored clips (all available modalities; ECE, 15 bins): before "
+          "= raw experts, after = shipped calibration")
+    print(f"{'answer':<14}{'n':<5}{'accuracy':<10}{'confidence':<20}{'ECE':<16}")
     calib = {}
     for name in modalities + fusions:
-        rows = []
-        for r in scored:
-            probs = r["experts"][name] if name in modalities else \
-                r["subsets"][name].get("+".join(r["available"]))
-            if probs is not None:
-                rows.append((probs, y[r["clip"]]))
-        if not rows:
+        entry = {}
+        for when, ex_key, sub_key in (("before", "raw_experts", "raw_subsets"),
+                                      ("after", "experts", "subsets")):
+            rows = []
+            for r in scored:
+                probs = r[ex_key][name] if name in modalities else \
+                    r[sub_key][name].get("+".join(r["available"]))
+                if probs is not None:
+                    rows.append((probs, y[r["clip"]]))
+            if rows:
+                P = np.array([p for p, _ in rows])
+                t = np.array([t for _, t in rows])
+                entry[when] = {"n": len(t), "accuracy": float((P.argmax(1) == t).mean()),
+                               "confidence": float(P.max(1).mean()),
+                               "ece": expected_calibration_error(P, t)}
+        if not entry:
             continue
-        P = np.array([p for p, _ in rows])
-        t = np.array([t for _, t in rows])
-        calib[name] = {"n": len(t), "accuracy": float((P.argmax(1) == t).mean()),
-                       "confidence": float(P.max(1).mean()),
-                       "ece": expected_calibration_error(P, t)}
-        c = calib[name]
-        print(f"{name:<14}{c['n']:<5}{c['accuracy']:<10.2f}{c['confidence']:<12.2f}"
-              f"{c['ece']:<8.3f}")
+        calib[name] = entry
+        b, a = entry["before"], entry["after"]
+        print(f"{name:<14}{a['n']:<5}{a['accuracy']:<10.2f}"
+              f"{b['confidence']:.2f} -> {a['confidence']:.2f}{'':<8}"
+              f"{b['ece']:.3f} -> {a['ece']:.3f}")
     if args.json:
         Path(args.json).write_text(json.dumps({"clips": records, "subset_hits": table,
                                                "calibration": calib}, indent=1))

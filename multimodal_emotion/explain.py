@@ -52,19 +52,24 @@ def modality_shapley(label_index: int, subset_probs: dict[tuple[str, ...], np.nd
     return {m: float(phi.get(m, 0.0)) for m in modalities}
 
 
-def word_occlusion(transcript: str, score: Callable[[list[str]], np.ndarray], top: int = 5
-                   ) -> list[dict[str, float | str]]:
+MAX_WORDS = 128  # one text-encoder batch per word: beyond this, only the first words are tried
+
+
+def word_occlusion(transcript: str, score: Callable[[list[str]], np.ndarray], top: int = 5,
+                   max_words: int = MAX_WORDS) -> list[dict[str, float | str]]:
     """The words whose removal changes ``score`` most.
 
     ``score`` maps a list of texts to the text expert's probability of the label for each
     (one batch: the full transcript first, then one text per left-out word). Returns up to
     ``top`` entries ``{"word", "effect"}`` sorted by the size of the effect, where ``effect`` is
-    the probability with the word minus without it.
+    the probability with the word minus without it. Only the first ``max_words`` words are
+    left out in turn (each costs one sentence encoding; a long call's transcript is explained
+    per turn, not as a whole).
     """
     words = transcript.split()
     if not words:
         return []
-    variants = [" ".join(words[:i] + words[i + 1:]) for i in range(len(words))]
+    variants = [" ".join(words[:i] + words[i + 1:]) for i in range(min(len(words), max_words))]
     scores = np.asarray(score([transcript] + variants), np.float64)
     full, without = scores[0], scores[1:]
     effects = [(w, float(full - s)) for w, s in zip(words, without)]

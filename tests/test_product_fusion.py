@@ -77,6 +77,26 @@ def test_prior_correction_removes_a_trained_in_bias():
     np.testing.assert_allclose(q.numpy(), np.full(7, 1 / 7), atol=1e-5)
 
 
+def test_prior_power_undoes_exactly_the_bias_a_head_learned():
+    """A head whose logits carry 0.6 x log(train prior) on top of the evidence: the fitted
+    correction strength is about 0.6, and a strength of 0 leaves the head as it is."""
+    from multimodal_emotion.calibration import fit_prior_power
+
+    rng = np.random.default_rng(0)
+    prior = np.array([0.4, 0.3, 0.15, 0.1, 0.03, 0.01, 0.01])
+    y = rng.integers(0, 7, 6000)  # balanced held-out rows
+    evidence = rng.normal(size=(6000, 7))
+    evidence[np.arange(6000), y] += 2.0
+    logits = evidence + 0.6 * np.log(prior)
+    b = fit_prior_power(logits, y, prior.tolist())
+    assert 0.5 < b < 0.7
+    cal = ExpertCalibration(LABELS, {}, {"face": prior.tolist()}, prior_power={"face": 0.0})
+    z = torch.as_tensor(logits[:5], dtype=torch.float32)
+    np.testing.assert_allclose(cal.log_proba("face", z), torch.log_softmax(z, -1), atol=1e-5)
+    with pytest.raises(ModelError):
+        ExpertCalibration(LABELS, {}, {}, prior_power={"face": 3.0})
+
+
 def test_temperature_fit_recovers_a_known_overconfidence():
     rng = np.random.default_rng(0)
     true_logits = rng.normal(size=(4000, 7)) * 1.5

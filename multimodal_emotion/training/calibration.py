@@ -26,8 +26,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..calibration import ExpertCalibration, expected_calibration_error, fit_temperature, \
-    label_prior, nll
+from ..calibration import ExpertCalibration, expected_calibration_error, fit_prior_power, \
+    fit_temperature, label_prior, nll
 from ..labels import LABELS
 from ..model import EmotionModel
 
@@ -105,6 +105,19 @@ def _scores(logits: np.ndarray, y: np.ndarray, t: float) -> dict[str, float]:
             "accuracy": round(float((p.argmax(1) == y).mean()), 4), "n": int(len(y))}
 
 
+def _balanced(logits: np.ndarray, y: np.ndarray, t: float, prior: list[float] | None,
+              power: float) -> dict[str, float]:
+    """UAR of the raw expert and of the prior-corrected one (what fusion multiplies)."""
+    from ..metrics import uar
+
+    z = torch.as_tensor(logits, dtype=torch.float64) / t
+    out = {"uar_raw": round(float(uar(y, z.argmax(1).numpy())), 4)}
+    if prior is not None:
+        adj = z - power * torch.log(torch.as_tensor(prior, dtype=torch.float64))
+        out["uar_corrected"] = round(float(uar(y, adj.argmax(1).numpy())), 4)
+    return out
+
+
 def fit_calibration(root: Path, model_dir: Path, modalities: list[str] | None = None,
                     verbose: bool = True) -> dict[str, Any]:
     """Fit temperatures and priors for ``modalities`` (default: every one with a provider)
@@ -118,16 +131,25 @@ def fit_calibration(root: Path, model_dir: Path, modalities: list[str] | None = 
         cal.temperature[m] = t
         if d.train_y is None:
             cal.train_prior.pop(m, None)
+            cal.prior_power.pop(m, None)
         else:
             cal.train_prior[m] = label_prior(d.train_y, len(LABELS))
+            cal.prior_power[m] = fit_prior_power(d.fit_logits, d.fit_y, cal.train_prior[m], t)
         report[m] = {"temperature": round(t, 4), **d.info,
                      "before": _scores(d.score_logits, d.score_y, 1.0),
-                     "after": _scores(d.score_logits, d.score_y, t)}
+                     "after": _scores(d.score_logits, d.score_y, t),
+                     # under the uniform target: class-balanced figures of the corrected expert
+                     "prior_power": round(cal.prior_power.get(m, 0.0), 4),
+                     "balanced": _balanced(d.score_logits, d.score_y, t,
+                                           cal.train_prior.get(m), cal.prior_power.get(m, 0.0))}
         if verbose:
             b, a = report[m]["before"], report[m]["after"]
+            bal = report[m]["balanced"]
             print(f"{m:<6} T={t:.3f}  ECE {b['ece']:.3f} -> {a['ece']:.3f}  NLL {b['nll']:.3f} "
-                  f"-> {a['nll']:.3f}  acc {a['accuracy']:.3f}  ({d.info['score']}, n={a['n']})",
-                  flush=True)
+                  f"-> {a['nll']:.3f}  acc {a['accuracy']:.3f}  prior power "
+                  f"{report[m]['prior_power']:.2f}: UAR {bal['uar_raw']:.3f} -> "
+                  f"{bal.get('uar_corrected', bal['uar_raw']):.3f}  ({d.info['score']}, "
+                  f"n={a['n']})", flush=True)
     cal.info = {**cal.info, "fitted": {m: {k: v for k, v in r.items()
                                            if k in ("fit", "score", "prior", "temperature")}
                                        for m, r in report.items()}}
