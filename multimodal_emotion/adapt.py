@@ -45,6 +45,11 @@ from .types import WindowLogits
 FUSION = "product"
 MIN_HELD_OUT = 30  # below this, the before/after figures are anecdotes, and the report says so
 MIN_EXPERT_ROWS = 5  # fewer windows with a modality than this: keep its base temperature
+MIN_WEIGHT_ROWS = 5  # fewer windows with 2+ modalities than this: keep the product weights
+# Pull of the weights towards 1, as if this many extra rows said "1": the penalty on the mean
+# NLL is WEIGHT_PRIOR_ROWS / n, strong on a handful of clips (one clip once sent a weight to
+# the bound 5), negligible on hundreds (fit_weights' own default, 0.01, is the floor).
+WEIGHT_PRIOR_ROWS = 3.0
 
 
 @dataclass
@@ -206,7 +211,8 @@ def fit_fusion_numbers(records: Sequence[ClipLogits], cal: ExpertCalibration,
     """New temperatures and product weights fitted on ``records`` (windows as rows, each with
     its clip's label). An expert present in fewer than :data:`MIN_EXPERT_ROWS` windows, or in
     windows of only one label, keeps its temperature; weights are fitted only on windows with
-    two or more modalities (the only ones they act on), starting from the current ones."""
+    two or more modalities (the only ones they act on; at least :data:`MIN_WEIGHT_ROWS`),
+    starting from the current ones and pulled towards 1 more strongly the fewer there are."""
     n = len(cal.labels)
     win = _flatten(records, modalities, n)
     temperature = dict(cal.temperature)
@@ -224,10 +230,13 @@ def fit_fusion_numbers(records: Sequence[ClipLogits], cal: ExpertCalibration,
     new_cal = ExpertCalibration(cal.labels, temperature, cal.train_prior, cal.target_prior,
                                 cal.info)
     multi = win.mask.sum(1) >= 2
-    info["weight_rows"] = int(multi.sum())
+    n_multi = int(multi.sum())
+    info["weight_rows"] = n_multi
     start = torch.tensor([weights.get(m, 1.0) for m in modalities])
+    if n_multi < MIN_WEIGHT_ROWS:
+        return temperature, {m: float(weights.get(m, 1.0)) for m in modalities}, info
     w = fit_weights(_log_q(win, new_cal, modalities), win.mask, win.y, new_cal.log_target(),
-                    init=start)
+                    init=start, l2=max(0.01, WEIGHT_PRIOR_ROWS / n_multi))
     fitted = {m: float(w[j]) for j, m in enumerate(modalities)}
     # a modality never present with another one has no evidence about its weight
     for j, m in enumerate(modalities):
@@ -328,8 +337,9 @@ def adapt(model: Any, base_dir: str | Path, records: list[ClipLogits], out_dir: 
     if thin:
         warnings.append(f"no held-out clip of {', '.join(thin)}: nothing is measured for them")
     warnings += [f"{m}: base temperature kept ({why})" for m, why in fit_info["kept"].items()]
-    if fit_info["weight_rows"] == 0:
-        warnings.append("no fitting window had two or more modalities: product weights kept")
+    if fit_info["weight_rows"] < MIN_WEIGHT_ROWS:
+        warnings.append(f"{fit_info['weight_rows']} fitting windows had two or more "
+                        f"modalities (needs {MIN_WEIGHT_ROWS}+): product weights kept")
     if skipped:
         warnings.append(f"{len(skipped)} unreadable clip(s) skipped (listed under 'skipped')")
     report = {

@@ -182,11 +182,14 @@ def test_few_clips_are_adapted_with_a_clear_warning_and_a_lone_modality_keeps_we
     model = EmotionModel.from_pretrained(base_dir)
     rng = np.random.default_rng(0)
     records = [clip(i % 3, f"c{i}", list(rng.normal(size=C) * 3)) for i in range(24)]
+    for r in records[:4]:  # four clips with a face too: too few to say how much it counts
+        r.windows[0].logits["face"] = list(np.eye(C)[r.label] * 5)
     result = adapt(model, base_dir, records, tmp_path / "small")
     warnings = " ".join(result.report["warnings"])
     assert "fewer than 30" in warnings and "product weights kept" in warnings
     assert result.weights == {"audio": 1.0, "text": 1.0, "face": 1.0}
-    assert "base temperature kept" in warnings  # text and face never present
+    assert "text: base temperature kept" in warnings and "face: base temperature kept" \
+        in warnings
 
 
 def test_cli_refuses_labels_outside_the_set_with_exit_2(tmp_path, capsys):
@@ -217,3 +220,27 @@ def test_feedback_rows_from_these_heads_are_used_and_others_left_out(base_dir, t
         w[0].logits
     with pytest.raises(InputError, match="not found"):
         feedback_records(tmp_path / "nowhere", model)
+
+
+def test_scoring_on_cached_logits_matches_what_analyze_shows(long_clip):
+    """The shipped recognizer on a 25 s clip (three windows): the fused and expert
+    probabilities adapt computes from the cached logits are the ones analyze returns."""
+    from multimodal_emotion import EmotionRecognizer
+    from multimodal_emotion.adapt import clip_probabilities
+
+    rec = EmotionRecognizer.from_pretrained()
+    seen = []
+    spy = SimpleNamespace(model=rec.model,
+                          analyze=lambda s: seen.append(rec.analyze(s)) or seen[-1])
+    records, skipped = encode_items(spy, [Item("video", long_clip, 1)], progress=False)
+    pred = seen[0]
+    assert len(pred.expert_logits) == 3 and "expert_logits" not in pred.to_dict()
+    assert not skipped and len(records[0].windows) == 3
+    probs = clip_probabilities(records, rec.model.calibration, rec.model.fusions["product"]
+                               .weights, rec.model.modalities)
+    np.testing.assert_allclose(probs["fused"][0], [pred.probabilities[k] for k in LABELS],
+                               atol=2e-5)
+    for m, view in pred.modalities.items():
+        if view.available:
+            np.testing.assert_allclose(probs[m][0], [view.probabilities[k] for k in LABELS],
+                                       atol=2e-5)
