@@ -244,3 +244,21 @@ def test_scoring_on_cached_logits_matches_what_analyze_shows(long_clip):
         if view.available:
             np.testing.assert_allclose(probs[m][0], [view.probabilities[k] for k in LABELS],
                                        atol=2e-5)
+
+
+def test_text_rows_go_through_the_clip_text_expert(base_dir):
+    """A manifest's text rows (transcripts) count as text-only clips, through the head clip
+    transcripts use."""
+    model = EmotionModel.from_pretrained(base_dir)
+    embed = {"I am furious": np.full(8, 0.5, np.float32), "what a lovely day":
+             np.full(8, -0.5, np.float32)}
+    text = SimpleNamespace(text_encoder=SimpleNamespace(
+        embed_texts=lambda texts: np.stack([embed[t] for t in texts])))
+    rec = SimpleNamespace(model=model, text=text)
+    records, skipped = encode_items(rec, [Item("text", "I am furious", 3),
+                                          Item("text", "what a lovely day", 1)], progress=False)
+    assert not skipped and [r.label for r in records] == [3, 1]
+    want = model.expert_logits({"text": embed["I am furious"]}, {"text": True})["text"]
+    got = records[0].windows[0].logits
+    assert got["audio"] is None and got["face"] is None
+    np.testing.assert_allclose(got["text"], want, atol=1e-6)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import sqlite3
 import weakref
 from functools import lru_cache
 from typing import Any, Sequence
@@ -25,6 +27,7 @@ from ..labels import LABELS
 from .errors import ApiError
 from .settings import Settings
 
+log = logging.getLogger("multimodal_emotion.serving")
 MAX_BODY_BYTES = 4096  # an id and a label: anything bigger is not a feedback request
 _FINGERPRINTS: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
 
@@ -61,10 +64,15 @@ def record_sync(settings: Settings, rec: Any, pred: Any) -> dict[str, str]:
 
 
 async def record_analysis(settings: Settings, rec: Any, pred: Any) -> dict[str, str]:
-    """:func:`record_sync` off the event loop (one SQLite insert)."""
+    """:func:`record_sync` off the event loop (one SQLite insert). A store that cannot be
+    written (disk full, permissions) costs the answer its ``analysis_id``, not the analysis."""
     if not settings.feedback:
         return {}
-    return await asyncio.to_thread(record_sync, settings, rec, pred)
+    try:
+        return await asyncio.to_thread(record_sync, settings, rec, pred)
+    except (sqlite3.Error, OSError) as exc:
+        log.error("feedback store not written: %s", exc)
+        return {}
 
 
 async def _read_bounded(request: Request, limit: int) -> bytes:
