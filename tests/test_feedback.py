@@ -191,3 +191,13 @@ def test_the_store_refuses_labels_outside_the_set(tmp_path):
         store.set_label(aid, "contempt")
     assert not store.set_label("missing", "angry")
     assert json.loads(json.dumps(store.get(aid)))["label"] is None
+
+
+def test_a_store_that_cannot_be_written_costs_the_id_not_the_analysis(tmp_path):
+    data = tmp_path / "d"
+    with make_client(tmp_path, feedback=True, data_dir=str(data)) as c:
+        ready(c)
+        (data / "feedback.sqlite3").unlink()
+        (data / "feedback.sqlite3").mkdir()  # sqlite cannot open a folder
+        body = analyze(c)
+        assert body["label"] == "angry" and "analysis_id" not in body
