@@ -104,14 +104,20 @@ class ExpertCalibration:
             else torch.tensor(self.target_prior, dtype=torch.float32)
         return torch.log(p / p.sum())
 
+    def prior_offset(self, modality: str) -> torch.Tensor:
+        """``log target - b * log train prior`` ``[C]``: what is added to an expert's scaled
+        logits (zeros for an expert with no recorded training prior)."""
+        prior = self.train_prior.get(modality)
+        if prior is None:
+            return torch.zeros(len(self.labels))
+        p = torch.tensor(prior, dtype=torch.float32)
+        b = float(self.prior_power.get(modality, 1.0))
+        return self.log_target() - b * torch.log(p / p.sum())
+
     def log_proba(self, modality: str, logits: torch.Tensor) -> torch.Tensor:
         """Calibrated log-probabilities ``[..., C]`` from an expert's raw logits."""
         z = logits / float(self.temperature.get(modality, 1.0))
-        prior = self.train_prior.get(modality)
-        if prior is not None:
-            p = torch.tensor(prior, dtype=z.dtype)
-            b = float(self.prior_power.get(modality, 1.0))
-            z = z - b * torch.log(p / p.sum()) + self.log_target().to(z.dtype)
+        z = z + self.prior_offset(modality).to(z.dtype)
         return F.log_softmax(z, -1)
 
     @property
@@ -123,10 +129,17 @@ class ExpertCalibration:
 
 # -- fitting ----------------------------------------------------------------------------
 @torch.enable_grad()
-def fit_temperature(logits: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> float:
+def fit_temperature(logits: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor,
+                    offset: np.ndarray | torch.Tensor | None = None) -> float:
     """The temperature minimising held-out negative log-likelihood (a 1-d convex search in
-    ``log T``; bounded to [MIN_T, MAX_T])."""
+    ``log T``; bounded to [MIN_T, MAX_T]).
+
+    ``offset`` ``[C]`` is added after the division (``softmax(z / T + offset)``): the prior
+    correction of :meth:`ExpertCalibration.log_proba`, so a temperature refitted on a user's
+    clips (``mer adapt``) minimises the NLL of the probabilities the model will actually show."""
     z = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
+    b = torch.zeros(z.shape[-1], dtype=torch.float64) if offset is None \
+        else torch.as_tensor(np.asarray(offset), dtype=torch.float64)
     t = torch.as_tensor(np.asarray(y), dtype=torch.long)
     if len(z) == 0:
         raise ValueError("fit_temperature needs at least one held-out row")
@@ -136,7 +149,7 @@ def fit_temperature(logits: np.ndarray | torch.Tensor, y: np.ndarray | torch.Ten
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        loss = F.cross_entropy(z / log_t.clamp(lo, hi).exp(), t)
+        loss = F.cross_entropy(z / log_t.clamp(lo, hi).exp() + b, t)
         loss.backward()
         return loss
 

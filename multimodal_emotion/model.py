@@ -179,6 +179,22 @@ class EmotionModel(nn.Module):
         return torch.softmax(head(torch.as_tensor(x, dtype=torch.float32)), -1).numpy()
 
     @torch.inference_mode()
+    def expert_logits(self, embeddings: dict[str, np.ndarray], available: dict[str, bool]
+                      ) -> dict[str, np.ndarray | None]:
+        """Each available modality's raw clip-expert logits ``[C]`` (``None`` when masked):
+        what calibration and the product's weights act on, kept so ``mer adapt`` and the
+        server's feedback store can refit those numbers without the media."""
+        self.eval()
+        out: dict[str, np.ndarray | None] = {}
+        for m in self.modalities:
+            if not available.get(m, False):
+                out[m] = None
+                continue
+            x = torch.as_tensor(np.asarray(embeddings[m], np.float32).reshape(1, -1))
+            out[m] = self.experts[m](x)[0].numpy().astype(np.float32)
+        return out
+
+    @torch.inference_mode()
     def calibrated_expert_proba(self, modality: str, x: np.ndarray) -> np.ndarray:
         """The clip expert's calibrated probabilities for a batch ``[N, D]``: what analyze
         shows as the modality's own answer and what ``product`` fusion multiplies."""

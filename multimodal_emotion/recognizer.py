@@ -21,7 +21,7 @@ from .label_maps import LabelMap, load_label_map
 from .labels import LABELS
 from .model import DEFAULT_MODEL_DIR, EmotionModel
 from .types import MODALITIES, Clip, Explanation, ModalityOutput, ModalityView, Prediction, \
-    Segment, probs_to_dict
+    Segment, WindowLogits, probs_to_dict
 
 DEFAULT_WINDOW_S = 10.0
 
@@ -97,6 +97,7 @@ class EmotionRecognizer:
         parts = [self._analyze_window(clip.window(a, b) if len(bounds) > 1 else clip, fusion)
                  for a, b in bounds]
         pred = _combine(parts, bounds, fusion, clip, self.model, label_map)
+        pred.expert_logits = [WindowLogits(a, b, p["logits"]) for (a, b), p in zip(bounds, parts)]
         if explain_words and pred.explanation is not None:
             t = time.perf_counter()
             pred.explanation.words = self.explain_words(
@@ -166,8 +167,11 @@ class EmotionRecognizer:
             {m: o.sequence for m, o in outputs.items() if o.available})
         present = tuple(m for m in self.model.modalities if outputs[m].available)
         timings["fusion"] = (time.perf_counter() - t) * 1000
+        logits = self.model.expert_logits({m: o.embedding for m, o in outputs.items()},
+                                          {m: o.available for m, o in outputs.items()})
         return {"fused": subsets.get(present), "subsets": subsets, "experts": experts,
-                "outputs": outputs, "timings": timings}
+                "outputs": outputs, "timings": timings,
+                "logits": {m: None if z is None else z.tolist() for m, z in logits.items()}}
 
 
 def build_encoder(kind: str, cfg: dict[str, Any], model_dir: Path) -> Any:

@@ -152,6 +152,30 @@ class Segment:
 
 
 @dataclass
+class WindowLogits:
+    """One analyzed window's raw expert logits (``None``: the modality was masked there).
+
+    Not part of :meth:`Prediction.to_dict`: they are for refitting the fusion's numbers
+    (``mer adapt``, the server's feedback store), which needs the experts' own outputs, never
+    the media."""
+
+    start: float
+    end: float
+    logits: dict[str, list[float] | None]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"start": round(self.start, 3), "end": round(self.end, 3),
+                "logits": {m: None if v is None else [round(float(x), 5) for x in v]
+                           for m, v in self.logits.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "WindowLogits":
+        return cls(float(d["start"]), float(d["end"]),
+                   {m: None if v is None else [float(x) for x in v]
+                    for m, v in d["logits"].items()})
+
+
+@dataclass
 class Prediction:
     """The answer for one clip: fused label, probabilities over :data:`LABELS`, per-modality views,
     segments for long clips, and where the time went."""
@@ -172,6 +196,8 @@ class Prediction:
     explanation: Explanation | None = None
     business: dict[str, Any] | None = None  # the user's categories (``label_maps``)
     warnings: list[str] = field(default_factory=list)
+    # per-window raw expert logits, for refitting the fusion (not serialised by to_dict)
+    expert_logits: list[WindowLogits] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {}

@@ -38,6 +38,7 @@ from ..types import MODALITIES
 from .errors import ApiError, error_response
 from ..fusion import FUSIONS
 from ..label_maps import LabelMap
+from .feedback import add_feedback_route, record_analysis
 from .fuse import LATE_FUSION_RULES, FuseRequest, fuse
 from .settings import Settings
 from .upload import receive_upload
@@ -169,6 +170,8 @@ def create_app(recognizer_factory: RecognizerFactory | None = None,
         rec = state.require_ready()
         return await _analyze(request, rec, state)
 
+    add_feedback_route(app, settings, guarded)  # POST /v1/feedback (MER_FEEDBACK=1)
+
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
@@ -208,6 +211,7 @@ async def _analyze(request: Request, rec: Any, state: ServerState) -> JSONRespon
         body = pred.to_dict()
         body.pop("path", None)
         body = {"path": upload.filename, **body}
+        body.update(await record_analysis(settings, rec, pred))  # analysis_id, if feedback on
         status = 200
         if settings.log_content:
             log.info("analyze content file=%r label=%s transcript=%r", upload.filename,

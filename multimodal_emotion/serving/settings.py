@@ -39,6 +39,11 @@ class Settings:
     max_fps: float = 30.0
     window_s: float = 10.0
     """Seconds per segment for long clips (as ``mer analyze --window``)."""
+    feedback: bool = False
+    """``POST /v1/feedback`` on, and each analysis's expert logits kept (never the media) under
+    ``data_dir`` so a person's label can later refit the fusion (``mer adapt --feedback``)."""
+    data_dir: str | None = None
+    """Where the server keeps what it must keep (the feedback store); needed by ``feedback``."""
 
     @property
     def max_upload_bytes(self) -> int:
@@ -59,6 +64,8 @@ class Settings:
             "upload_dir": ("MER_UPLOAD_DIR", str),
             "log_content": ("MER_LOG_CONTENT", lambda s: s.strip().lower() in _TRUE),
             "window_s": ("MER_WINDOW_S", float),
+            "feedback": ("MER_FEEDBACK", lambda s: s.strip().lower() in _TRUE),
+            "data_dir": ("MER_DATA_DIR", str),
         }
         for name, (var, parse) in readers.items():
             raw = env.get(var)
@@ -81,6 +88,9 @@ class Settings:
             raise InputError("MER_QUEUE_SIZE must be >= 0")
         if not 0 < self.min_fps <= self.max_fps:
             raise InputError("fps bounds must satisfy 0 < min_fps <= max_fps")
+        if self.feedback and not self.data_dir:
+            raise InputError("MER_FEEDBACK=1 needs MER_DATA_DIR: the folder where the feedback "
+                             "store (expert logits and labels, never media) is kept")
         return self
 
     def replace(self, **changes: Any) -> "Settings":
