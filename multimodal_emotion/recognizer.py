@@ -30,9 +30,11 @@ class EmotionRecognizer:
     """Analyze clips with a trained model folder (default: the one shipped in the package)."""
 
     def __init__(self, model: EmotionModel, model_dir: Path, window_s: float = DEFAULT_WINDOW_S,
-                 fps: float = media.DEFAULT_FPS, threads: int | None = None) -> None:
+                 fps: float = media.DEFAULT_FPS, threads: int | None = None,
+                 max_duration_s: float | None = media.DEFAULT_MAX_DURATION_S) -> None:
         self.model, self.model_dir = model, model_dir
         self.window_s, self.fps = window_s, fps
+        self.max_duration_s = max_duration_s  # longer files are refused (media.load)
         cfg: dict[str, Any] = model.config.get("encoders", {})
         self._pool = ThreadPoolExecutor(max_workers=2)
         # The sentence encoder (all-mpnet-base-v2, 110 M parameters) loads in a second thread
@@ -89,7 +91,7 @@ class EmotionRecognizer:
         elif isinstance(source, Clip):
             clip = source
         else:
-            clip = media.load(source, fps=self.fps)
+            clip = media.load(source, fps=self.fps, max_duration=self.max_duration_s)
         decode_ms = (time.perf_counter() - t0) * 1000
         fusion = fusion or self.model.default_fusion
         window = window_s or self.window_s
@@ -97,6 +99,7 @@ class EmotionRecognizer:
         parts = [self._analyze_window(clip.window(a, b) if len(bounds) > 1 else clip, fusion)
                  for a, b in bounds]
         pred = _combine(parts, bounds, fusion, clip, self.model, label_map)
+        pred.warnings.extend(clip.warnings)  # what the decoder skipped (truncated file)
         pred.expert_logits = [WindowLogits(a, b, p["logits"]) for (a, b), p in zip(bounds, parts)]
         if explain_words and pred.explanation is not None:
             t = time.perf_counter()
