@@ -15,7 +15,7 @@ from typing import BinaryIO, Union
 
 import numpy as np
 
-from .errors import InputError, MediaError
+from .errors import InputError, MediaError, MediaLimitError
 from .types import Clip
 
 SAMPLE_RATE = 16_000
@@ -141,13 +141,13 @@ def _declared_duration(container) -> float | None:
 
 
 def _too_long(name: str, max_duration: float, why: str) -> MediaError:
-    return MediaError(f"{name}: longer than the {max_duration:g} s limit ({why}); split it, or "
+    return MediaLimitError(f"{name}: longer than the {max_duration:g} s limit ({why}); split it, or "
                       "raise the limit with --max-duration / MER_MAX_DURATION_S")
 
 
 def _check_frame_size(name: str, width: int | None, height: int | None) -> None:
     if width and height and width * height > MAX_FRAME_PIXELS:
-        raise MediaError(f"{name}: video frames of {width}x{height} are larger than the "
+        raise MediaLimitError(f"{name}: video frames of {width}x{height} are larger than the "
                          f"{MAX_FRAME_PIXELS / 1e6:.0f} megapixel limit (8K); scale the video "
                          "down first")
 

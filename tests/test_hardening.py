@@ -136,3 +136,283 @@ def test_max_duration_reaches_the_decoder(silent_flac, capsys, monkeypatch):
 
     assert main(["analyze", str(silent_flac), "--max-duration", "30"]) == 2
     assert seen["max_duration_s"] == 30.0
+
+
+# -- the server ------------------------------------------------------------------------------
+import json  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import httpx  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
+
+from multimodal_emotion.model import EmotionModel  # noqa: E402
+from multimodal_emotion.serving.app import create_app  # noqa: E402
+from multimodal_emotion.serving.live import serve_in_thread  # noqa: E402
+from multimodal_emotion.serving.settings import Settings  # noqa: E402
+from tests.test_serving import FakeRecognizer, _asgi_post, multipart_chunks  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def heads() -> EmotionModel:
+    return EmotionModel.from_pretrained()
+
+
+@pytest.fixture
+def uploads(tmp_path: Path):
+    d = tmp_path / "uploads"
+    d.mkdir()
+    yield d
+    assert [p for p in d.rglob("*") if p.is_file()] == [], "an upload was left on disk"
+
+
+def slow_request(url: str, first: bytes) -> socket.socket:
+    """Open a connection, send headers and the first bytes of a big multipart body, and stall."""
+    host, port = url.rsplit("//", 1)[1].split(":")
+    s = socket.create_connection((host, int(port)), timeout=30)
+    s.sendall(b"POST /v1/analyze HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\n"
+              b"Content-Type: multipart/form-data; boundary=B0UND\r\n\r\n" + first)
+    return s
+
+
+def read_reply(s: socket.socket) -> bytes:
+    reply = b""
+    while chunk := s.recv(65536):
+        reply += chunk
+    return reply
+
+
+def test_slow_uploads_hold_no_queue_slot_and_are_dropped(uploads, heads, demo_clip):
+    """Item 1: one worker, no waiting room. Before, a stalled upload took the only slot and
+    every other client got 429 for as long as it went on."""
+    fake = FakeRecognizer(heads)
+    app = create_app(lambda: fake, Settings(upload_dir=str(uploads), workers=1, queue_size=0,
+                                            read_timeout_s=1.0))
+    with serve_in_thread(app) as url:
+        slow = [slow_request(url, multipart_chunks(b"", 0, b"")[0] + bytes(100))
+                for _ in range(3)]
+        time.sleep(0.2)  # the slow bodies are being received now
+        r = httpx.post(url + "/v1/analyze", files={"file": ("a.mp4", demo_clip.read_bytes())},
+                       timeout=30)
+        assert r.status_code == 200, r.text
+        t = time.monotonic()
+        for s in slow:
+            with s:
+                reply = read_reply(s)
+            assert reply.startswith(b"HTTP/1.1 408") and b"upload_timeout" in reply, reply[:200]
+        assert time.monotonic() - t < 5  # dropped after the 1 s read timeout, not left hanging
+
+
+def test_a_trickling_body_is_dropped_by_the_minimum_rate(uploads, heads):
+    fake = FakeRecognizer(heads)
+    app = create_app(lambda: fake, Settings(upload_dir=str(uploads), read_timeout_s=0.5,
+                                            min_upload_kbps=64))
+    with serve_in_thread(app) as url:
+        with slow_request(url, multipart_chunks(b"", 0, b"")[0] + MP4_HEAD_BYTES) as s:
+            t = time.monotonic()
+            reply = b""
+            s.settimeout(0.2)
+            while time.monotonic() - t < 10:  # one byte every 0.2 s: never silent for 0.5 s
+                try:
+                    s.sendall(b"x")
+                    reply += s.recv(65536)
+                    if reply:
+                        s.settimeout(5)
+                        reply += read_reply(s)
+                        break
+                except socket.timeout:
+                    continue
+                except OSError:
+                    break
+            assert b"408" in reply.split(b"\r\n", 1)[0] and b"too slowly" in reply, reply[:300]
+            assert time.monotonic() - t < 5
+
+
+MP4_HEAD_BYTES = b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41" + bytes(600)
+
+
+def test_fuse_body_is_capped_and_queued(uploads, heads):
+    """Item 3: /v1/fuse had no body limit (40 MB -> 1.8 GB) and ran beside the queue."""
+    fake = FakeRecognizer(heads, gate=__import__("threading").Event())
+    app = create_app(lambda: fake, Settings(upload_dir=str(uploads), max_json_kb=64,
+                                            workers=1, queue_size=0))
+    with TestClient(app) as c:
+        while c.get("/healthz").status_code != 200:
+            time.sleep(0.02)
+        big = json.dumps({"probabilities": {"audio": [0.1] * 20000}})
+        r = c.post("/v1/fuse", content=big, headers={"content-type": "application/json"})
+        assert r.status_code == 413 and r.json()["error"] == "body_too_large"
+        ok = {"probabilities": {"audio": [1 / 7] * 7, "face": [1 / 7] * 7}}
+        assert c.post("/v1/fuse", json=ok).status_code == 200
+        # the only slot taken by an analysis: fuse waits its turn like everyone else
+        import threading
+        done = threading.Thread(target=lambda: c.post(
+            "/v1/analyze", files={"file": ("a.wav", _WAV)}))
+        done.start()
+        assert fake.started.wait(10)
+        r = c.post("/v1/fuse", json=ok)
+        assert r.status_code == 429 and r.json()["error"] == "queue_full"
+        fake.gate.set()
+        done.join(10)
+
+
+def _wav_bytes() -> bytes:
+    import io
+    import wave
+
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
+        w.writeframes((np.sin(np.arange(8000) / 5) * 8000).astype(np.int16).tobytes())
+    return buf.getvalue()
+
+
+_WAV = _wav_bytes()
+
+
+def test_booleans_are_not_embedding_numbers(uploads, heads):
+    fake = FakeRecognizer(heads)
+    app = create_app(lambda: fake, Settings(upload_dir=str(uploads)))
+    with TestClient(app) as c:
+        while c.get("/healthz").status_code != 200:
+            time.sleep(0.02)
+        dim = int(heads.dims["audio"])
+        r = c.post("/v1/fuse", json={"embeddings": {"audio": [True] * dim}})
+        assert r.status_code == 422 and r.json()["error"] == "invalid_request"
+
+
+def test_validation_errors_are_capped_and_summarised(uploads, heads):
+    """Item 4: a 5 MB invalid body produced a 236 MB 422."""
+    fake = FakeRecognizer(heads)
+    app = create_app(lambda: fake, Settings(upload_dir=str(uploads)))
+    with TestClient(app) as c:
+        while c.get("/healthz").status_code != 200:
+            time.sleep(0.02)
+        body = json.dumps({"embeddings": {"audio": ["x" * 50] * 15000}})  # ~800 KB, 30000 errors
+        r = c.post("/v1/fuse", content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 422
+        assert len(r.content) < 8000, len(r.content)
+        out = r.json()
+        assert len(out["details"]) == 10 and out["error_count"] == 30000
+        assert "and 29990 more error(s)" in out["message"]
+
+
+def test_an_aborted_upload_is_one_log_line_not_a_500(uploads, heads, caplog):
+    """Item 6: the client hung up mid-body; before, status 500 and two tracebacks."""
+    fake = FakeRecognizer(heads)
+    app = create_app(lambda: fake, Settings(upload_dir=str(uploads)))
+    app.state.mer.load(lambda: fake)
+    caplog.set_level(logging.INFO, logger="multimodal_emotion.serving")
+    chunks = multipart_chunks(MP4_HEAD_BYTES, 3, bytes(1000))[:-1]  # then http.disconnect
+    status, _, _ = _asgi_post_any(app, chunks)
+    assert status == 499
+    lines = [r for r in caplog.records if r.name == "multimodal_emotion.serving"]
+    assert len(lines) == 1 and "client closed" in lines[0].getMessage()
+    assert lines[0].levelno == logging.INFO and lines[0].exc_info is None
+
+
+def _asgi_post_any(app, chunks):
+    """``_asgi_post`` for answers that may have an empty body."""
+    import asyncio
+
+    calls = 0
+
+    async def receive():
+        nonlocal calls
+        calls += 1
+        if calls <= len(chunks):
+            return {"type": "http.request", "body": chunks[calls - 1], "more_body": True}
+        return {"type": "http.disconnect"}
+
+    sent: list[dict] = []
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "POST", "scheme": "http", "path": "/v1/analyze", "raw_path": b"/v1/analyze",
+             "root_path": "", "query_string": b"", "server": ("127.0.0.1", 80),
+             "client": ("127.0.0.1", 1),
+             "headers": [(b"content-type", b"multipart/form-data; boundary=B0UND")]}
+    asyncio.run(app(scope, receive, send))
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    return status, sent, calls
+
+
+# -- item 7: bad settings refuse to start ----------------------------------------------------
+@pytest.mark.parametrize("env", [{"MER_WINDOW_S": "0"}, {"MER_WINDOW_S": "nan"},
+                                 {"MER_MAX_UPLOAD_MB": "inf"}, {"MER_MAX_UPLOAD_MB": "nan"},
+                                 {"MER_API_KEY": "  "}, {"MER_MAX_DURATION_S": "-1"},
+                                 {"MER_READ_TIMEOUT_S": "0"}, {"MER_MAX_JSON_KB": "inf"},
+                                 {"MER_MAX_RECEIVING": "0"}])
+def test_bad_settings_are_refused(env):
+    with pytest.raises(InputError, match=next(iter(env))):
+        Settings.from_env(env)
+
+
+def test_mer_serve_with_a_bad_setting_exits_2_with_one_line(tmp_path):
+    env = {**os.environ, "MER_WINDOW_S": "0", "PYTHONPATH": str(Path(__file__).parents[1])}
+    proc = subprocess.run([sys.executable, "-m", "multimodal_emotion.cli", "serve",
+                           "--port", "1"], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: MER_WINDOW_S=0.0 is out of range: give a number > 0 and <= 3600"]
+
+
+# -- item 9: leftovers of a killed server are removed at start ---------------------------------
+def test_uploads_of_a_dead_server_are_swept_and_nothing_else(tmp_path):
+    from multimodal_emotion.serving.upload import UPLOAD_SUBDIR, sweep_stale_uploads
+
+    folder = tmp_path / UPLOAD_SUBDIR
+    folder.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = folder / f"mer-upload-{dead.pid}-abc123.part"
+    live = folder / f"mer-upload-{os.getpid()}-def456.part"
+    other = folder / "notes.txt"
+    lookalike = tmp_path / f"mer-upload-{dead.pid}-xyz.part"  # outside our subfolder
+    for p in (stale, live, other, lookalike):
+        p.write_bytes(b"x")
+    create_app(lambda: None, Settings(upload_dir=str(tmp_path)))
+    assert not stale.exists()
+    assert live.exists() and other.exists() and lookalike.exists()
+    assert sweep_stale_uploads(tmp_path) == 0
+
+
+# -- item 10 ---------------------------------------------------------------------------------
+def test_models_hides_the_server_path_and_openapi_declares_errors(uploads, heads):
+    fake = FakeRecognizer(heads)
+    fake.model_dir = "/srv/secret/place/my-model"
+    app = create_app(lambda: fake, Settings(upload_dir=str(uploads)))
+    with TestClient(app) as c:
+        while c.get("/healthz").status_code != 200:
+            time.sleep(0.02)
+        assert c.get("/v1/models").json()["model"]["dir"] == "my-model"
+        spec = c.get("/openapi.json").json()
+        analyze = spec["paths"]["/v1/analyze"]["post"]["responses"]
+        assert {"400", "408", "413", "415", "422", "429", "503"} <= set(analyze)
+        assert "media_too_long" in analyze["413"]["content"]["application/json"]["schema"][
+            "properties"]["error"]["enum"]
+        fuse_body = spec["paths"]["/v1/fuse"]["post"]["requestBody"]["content"][
+            "application/json"]["schema"]
+        assert "exactly one" in json.dumps(fuse_body)
+
+
+def test_media_over_a_limit_is_413(uploads, heads, silent_flac):
+    fake = FakeRecognizer(heads)
+
+    def analyze(source, fusion=None, labels=None):
+        return FakeRecognizer.analyze(fake, media.load(source, max_duration=30), fusion, labels)
+
+    fake.analyze = analyze
+    app = create_app(lambda: fake, Settings(upload_dir=str(uploads)))
+    with TestClient(app) as c:
+        while c.get("/healthz").status_code != 200:
+            time.sleep(0.02)
+        r = c.post("/v1/analyze", files={"file": ("long.flac", silent_flac.read_bytes())})
+        assert r.status_code == 413 and r.json()["error"] == "media_too_long"
+        assert "long.flac" in r.json()["message"] and "mer-upload" not in r.json()["message"]

@@ -21,7 +21,7 @@ import math
 from typing import Any, Union
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
 from ..types import MODALITIES
 from .errors import ApiError
@@ -33,14 +33,20 @@ LATE_FUSION_RULES: dict[str, str] = {
 PRODUCT_FLOOR = 1e-6
 
 
+# A JSON number, never a boolean (pydantic's lax float takes true as 1.0).
+Number = Union[StrictFloat, StrictInt]
+
+
 class FuseRequest(BaseModel):
-    """Body of ``POST /v1/fuse``."""
+    """Body of ``POST /v1/fuse``: exactly one of ``embeddings`` or ``probabilities``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "description": "Send exactly one of 'embeddings' or 'probabilities'.",
+        "oneOf": [{"required": ["embeddings"]}, {"required": ["probabilities"]}]})
 
-    embeddings: dict[str, list[float]] | None = Field(
+    embeddings: dict[str, list[Number]] | None = Field(
         None, description="modality -> embedding vector (sizes: GET /v1/models)")
-    probabilities: dict[str, Union[list[float], dict[str, float]]] | None = Field(
+    probabilities: dict[str, Union[list[Number], dict[str, Number]]] | None = Field(
         None, description="modality -> 7 probabilities in label order, or {label: probability}")
     mask: Union[dict[str, bool], list[str], None] = Field(
         None, description="modalities to use: a list of names or {modality: bool}")
