@@ -7,6 +7,7 @@ decodes a clip once, cuts long clips into windows, and turns numbers into a
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,6 +19,7 @@ from . import encoders, media
 from .errors import ModelError
 from .explain import modality_shapley, word_occlusion
 from .label_maps import LabelMap, load_label_map
+from .serialized import serialized
 from .labels import LABELS
 from .model import DEFAULT_MODEL_DIR, EmotionModel
 from .types import MODALITIES, Clip, Explanation, ModalityOutput, ModalityView, Prediction, \
@@ -55,7 +57,14 @@ class EmotionRecognizer:
         from .encoders.text import TranscriptTextEncoder
 
         self.face = build_encoder("face", cfg.get("face", {"name": "haar-cnn"}), model_dir)
-        self.text = TranscriptTextEncoder(self.transcriber, text_future.result())
+        # Same input, same output at any concurrency: each engine runs one call at a time
+        # (OpenCV's cascade and HF tokenizers are not thread-safe); see serialized.py.
+        whisper_lock = threading.RLock()
+        self.audio = serialized(self.audio, whisper_lock if self._shares_whisper else None)
+        self.transcriber = serialized(self.transcriber,
+                                      whisper_lock if self._shares_whisper else None)
+        self.face = serialized(self.face)
+        self.text = TranscriptTextEncoder(self.transcriber, serialized(text_future.result()))
         for m, enc in (("audio", self.audio), ("text", self.text), ("face", self.face)):
             if enc.dim != model.dims[m]:
                 raise ModelError(f"{m} encoder gives {enc.dim}-d embeddings but the model was "
