@@ -166,7 +166,10 @@ def _parser() -> argparse.ArgumentParser:
     ad.add_argument("--json", action="store_true", help="print the report as JSON")
     ad.set_defaults(func=_adapt)
 
-    s = sub.add_parser("serve", help="start the HTTP API and web page (FastAPI under uvicorn)")
+    from .serving.settings import env_help  # stdlib only: --help stays fast
+
+    s = sub.add_parser("serve", help="start the HTTP API and web page (FastAPI under uvicorn)",
+                       epilog=env_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=number(0, 65535, integer=True), default=8000)
     s.add_argument("--model", default=None, help="model folder (default: the shipped model)")

@@ -469,3 +469,17 @@ def test_concurrent_analyses_equal_sequential_ones_exactly(demo_clip):
     with ThreadPoolExecutor(4) as pool:
         concurrent = list(pool.map(run, range(4)))
     assert all(c == sequential for c in concurrent)
+
+
+def test_serve_help_names_every_setting(capsys):
+    import re
+
+    import multimodal_emotion.serving.settings as settings_module
+    from multimodal_emotion.cli import main
+
+    read = set(re.findall(r'\("(MER_[A-Z_]+)", ', Path(settings_module.__file__).read_text()))
+    assert len(read) >= 15
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    out = capsys.readouterr().out
+    assert all(var in out for var in read), read - set(re.findall(r"MER_[A-Z_]+", out))

@@ -17,6 +17,34 @@ from ..errors import InputError
 
 _TRUE = {"1", "true", "yes", "on"}
 
+# Every MER_* variable, what it does, its default: `mer serve --help` prints this list.
+ENV_HELP: dict[str, str] = {
+    "MER_MODEL": "model folder (--model overrides); default: the shipped model",
+    "MER_API_KEY": "require this key on /v1/* (X-API-Key or Authorization: Bearer); "
+                   "default: unset, no key; blank is refused",
+    "MER_WORKERS": "inference threads; default 1",
+    "MER_QUEUE_SIZE": "analyses that may wait for a worker, then 429; default 8",
+    "MER_MAX_UPLOAD_MB": "largest upload, then 413; default 200",
+    "MER_MAX_DURATION_S": "longest clip, then 413 media_too_long; default 3600",
+    "MER_READ_TIMEOUT_S": "a body silent this long is dropped (408); default 10",
+    "MER_MIN_UPLOAD_KBPS": "after MER_READ_TIMEOUT_S a body must average this rate, else "
+                           "408 (0: off); default 32",
+    "MER_MAX_RECEIVING": "upload bodies arriving at once, then 429; default 16",
+    "MER_MAX_JSON_KB": "largest /v1/fuse body, then 413; default 1024",
+    "MER_WINDOW_S": "seconds per segment of long clips; default 10",
+    "MER_UPLOAD_DIR": "uploads stream to <dir>/mer-uploads/; default: the system temp folder",
+    "MER_LOG_CONTENT": "1 logs file names, labels, transcripts; default 0",
+    "MER_FEEDBACK": "1 turns on POST /v1/feedback (needs MER_DATA_DIR); default 0",
+    "MER_DATA_DIR": "folder of the feedback store; default unset",
+}
+
+
+def env_help() -> str:
+    """The ``MER_*`` settings as an argparse epilog."""
+    width = max(map(len, ENV_HELP))
+    return "settings (environment variables; a bad value stops the server at start):\n" + \
+        "\n".join(f"  {var:<{width}}  {text}" for var, text in ENV_HELP.items())
+
 
 @dataclass(frozen=True)
 class Settings:
