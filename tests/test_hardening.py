@@ -483,3 +483,17 @@ def test_serve_help_names_every_setting(capsys):
         main(["serve", "--help"])
     out = capsys.readouterr().out
     assert all(var in out for var in read), read - set(re.findall(r"MER_[A-Z_]+", out))
+
+
+def test_docs_load_nothing_from_the_internet(uploads, heads):
+    import re
+
+    app = create_app(lambda: FakeRecognizer(heads), Settings(upload_dir=str(uploads)))
+    with TestClient(app) as c:
+        page = c.get("/docs")
+        assert page.status_code == 200
+        urls = re.findall(r"""(?:src|href|url)\s*[=:]\s*['"]([^'"]+)['"]""", page.text)
+        assert urls and not [u for u in urls if "//" in u], urls  # no CDN, no other host
+        for u in urls:
+            assert c.get(u).status_code == 200, u
+        assert c.get("/redoc").status_code == 404

@@ -113,8 +113,11 @@ def create_app(recognizer_factory: RecognizerFactory | None = None,
         yield
         state.queue.shutdown()
 
+    # /docs from the swagger-ui-bundle-v2 package's files, not FastAPI's default CDN (which
+    # leaves an offline server with a blank page); ReDoc has no offline package, so it is off.
     app = FastAPI(title="multimodal-emotion", version=__version__, lifespan=lifespan,
-                  description="Emotion from video: voice, words and face, fused.")
+                  description="Emotion from video: voice, words and face, fused.",
+                  docs_url=None, redoc_url=None)
     app.state.mer = state
     _install_error_handlers(app)
 
@@ -208,7 +211,24 @@ def create_app(recognizer_factory: RecognizerFactory | None = None,
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    _add_offline_docs(app)
     return app
+
+
+def _add_offline_docs(app: FastAPI) -> None:
+    """``GET /docs``: Swagger UI with its script, style and icon served from this server."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs/assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json",
+                                   title=f"{app.title} - API",
+                                   swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs/assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs/assets/favicon-32x32.png")
 
 
 # -- /v1/analyze -----------------------------------------------------------------------------
