@@ -34,6 +34,8 @@ DEFAULT_MAX_DURATION_S = 3600.0
 _TOLERANCE_S = 0.5
 
 Source = Union[str, os.PathLike, bytes, BinaryIO]
+_HEADERS_ONLY = {"skip_frame": "all"}
+_MAX_PROBED_STREAMS = 32
 
 
 def load(source: Source, fps: float = DEFAULT_FPS, max_side: int = MAX_FRAME_SIDE,
@@ -63,7 +65,10 @@ def load(source: Source, fps: float = DEFAULT_FPS, max_side: int = MAX_FRAME_SID
     elif isinstance(source, bytes):
         source = io.BytesIO(source)
     try:
-        container = av.open(source if not isinstance(source, os.PathLike) else str(source))
+        # This first open only reads headers. FFmpeg's stream probe would otherwise decode a
+        # frame to learn its format: 617 MB and 1.7 s for one 16000x16000 frame, before any
+        # size check could run. The decoding passes below reopen the file normally.
+        container = _open_headers(av, source)
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
         raise MediaError(f"{name}: not a readable audio or video file ({_reason(exc)})") from exc
     warnings: list[str] = []
@@ -255,6 +260,21 @@ def _decode_video(av, source, name: str, fps: float, max_side: int, max_duration
     if not frames:
         return None, None, None
     return np.stack(frames), np.asarray(times, dtype=np.float64), end
+
+
+def _open_headers(av, source):
+    """``av.open`` with frame decoding off during the stream probe, where the format allows
+    per-stream options (MP4, MKV, WebM, AVI, ...); FLV and MPEG-TS/PS expose their streams only
+    after the probe, so they are opened plainly."""
+    target = source if not isinstance(source, os.PathLike) else str(source)
+    try:
+        return av.open(target, stream_options=[_HEADERS_ONLY] * _MAX_PROBED_STREAMS)
+    except ValueError as exc:
+        if "stream_options" not in str(exc):
+            raise
+    if hasattr(source, "seek"):
+        source.seek(0)
+    return av.open(target)
 
 
 def _reopen(av, source):

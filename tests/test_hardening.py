@@ -497,3 +497,24 @@ def test_docs_load_nothing_from_the_internet(uploads, heads):
         for u in urls:
             assert c.get(u).status_code == 200, u
         assert c.get("/redoc").status_code == 404
+
+
+def test_a_huge_frame_is_refused_without_decoding_one(tmp_path):
+    """An 8000x8000 H.264 frame (64 megapixels, over the 8K limit): refused from the header in
+    a fresh process that never grows past ~50 MB. Before, FFmpeg's stream probe decoded the
+    frame first (281 MB), and the decode loop then took it (and every other) whole."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
+    try:
+        from abuse import huge_frames
+    finally:
+        sys.path.pop(0)
+    path = huge_frames(tmp_path / "huge.mp4", side=8000, frames=1)
+    code = ("import re, sys; from pathlib import Path; from multimodal_emotion import media\n"
+            "try:\n    media.load(sys.argv[1])\nexcept Exception as exc:\n"
+            "    print(type(exc).__name__)\n"
+            "print(int(re.search(r'VmHWM:\\s+(\\d+)', Path('/proc/self/status').read_text())[1]))")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                         text=True, timeout=60, cwd=Path(__file__).parents[1],
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    kind, peak_kb = out.stdout.split()
+    assert kind == "MediaLimitError" and int(peak_kb) < 150_000, out.stdout
