@@ -451,14 +451,19 @@ def test_a_serialized_encoder_never_runs_two_calls_at_once():
     assert serialized(enc) is enc
 
 
-def test_concurrent_analyses_equal_sequential_ones_exactly(demo_clip):
+@pytest.fixture(scope="module")
+def real_rec():
+    from multimodal_emotion import EmotionRecognizer
+
+    return EmotionRecognizer.from_pretrained()
+
+
+def test_concurrent_analyses_equal_sequential_ones_exactly(demo_clip, real_rec):
     """Before: face probabilities up to 0.048 apart (measured here: 0.005) between concurrent
     and sequential runs of the same clip, from a shared face detector."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from multimodal_emotion import EmotionRecognizer
-
-    rec = EmotionRecognizer.from_pretrained()
+    rec = real_rec
 
     def run(_: int = 0) -> dict:
         d = rec.analyze(str(demo_clip)).to_dict()
@@ -518,3 +523,18 @@ def test_a_huge_frame_is_refused_without_decoding_one(tmp_path):
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
     kind, peak_kb = out.stdout.split()
     assert kind == "MediaLimitError" and int(peak_kb) < 150_000, out.stdout
+
+
+def test_the_answer_for_a_truncated_file_carries_the_warning(real_rec, silent_flac, tmp_path):
+    """Item 10: a truncated file answered 200 with a shorter duration and no word about it."""
+    data = silent_flac.read_bytes()
+    cut = tmp_path / "cut.flac"
+    cut.write_bytes(data[: len(data) // 2])
+    out = real_rec.analyze(str(cut)).to_dict()
+    assert any("says it lasts 120.00 s" in w for w in out["warnings"]), out.get("warnings")
+
+
+def test_the_recognizer_refuses_clips_over_its_limit(real_rec, silent_flac, monkeypatch):
+    monkeypatch.setattr(real_rec, "max_duration_s", 30.0)
+    with pytest.raises(MediaError, match="longer than the 30 s limit"):
+        real_rec.analyze(str(silent_flac))
