@@ -80,7 +80,7 @@ def huge_frames(path: Path, side: int = 16000, frames: int = 2) -> Path:
 
 # -- decode bombs, in a subprocess each: its VmHWM is then the decode's own peak (ru_maxrss is
 # not: Linux carries the parent's high-water mark across fork+exec) --------------------------
-DECODE = """
+DECODE = r"""
 import json, re, sys, time
 from pathlib import Path
 from multimodal_emotion import media

@@ -16,6 +16,7 @@ or the transcript is logged unless ``MER_LOG_CONTENT=1``.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import threading
@@ -172,7 +173,8 @@ def create_app(recognizer_factory: RecognizerFactory | None = None,
             log.info("fuse status=499 (the client closed the connection)")
             return Response(status_code=499)
         try:
-            body = FuseRequest.model_validate_json(raw or b"null")
+            # off the event loop: parsing up to MER_MAX_JSON_KB of numbers takes a while
+            body = await asyncio.to_thread(FuseRequest.model_validate_json, raw or b"null")
         except ValidationError as exc:
             raise RequestValidationError(exc.errors(include_url=False, include_input=False)) \
                 from None
