@@ -30,6 +30,10 @@ MAX_FRAME_PIXELS = 7680 * 4320
 # Longest clip decoded by default (seconds). Memory and time grow with duration: 10 h of
 # silence compresses to 7 MB of FLAC but decodes to 2.3 GB of float32.
 DEFAULT_MAX_DURATION_S = 3600.0
+# Most bytes of sampled frames a clip may hold. Frames cost 0.7 MB each at 640x360, so an hour
+# at 4 fps would be 10 GB; past this budget the sampling rate halves (every other frame held is
+# dropped), so memory no longer grows with duration and the frames stay evenly spaced.
+MAX_FRAME_BYTES = 512 * 1024 * 1024
 # Slack between a limit and what a decoder yields past it (resampler tails, rounding).
 _TOLERANCE_S = 0.5
 
@@ -227,6 +231,7 @@ def _decode_video(av, source, name: str, fps: float, max_side: int, max_duration
     times: list[float] = []
     next_t = 0.0
     step = 1.0 / fps
+    held = 0
     end: float | None = None
     with container:
         stream = container.streams.video[0]
@@ -235,7 +240,7 @@ def _decode_video(av, source, name: str, fps: float, max_side: int, max_duration
         try:
             for i, frame in enumerate(container.decode(stream)):
                 _check_frame_size(name, frame.width, frame.height)
-                t = float(frame.time) if frame.time is not None else i * step
+                t = float(frame.time) if frame.time is not None else i / (rate or fps)
                 if max_duration and t > max_duration + _TOLERANCE_S:
                     raise _too_long(name, max_duration, f"a frame at {t:.0f} s")
                 length = (float(frame.duration * frame.time_base)
@@ -250,6 +255,12 @@ def _decode_video(av, source, name: str, fps: float, max_side: int, max_duration
                 frames.append(frame.reformat(width=max(out_w, 2), height=max(out_h, 2),
                                              format="rgb24").to_ndarray())
                 times.append(t)
+                held += frames[-1].nbytes
+                if held > MAX_FRAME_BYTES and len(frames) > 1:
+                    frames, times, step = frames[::2], times[::2], step * 2
+                    held = sum(f.nbytes for f in frames)
+                    next_t = times[-1] + step
+                    continue
                 while next_t <= t + 1e-6:
                     next_t += step
         except av.error.FFmpegError as exc:
@@ -259,6 +270,9 @@ def _decode_video(av, source, name: str, fps: float, max_side: int, max_duration
                             "the rest of the video is not analyzed")
     if not frames:
         return None, None, None
+    if step > 1.0 / fps + 1e-9:
+        warnings.append(f"video: sampled at {1.0 / step:.3g} fps instead of {fps:g} to keep the "
+                        f"frames under {MAX_FRAME_BYTES / 2**20:.3g} MB")
     return np.stack(frames), np.asarray(times, dtype=np.float64), end
 
 

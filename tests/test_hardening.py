@@ -3,6 +3,7 @@ is a hostile case from the issue, small enough to run in a second or two."""
 
 from __future__ import annotations
 
+import re
 import tracemalloc
 from pathlib import Path
 
@@ -543,3 +544,18 @@ def test_the_recognizer_refuses_clips_over_its_limit(real_rec, silent_flac, monk
     monkeypatch.setattr(real_rec, "max_duration_s", 30.0)
     with pytest.raises(MediaError, match="longer than the 30 s limit"):
         real_rec.analyze(str(silent_flac))
+
+
+def test_frame_memory_does_not_grow_with_duration(long_clip, monkeypatch):
+    """An hour at 4 fps is 10 GB of 640x360 frames. Past the budget the sampling rate halves,
+    so the frames held stay under it, evenly spaced over the whole clip, and the answer says so."""
+    full = media.load(long_clip, fps=4.0)  # 25 s, 100 frames
+    budget = 12 * full.frames[0].nbytes
+    monkeypatch.setattr(media, "MAX_FRAME_BYTES", budget)
+    clip = media.load(long_clip, fps=4.0)
+    assert clip.frames.nbytes <= budget and len(clip.frames) >= 6
+    gaps = np.diff(clip.frame_times)
+    assert np.allclose(gaps, gaps[0], atol=0.11) and clip.frame_times[-1] > 20
+    assert clip.duration == pytest.approx(full.duration)
+    assert any(re.search(r"sampled at 0\.25 fps instead of 4 .* under 0\.\d+ MB", w)
+               for w in clip.warnings), clip.warnings
