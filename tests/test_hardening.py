@@ -559,3 +559,12 @@ def test_frame_memory_does_not_grow_with_duration(long_clip, monkeypatch):
     assert clip.duration == pytest.approx(full.duration)
     assert any(re.search(r"sampled at 0\.25 fps instead of 4 .* under 0\.\d+ MB", w)
                for w in clip.warnings), clip.warnings
+
+
+def test_a_request_fps_decode_keeps_the_servers_duration_limit(uploads, heads, silent_flac):
+    from multimodal_emotion.serving.app import analyze_file
+
+    fake = FakeRecognizer(heads)
+    fake.max_duration_s = 30.0
+    with pytest.raises(MediaError, match="longer than the 30 s limit"):
+        analyze_file(fake, silent_flac, None, 2.0)

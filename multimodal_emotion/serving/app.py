@@ -386,7 +386,8 @@ def analyze_file(rec: Any, path: Path, fusion: str | None, fps: float | None,
     from .. import media
 
     t = time.perf_counter()
-    clip = media.load(str(path), fps=fps)
+    clip = media.load(str(path), fps=fps, max_duration=getattr(
+        rec, "max_duration_s", media.DEFAULT_MAX_DURATION_S))
     decode_ms = (time.perf_counter() - t) * 1000
     pred = rec.analyze(clip, fusion=fusion, **extra)
     pred.timings_ms["decode"] = decode_ms
