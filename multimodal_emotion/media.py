@@ -150,8 +150,8 @@ def _declared_duration(container) -> float | None:
 
 
 def _too_long(name: str, max_duration: float, why: str) -> MediaError:
-    return MediaLimitError(f"{name}: longer than the {max_duration:g} s limit ({why}); split it, or "
-                      "raise the limit with --max-duration / MER_MAX_DURATION_S")
+    return MediaLimitError(f"{name}: longer than the {max_duration:g} s limit ({why}); split it, "
+                           "or raise the limit with --max-duration / MER_MAX_DURATION_S")
 
 
 def _check_frame_size(name: str, width: int | None, height: int | None) -> None:

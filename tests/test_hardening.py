@@ -3,16 +3,30 @@ is a hostile case from the issue, small enough to run in a second or two."""
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import re
+import socket
+import subprocess
+import sys
+import time
 import tracemalloc
 from pathlib import Path
 
 import av
+import httpx
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
+from test_serving import FakeRecognizer, multipart_chunks
 
 from multimodal_emotion import media
 from multimodal_emotion.errors import InputError, MediaError
+from multimodal_emotion.model import EmotionModel
+from multimodal_emotion.serving.app import create_app
+from multimodal_emotion.serving.live import serve_in_thread
+from multimodal_emotion.serving.settings import Settings
 
 
 def write_silent_flac(path: Path, seconds: float, rate: int = 16_000) -> Path:
@@ -140,24 +154,6 @@ def test_max_duration_reaches_the_decoder(silent_flac, capsys, monkeypatch):
 
 
 # -- the server ------------------------------------------------------------------------------
-import json  # noqa: E402
-import logging  # noqa: E402
-import os  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-
-import httpx  # noqa: E402
-from fastapi.testclient import TestClient  # noqa: E402
-
-from multimodal_emotion.model import EmotionModel  # noqa: E402
-from multimodal_emotion.serving.app import create_app  # noqa: E402
-from multimodal_emotion.serving.live import serve_in_thread  # noqa: E402
-from multimodal_emotion.serving.settings import Settings  # noqa: E402
-from tests.test_serving import FakeRecognizer, _asgi_post, multipart_chunks  # noqa: E402
-
-
 @pytest.fixture(scope="module")
 def heads() -> EmotionModel:
     return EmotionModel.from_pretrained()
