@@ -9,7 +9,8 @@
 
 Models load once, in a background thread started by the app's lifespan, so the port opens at
 once and ``/healthz`` can say "not yet". Inference runs on a bounded pool
-(:mod:`.work`), never on the event loop. Uploads stream to a temporary file that is deleted
+(:mod:`.work`), never on the event loop; a request takes a slot there only once its body is in
+(bodies are paced and capped: :func:`.upload.paced`), so slow senders lock nobody out. Uploads stream to a temporary file that is deleted
 when the request ends, whatever happened (:mod:`.upload`). Nothing of the media, the file name
 or the transcript is logged unless ``MER_LOG_CONTENT=1``.
 """
