@@ -564,3 +564,12 @@ def test_a_request_fps_decode_keeps_the_servers_duration_limit(uploads, heads, s
     fake.max_duration_s = 30.0
     with pytest.raises(MediaError, match="longer than the 30 s limit"):
         analyze_file(fake, silent_flac, None, 2.0)
+
+
+def test_the_readme_lists_every_error_code_and_setting():
+    from multimodal_emotion.serving.errors import ERRORS
+    from multimodal_emotion.serving.settings import ENV_HELP
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert [c for c in ERRORS if f"`{c}`" not in readme] == []
+    assert [v for v in ENV_HELP if f"| `{v}` |" not in readme] == []
