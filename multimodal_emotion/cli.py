@@ -9,15 +9,50 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
-from typing import Sequence
+from typing import Callable, NoReturn, Sequence
 
 from .errors import MerError
 
 # the fusion registry's names, spelled out so `mer --help` needs no torch import (a test checks
 # that this list matches multimodal_emotion.fusion.FUSIONS)
 FUSION_CHOICES = ["product", "concat", "sum", "attention", "late"]
+# Sampling rates the decoder accepts: below 0.5 fps a face is seen too rarely to matter; above
+# 30 the cost grows with no gain (a 2 s clip at --fps 1e9 took a minute). Same bounds as HTTP.
+FPS_RANGE = (0.5, 30.0)
+MAX_DURATION_DEFAULT = 3600.0  # media.DEFAULT_MAX_DURATION_S, without importing numpy here
+
+
+def number(lo: float, hi: float, *, integer: bool = False, lo_open: bool = False
+           ) -> Callable[[str], float]:
+    """An argparse ``type`` that accepts a finite number in ``[lo, hi]`` (``(lo, hi]`` with
+    ``lo_open``) and refuses the rest -- nan, inf, 0, negatives -- with one clear line (exit 2),
+    instead of a traceback, a hang or a silently absurd run."""
+
+    def parse(text: str) -> float:
+        try:
+            value = int(text) if integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {'an integer' if integer else 'a number'}") from None
+        low_ok = value > lo if lo_open else value >= lo
+        if not (math.isfinite(value) and low_ok and value <= hi):
+            raise argparse.ArgumentTypeError(
+                f"{text} is out of range: give a number {'>' if lo_open else '>='} {lo:g} and "
+                f"<= {hi:g}")
+        return value
+
+    parse.__name__ = "integer" if integer else "number"
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument costs one line on stderr (and exit 2), not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,9 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mer", description="Multimodal emotion recognition from "
+    p = _Parser(prog="mer", description="Multimodal emotion recognition from "
                                 "video: voice, words and face, fused.")
-    sub = p.add_subparsers()
+    sub = p.add_subparsers(parser_class=_Parser)
 
     a = sub.add_parser("analyze", help="analyze clips (video or audio files)")
     a.add_argument("paths", nargs="+", help="media files (mp4, mov, mkv, webm, avi, flv, wav, ...)")
@@ -48,9 +83,15 @@ def _parser() -> argparse.ArgumentParser:
                    help="fusion strategy (default: the model's, product: the calibrated "
                         "experts' product)")
     a.add_argument("--model", default=None, help="model folder (default: the shipped model)")
-    a.add_argument("--window", type=float, default=10.0,
-                   help="seconds per segment for long clips (default 10)")
-    a.add_argument("--fps", type=float, default=4.0, help="video frames sampled per second")
+    a.add_argument("--window", type=number(0.0, 3600.0, lo_open=True), default=10.0,
+                   help="seconds per segment for long clips (default 10; at most 3600)")
+    a.add_argument("--fps", type=number(*FPS_RANGE), default=4.0,
+                   help=f"video frames sampled per second ({FPS_RANGE[0]:g} to "
+                        f"{FPS_RANGE[1]:g}; default 4)")
+    a.add_argument("--max-duration", type=number(0.0, 86400.0, lo_open=True),
+                   default=MAX_DURATION_DEFAULT, metavar="SECONDS",
+                   help="refuse files longer than this (default 3600): memory and time grow "
+                        "with duration")
     a.add_argument("--json", action="store_true", help="one JSON object per input per line")
     a.add_argument("--labels", metavar="YAML", default=None,
                    help="a label map of your own categories (e.g. satisfied / neutral / "
@@ -70,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="comma-separated modalities to use for videos (default all)")
     e.add_argument("--fusion", choices=FUSION_CHOICES, default=None)
     e.add_argument("--model", default=None)
-    e.add_argument("--limit", type=int, default=None, help="evaluate at most N items")
+    e.add_argument("--limit", type=number(1, 10**9, integer=True), default=None, help="evaluate at most N items")
     e.add_argument("--text-domain", choices=["spoken", "written"], default=None,
                    help="text head for text rows: spoken (dialogue, what clip transcripts use) "
                         "or written; default by dataset (goemotions: written), else spoken")
@@ -89,7 +130,7 @@ def _parser() -> argparse.ArgumentParser:
                         "heads); all: everything in order")
     t.add_argument("--data", default=None, help="data root (default $MER_DATA or ../shared/data)")
     t.add_argument("--out", default=None, help="model folder (default: the package's default)")
-    t.add_argument("--epochs", type=int, default=None)
+    t.add_argument("--epochs", type=number(1, 10**6, integer=True), default=None)
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=_train)
 
@@ -119,15 +160,18 @@ def _parser() -> argparse.ArgumentParser:
                     "or be empty)")
     ad.add_argument("--base", default=None, help="model folder to adapt (default: the shipped "
                     "model)")
-    ad.add_argument("--holdout", type=float, default=0.3,
+    ad.add_argument("--holdout", type=number(0.0, 0.9, lo_open=True), default=0.3,
                     help="fraction of clips held out to measure before/after (default 0.3)")
     ad.add_argument("--seed", type=int, default=0, help="seed of the held-out split")
     ad.add_argument("--json", action="store_true", help="print the report as JSON")
     ad.set_defaults(func=_adapt)
 
-    s = sub.add_parser("serve", help="start the HTTP API and web page (FastAPI under uvicorn)")
+    from .serving.settings import env_help  # stdlib only: --help stays fast
+
+    s = sub.add_parser("serve", help="start the HTTP API and web page (FastAPI under uvicorn)",
+                       epilog=env_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--port", type=number(0, 65535, integer=True), default=8000)
     s.add_argument("--model", default=None, help="model folder (default: the shipped model)")
     s.set_defaults(func=_serve)
     return p
@@ -139,7 +183,8 @@ def _analyze(args: argparse.Namespace) -> int:
     from .recognizer import EmotionRecognizer
 
     label_map = load_label_map(args.labels)  # a bad map fails before any model loads
-    rec = EmotionRecognizer.from_pretrained(args.model, window_s=args.window, fps=args.fps)
+    rec = EmotionRecognizer.from_pretrained(args.model, window_s=args.window, fps=args.fps,
+                                            max_duration_s=args.max_duration)
     failed = 0
     for path in args.paths:
         try:

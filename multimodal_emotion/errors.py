@@ -14,6 +14,11 @@ class MediaError(MerError):
     exit_code = 3
 
 
+class MediaLimitError(MediaError):
+    """The media is readable but passes a limit set to bound memory and time (duration, frame
+    size); the message names the limit and how to raise it."""
+
+
 class ModelError(MerError):
     """A model or checkpoint is missing, malformed or incompatible with the config."""
 

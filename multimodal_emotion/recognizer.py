@@ -7,6 +7,7 @@ decodes a clip once, cuts long clips into windows, and turns numbers into a
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,6 +19,7 @@ from . import encoders, media
 from .errors import ModelError
 from .explain import modality_shapley, word_occlusion
 from .label_maps import LabelMap, load_label_map
+from .serialized import serialized
 from .labels import LABELS
 from .model import DEFAULT_MODEL_DIR, EmotionModel
 from .types import MODALITIES, Clip, Explanation, ModalityOutput, ModalityView, Prediction, \
@@ -30,9 +32,11 @@ class EmotionRecognizer:
     """Analyze clips with a trained model folder (default: the one shipped in the package)."""
 
     def __init__(self, model: EmotionModel, model_dir: Path, window_s: float = DEFAULT_WINDOW_S,
-                 fps: float = media.DEFAULT_FPS, threads: int | None = None) -> None:
+                 fps: float = media.DEFAULT_FPS, threads: int | None = None,
+                 max_duration_s: float | None = media.DEFAULT_MAX_DURATION_S) -> None:
         self.model, self.model_dir = model, model_dir
         self.window_s, self.fps = window_s, fps
+        self.max_duration_s = max_duration_s  # longer files are refused (media.load)
         cfg: dict[str, Any] = model.config.get("encoders", {})
         self._pool = ThreadPoolExecutor(max_workers=2)
         # The sentence encoder (all-mpnet-base-v2, 110 M parameters) loads in a second thread
@@ -53,7 +57,14 @@ class EmotionRecognizer:
         from .encoders.text import TranscriptTextEncoder
 
         self.face = build_encoder("face", cfg.get("face", {"name": "haar-cnn"}), model_dir)
-        self.text = TranscriptTextEncoder(self.transcriber, text_future.result())
+        # Same input, same output at any concurrency: each engine runs one call at a time
+        # (OpenCV's cascade and HF tokenizers are not thread-safe); see serialized.py.
+        whisper_lock = threading.RLock()
+        self.audio = serialized(self.audio, whisper_lock if self._shares_whisper else None)
+        self.transcriber = serialized(self.transcriber,
+                                      whisper_lock if self._shares_whisper else None)
+        self.face = serialized(self.face)
+        self.text = TranscriptTextEncoder(self.transcriber, serialized(text_future.result()))
         for m, enc in (("audio", self.audio), ("text", self.text), ("face", self.face)):
             if enc.dim != model.dims[m]:
                 raise ModelError(f"{m} encoder gives {enc.dim}-d embeddings but the model was "
@@ -89,7 +100,7 @@ class EmotionRecognizer:
         elif isinstance(source, Clip):
             clip = source
         else:
-            clip = media.load(source, fps=self.fps)
+            clip = media.load(source, fps=self.fps, max_duration=self.max_duration_s)
         decode_ms = (time.perf_counter() - t0) * 1000
         fusion = fusion or self.model.default_fusion
         window = window_s or self.window_s
@@ -97,6 +108,7 @@ class EmotionRecognizer:
         parts = [self._analyze_window(clip.window(a, b) if len(bounds) > 1 else clip, fusion)
                  for a, b in bounds]
         pred = _combine(parts, bounds, fusion, clip, self.model, label_map)
+        pred.warnings.extend(clip.warnings)  # what the decoder skipped (truncated file)
         pred.expert_logits = [WindowLogits(a, b, p["logits"]) for (a, b), p in zip(bounds, parts)]
         if explain_words and pred.explanation is not None:
             t = time.perf_counter()

@@ -32,6 +32,9 @@ class Clip:
     fps: float
     duration: float
     source: str = "<arrays>"
+    warnings: list[str] = field(default_factory=list)
+    """What the decoder skipped (a damaged tail, undecodable packets): the answer still comes,
+    but the caller should know it covers less than the file claims."""
 
     @property
     def has_audio(self) -> bool:

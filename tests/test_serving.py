@@ -79,7 +79,12 @@ def upload_dir(tmp_path: Path):
     d = tmp_path / "uploads"
     d.mkdir()
     yield d
-    assert list(d.iterdir()) == [], "an upload was left on disk"
+    assert uploads_in(d) == [], "an upload was left on disk"
+
+
+def uploads_in(upload_dir: Path) -> list[Path]:
+    """Every file under the upload folder (uploads sit in its ``mer-uploads`` subfolder)."""
+    return [p for p in upload_dir.rglob("*") if p.is_file()]
 
 
 def make_client(upload_dir: Path, factory, **settings: Any) -> TestClient:
@@ -351,7 +356,7 @@ def test_full_queue_is_429_and_every_file_is_deleted(upload_dir, heads, demo_cli
         assert fake.started.wait(20)
         second = pool.submit(post)
         deadline = time.monotonic() + 20
-        while len(list(upload_dir.iterdir())) < 2:  # the running and the waiting upload
+        while len(uploads_in(upload_dir)) < 2:  # the running and the waiting upload
             assert time.monotonic() < deadline, "second request never queued"
             time.sleep(0.02)
         assert httpx.get(url + "/healthz").json()["queue"]["waiting"] == 1
@@ -361,7 +366,7 @@ def test_full_queue_is_429_and_every_file_is_deleted(upload_dir, heads, demo_cli
         gate.set()
         assert first.result().status_code == 200 and second.result().status_code == 200
         deadline = time.monotonic() + 5
-        while list(upload_dir.iterdir()):  # deleted by the pool's done-callback
+        while uploads_in(upload_dir):  # deleted by the pool's done-callback
             assert time.monotonic() < deadline
             time.sleep(0.02)
         assert httpx.get(url + "/healthz").json()["queue"] == {

@@ -65,7 +65,7 @@ def server(real_rec, tmp_path):
     app = create_app(lambda: real_rec, Settings(upload_dir=str(uploads)))
     with serve_in_thread(app) as url:
         yield url
-    assert list(uploads.iterdir()) == []
+    assert [p for p in uploads.rglob("*") if p.is_file()] == []
 
 
 def bar_widths(page) -> list[float]:

@@ -9,13 +9,15 @@
 
 Models load once, in a background thread started by the app's lifespan, so the port opens at
 once and ``/healthz`` can say "not yet". Inference runs on a bounded pool
-(:mod:`.work`), never on the event loop. Uploads stream to a temporary file that is deleted
+(:mod:`.work`), never on the event loop; a request takes a slot there only once its body is in
+(bodies are paced and capped: :func:`.upload.paced`), so slow senders lock nobody out. Uploads stream to a temporary file that is deleted
 when the request ends, whatever happened (:mod:`.upload`). Nothing of the media, the file name
 or the transcript is logged unless ``MER_LOG_CONTENT=1``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import threading
@@ -26,23 +28,24 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from .. import __version__
-from ..errors import InputError, MediaError, MerError
+from ..errors import InputError, MediaError, MediaLimitError, MerError
 from ..types import MODALITIES
-from .errors import ApiError, error_response
+from .errors import ERRORS, ApiError, error_response
 from ..fusion import FUSIONS
 from ..label_maps import LabelMap
 from .feedback import add_feedback_route, record_analysis
 from .fuse import LATE_FUSION_RULES, FuseRequest, fuse
 from .settings import Settings
-from .upload import receive_upload
-from .work import WorkQueue
+from .upload import paced, receive_upload, sweep_stale_uploads
+from .work import Slots, WorkQueue
 
 log = logging.getLogger("multimodal_emotion.serving")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -55,6 +58,7 @@ class ServerState:
 
     settings: Settings
     queue: WorkQueue
+    receiving: Slots
     recognizer: Any = None
     load_error: str | None = None
     started: float = field(default_factory=time.monotonic)
@@ -96,9 +100,12 @@ def create_app(recognizer_factory: RecognizerFactory | None = None,
             from ..recognizer import EmotionRecognizer
 
             return EmotionRecognizer.from_pretrained(settings.model_dir,
-                                                     window_s=settings.window_s)
+                                                     window_s=settings.window_s,
+                                                     max_duration_s=settings.max_duration_s)
     Path(settings.upload_dir).mkdir(parents=True, exist_ok=True)
-    state = ServerState(settings, WorkQueue(settings.workers, settings.queue_size))
+    sweep_stale_uploads(settings.upload_dir)
+    state = ServerState(settings, WorkQueue(settings.workers, settings.queue_size),
+                        Slots(settings.max_receiving))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -108,8 +115,11 @@ def create_app(recognizer_factory: RecognizerFactory | None = None,
         yield
         state.queue.shutdown()
 
+    # /docs from the swagger-ui-bundle-v2 package's files, not FastAPI's default CDN (which
+    # leaves an offline server with a blank page); ReDoc has no offline package, so it is off.
     app = FastAPI(title="multimodal-emotion", version=__version__, lifespan=lifespan,
-                  description="Emotion from video: voice, words and face, fused.")
+                  description="Emotion from video: voice, words and face, fused.",
+                  docs_url=None, redoc_url=None)
     app.state.mer = state
     _install_error_handlers(app)
 
@@ -147,13 +157,40 @@ def create_app(recognizer_factory: RecognizerFactory | None = None,
         """What is loaded: encoders and their embedding sizes, fusions, labels, versions."""
         return describe_models(state.require_ready(), settings)
 
-    @app.post("/v1/fuse", dependencies=guarded, tags=["api"])
-    def fuse_route(body: FuseRequest) -> dict[str, Any]:
-        """Fuse per-modality embeddings or probabilities (a plain ``def``: FastAPI runs it in
-        its thread pool, off the event loop)."""
-        return fuse(state.require_ready().model, body)
+    @app.post("/v1/fuse", dependencies=guarded, tags=["api"], responses=_error_responses(
+        "unauthorized", "body_too_large", "upload_timeout", "invalid_request", "queue_full",
+        "not_ready"), openapi_extra={"requestBody": {"required": True, "content": {
+            "application/json": {"schema": FuseRequest.model_json_schema()}}}})
+    async def fuse_route(request: Request) -> JSONResponse:
+        """Fuse per-modality embeddings or probabilities: send exactly one of ``embeddings`` or
+        ``probabilities``. The body is capped (``MER_MAX_JSON_KB``) and read before parsing,
+        and the fusion runs under the same queue as ``/v1/analyze``."""
+        rec = state.require_ready()
+        if state.queue.full():
+            raise _queue_full(settings)
+        try:
+            raw = await read_json_body(request, settings)
+        except ClientDisconnect:
+            log.info("fuse status=499 (the client closed the connection)")
+            return Response(status_code=499)
+        try:
+            # off the event loop: parsing up to MER_MAX_JSON_KB of numbers takes a while
+            body = await asyncio.to_thread(FuseRequest.model_validate_json, raw or b"null")
+        except ValidationError as exc:
+            raise RequestValidationError(exc.errors(include_url=False, include_input=False)) \
+                from None
+        ticket = state.queue.admit()
+        if ticket is None:
+            raise _queue_full(settings)
+        try:
+            return JSONResponse(await ticket.run(fuse, rec.model, body))
+        finally:
+            ticket.close()
 
-    @app.post("/v1/analyze", dependencies=guarded, tags=["api"],
+    @app.post("/v1/analyze", dependencies=guarded, tags=["api"], responses=_error_responses(
+        "empty_upload", "unreadable_media", "malformed_request", "unauthorized",
+        "upload_timeout", "upload_too_large", "media_too_long", "unsupported_media_type",
+        "invalid_request", "queue_full", "too_many_uploads", "not_ready"),
               openapi_extra={"requestBody": {"required": True, "content": {
                   "multipart/form-data": {"schema": {
                       "type": "object", "required": ["file"], "properties": {
@@ -177,31 +214,65 @@ def create_app(recognizer_factory: RecognizerFactory | None = None,
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    _add_offline_docs(app)
     return app
 
 
+def _add_offline_docs(app: FastAPI) -> None:
+    """``GET /docs``: Swagger UI with its script, style and icon served from this server."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs/assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json",
+                                   title=f"{app.title} - API",
+                                   swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs/assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs/assets/favicon-32x32.png")
+
+
 # -- /v1/analyze -----------------------------------------------------------------------------
-async def _analyze(request: Request, rec: Any, state: ServerState) -> JSONResponse:
+async def _analyze(request: Request, rec: Any, state: ServerState) -> Response:
+    """Read the body first (paced, bounded, outside the queue), then take a queue slot: a
+    request holds a slot only while its clip waits for or runs on a worker."""
     settings = state.settings
-    ticket = state.queue.admit()
-    if ticket is None:
+    if state.queue.full():  # refused before a byte of body is read
         log.info("analyze status=429 queue=%s", state.queue.stats())
-        raise ApiError("queue_full", f"the server is busy ({settings.workers} running, "
-                       f"{settings.queue_size} waiting); retry shortly",
-                       headers={"Retry-After": "2"})
+        raise _queue_full(settings)
+    if not state.receiving.take():
+        log.info("analyze status=429 receiving=%d", state.receiving.used)
+        raise ApiError("too_many_uploads", f"{settings.max_receiving} uploads are already "
+                       "arriving; retry shortly", headers={"Retry-After": "2"})
     t0 = time.perf_counter()
     options: dict[str, Any] = {}
     upload = None
+    ticket = None
     status = 500
     try:
-        upload = await receive_upload(
-            request.headers, request.stream(), settings.upload_dir, settings.max_upload_bytes,
-            on_field=lambda name, value: options.update(_form_option(name, value, rec, settings)))
+        try:
+            upload = await receive_upload(
+                request.headers, paced(request.stream(), settings.read_timeout_s,
+                                       settings.min_upload_kbps * 1024),
+                settings.upload_dir, settings.max_upload_bytes,
+                on_field=lambda name, value: options.update(
+                    _form_option(name, value, rec, settings)))
+        finally:
+            state.receiving.give()
+        ticket = state.queue.admit()
+        if ticket is None:
+            log.info("analyze status=429 queue=%s", state.queue.stats())
+            raise _queue_full(settings)
         path = upload.path
         try:
             pred = await ticket.run(analyze_file, rec, path, options.get("fusion"),
                                     options.get("fps"), options.get("labels"),
                                     cleanup=lambda: path.unlink(missing_ok=True))
+        except MediaLimitError as exc:
+            raise ApiError("media_too_long", str(exc).replace(
+                str(path), upload.filename or "upload")) from exc
         except MediaError as exc:
             shown = upload.filename or "upload"
             raise ApiError("unreadable_media",
@@ -217,16 +288,60 @@ async def _analyze(request: Request, rec: Any, state: ServerState) -> JSONRespon
             log.info("analyze content file=%r label=%s transcript=%r", upload.filename,
                      body["label"], body["modalities"]["text"].get("transcript"))
         return JSONResponse(body)
+    except ClientDisconnect:
+        # the client's doing, not a server error: one log line, no traceback, no 500
+        status = 499
+        return Response(status_code=499)
     except ApiError as err:
         status = err.status
         raise
     finally:
-        if upload is not None and not ticket.submitted:
+        if upload is not None and (ticket is None or not ticket.submitted):
             upload.path.unlink(missing_ok=True)
-        ticket.close()
-        log.info("analyze status=%d bytes=%s kind=%s ms=%.0f", status,
+        if ticket is not None:
+            ticket.close()
+        log.info("analyze status=%d%s bytes=%s kind=%s ms=%.0f", status,
+                 " (the client closed the connection)" if status == 499 else "",
                  upload.size if upload else request.headers.get("content-length", "-"),
                  upload.kind if upload else "-", (time.perf_counter() - t0) * 1000)
+
+
+def _queue_full(settings: Settings) -> ApiError:
+    return ApiError("queue_full", f"the server is busy ({settings.workers} running, "
+                    f"{settings.queue_size} waiting); retry shortly",
+                    headers={"Retry-After": "2"})
+
+
+async def read_json_body(request: Request, settings: Settings) -> bytes:
+    """A JSON body, refused (413) from ``Content-Length`` or as soon as the bytes read pass
+    ``MER_MAX_JSON_KB``, and paced like uploads (408)."""
+    limit = settings.max_json_bytes
+    too_large = ApiError("body_too_large", f"the body is larger than the {settings.max_json_kb:g}"
+                         " KB limit (MER_MAX_JSON_KB)", headers={"Connection": "close"})
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    data = bytearray()
+    async for chunk in paced(request.stream(), settings.read_timeout_s,
+                             settings.min_upload_kbps * 1024):
+        data += chunk
+        if len(data) > limit:
+            raise too_large
+    return bytes(data)
+
+
+def _error_responses(*codes: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these error codes: one entry per status, naming each code."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        status, when = ERRORS[code]
+        entry = out.setdefault(status, {"description": "", "content": {"application/json": {
+            "schema": {"type": "object", "required": ["error", "message"], "properties": {
+                "error": {"type": "string", "enum": []}, "message": {"type": "string"}}}}}})
+        entry["description"] = "; ".join(filter(None, [entry["description"],
+                                                       f"`{code}`: {when}"]))
+        entry["content"]["application/json"]["schema"]["properties"]["error"]["enum"].append(code)
+    return out
 
 
 def _form_option(name: str, value: str, rec: Any, settings: Settings) -> dict[str, Any]:
@@ -272,7 +387,8 @@ def analyze_file(rec: Any, path: Path, fusion: str | None, fps: float | None,
     from .. import media
 
     t = time.perf_counter()
-    clip = media.load(str(path), fps=fps)
+    clip = media.load(str(path), fps=fps, max_duration=getattr(
+        rec, "max_duration_s", media.DEFAULT_MAX_DURATION_S))
     decode_ms = (time.perf_counter() - t) * 1000
     pred = rec.analyze(clip, fusion=fusion, **extra)
     pred.timings_ms["decode"] = decode_ms
@@ -308,7 +424,8 @@ def describe_models(rec: Any, settings: Settings) -> dict[str, Any]:
                     "fps_range": [settings.min_fps, settings.max_fps],
                     "window_s": getattr(rec, "window_s", settings.window_s),
                     "max_upload_mb": settings.max_upload_mb},
-        "model": {"dir": str(model_dir) if model_dir else None,
+        # the folder's name only: the server's file system is not the client's business
+        "model": {"dir": Path(str(model_dir)).name if model_dir else None,
                   "format": model.config.get("format"), "dtype": model.config.get("dtype"),
                   "provenance": model.config.get("provenance")},
         "versions": {"multimodal_emotion": _package_version(), "torch": torch.__version__,
@@ -339,11 +456,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = jsonable_encoder(exc.errors(), exclude={"input", "url", "ctx"})
-        parts = [f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: "
-                 f"{e.get('msg')}" for e in errors]
-        return error_response(422, "invalid_request", "; ".join(parts) or "invalid request",
-                              details=errors)
+        return validation_response(exc.errors())
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -353,6 +466,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(MediaError)
     async def media_error(_: Request, exc: MediaError) -> JSONResponse:
+        if isinstance(exc, MediaLimitError):
+            return error_response(413, "media_too_long", str(exc))
         return error_response(400, "unreadable_media", str(exc))
 
     @app.exception_handler(InputError)
@@ -368,6 +483,29 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error")
         return error_response(500, "internal_error", f"{type(exc).__name__}: {exc}")
+
+
+MAX_LISTED_ERRORS = 10
+_MAX_PART = 120
+
+
+def validation_response(raw_errors: Any) -> JSONResponse:
+    """422 with at most :data:`MAX_LISTED_ERRORS` errors, each cut short: a 5 MB body of wrong
+    values once produced a 236 MB answer (every error twice, with its input). The answer stays
+    a few KB whatever was sent, and says how many errors were left out."""
+    errors = list(raw_errors)
+    shown = []
+    for e in errors[:MAX_LISTED_ERRORS]:
+        loc = [p if isinstance(p, int) else str(p)[:_MAX_PART] for p in e.get("loc", ())]
+        shown.append({"loc": loc, "msg": str(e.get("msg", ""))[:_MAX_PART],
+                      "type": str(e.get("type", ""))[:_MAX_PART]})
+    parts = [f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}"
+             for e in shown]
+    more = len(errors) - len(shown)
+    message = "; ".join(parts) or "invalid request"
+    if more > 0:
+        message += f"; and {more} more error(s)"
+    return error_response(422, "invalid_request", message, details=shown, error_count=len(errors))
 
 
 # -- mer serve -------------------------------------------------------------------------------

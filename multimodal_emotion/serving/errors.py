@@ -19,11 +19,17 @@ ERRORS: dict[str, tuple[int, str]] = {
     "feedback_disabled": (404, "POST /v1/feedback while MER_FEEDBACK is off"),
     "unknown_analysis": (404, "the analysis_id was never returned by /v1/analyze here"),
     "method_not_allowed": (405, "wrong HTTP method for the route"),
+    "upload_timeout": (408, "the body stalled for MER_READ_TIMEOUT_S or came slower than "
+                            "MER_MIN_UPLOAD_KBPS"),
     "upload_too_large": (413, "the upload passes MER_MAX_UPLOAD_MB"),
-    "body_too_large": (413, "a JSON body over its route's small limit (feedback: 4 KB)"),
+    "body_too_large": (413, "a JSON body over its route's limit (fuse: MER_MAX_JSON_KB; "
+                            "feedback: 4 KB)"),
+    "media_too_long": (413, "the clip lasts longer than MER_MAX_DURATION_S, or its frames are "
+                            "larger than 8K"),
     "unsupported_media_type": (415, "the first bytes match no supported audio/video container"),
     "invalid_request": (422, "a field is missing, of the wrong type or out of range"),
     "queue_full": (429, "every worker is busy and MER_QUEUE_SIZE analyses already wait"),
+    "too_many_uploads": (429, "MER_MAX_RECEIVING upload bodies are already arriving"),
     "internal_error": (500, "a bug; the message says what failed"),
     "not_ready": (503, "models are still loading"),
     "model_load_failed": (503, "the models could not be loaded; the server will not become ready"),

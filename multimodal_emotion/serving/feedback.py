@@ -26,6 +26,7 @@ from ..feedback_store import FeedbackStore, heads_fingerprint
 from ..labels import LABELS
 from .errors import ApiError
 from .settings import Settings
+from .upload import paced
 
 log = logging.getLogger("multimodal_emotion.serving")
 MAX_BODY_BYTES = 4096  # an id and a label: anything bigger is not a feedback request
@@ -75,12 +76,13 @@ async def record_analysis(settings: Settings, rec: Any, pred: Any) -> dict[str, 
         return {}
 
 
-async def _read_bounded(request: Request, limit: int) -> bytes:
+async def _read_bounded(request: Request, limit: int, settings: Settings) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise ApiError("body_too_large", f"a feedback body is at most {limit} bytes")
     data = bytearray()
-    async for chunk in request.stream():
+    async for chunk in paced(request.stream(), settings.read_timeout_s,
+                             settings.min_upload_kbps * 1024):  # a stalled body is dropped
         data += chunk
         if len(data) > limit:
             raise ApiError("body_too_large", f"a feedback body is at most {limit} bytes")
@@ -105,7 +107,7 @@ def add_feedback_route(app: FastAPI, settings: Settings, dependencies: Sequence[
         if store is None:
             raise ApiError("feedback_disabled", "feedback is off on this server; start it with "
                            "MER_FEEDBACK=1 and MER_DATA_DIR=<folder> to collect labels")
-        raw = await _read_bounded(request, MAX_BODY_BYTES)
+        raw = await _read_bounded(request, MAX_BODY_BYTES, settings)
         try:
             body = json.loads(raw or b"null")
         except (ValueError, UnicodeDecodeError):

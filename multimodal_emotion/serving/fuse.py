@@ -21,7 +21,7 @@ import math
 from typing import Any, Union
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
 
 from ..types import MODALITIES
 from .errors import ApiError
@@ -31,16 +31,23 @@ LATE_FUSION_RULES: dict[str, str] = {
     "product": "normalised product of the used modalities' probabilities (floored at 1e-6)",
 }
 PRODUCT_FLOOR = 1e-6
+MAX_NAMED_VALUES = 64  # {label: probability} maps: seven labels, with room for typos to report
+
+
+# A JSON number, never a boolean (pydantic's lax float takes true as 1.0).
+Number = Union[StrictFloat, StrictInt]
 
 
 class FuseRequest(BaseModel):
-    """Body of ``POST /v1/fuse``."""
+    """Body of ``POST /v1/fuse``: exactly one of ``embeddings`` or ``probabilities``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "description": "Send exactly one of 'embeddings' or 'probabilities'.",
+        "oneOf": [{"required": ["embeddings"]}, {"required": ["probabilities"]}]})
 
-    embeddings: dict[str, list[float]] | None = Field(
+    embeddings: dict[str, list[Number]] | None = Field(
         None, description="modality -> embedding vector (sizes: GET /v1/models)")
-    probabilities: dict[str, Union[list[float], dict[str, float]]] | None = Field(
+    probabilities: dict[str, Union[list[Number], dict[str, Number]]] | None = Field(
         None, description="modality -> 7 probabilities in label order, or {label: probability}")
     mask: Union[dict[str, bool], list[str], None] = Field(
         None, description="modalities to use: a list of names or {modality: bool}")
@@ -48,6 +55,38 @@ class FuseRequest(BaseModel):
         None, description="embeddings: product|concat|sum|attention|late (default: the "
                           "model's, product); "
                           "probabilities: mean|product (default mean)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shape_first(cls, data: Any) -> Any:
+        """Stop at the first wrong value, in one error. Left to field validation, a 0.9 MB body
+        of 180,000 strings where numbers belong made 360,000 errors: 5 s and 460 MB."""
+        if not isinstance(data, dict):
+            return data
+        for key in ("embeddings", "probabilities"):
+            value = data.get(key)
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                raise ValueError(f"{key} must be an object: modality -> values")
+            if len(value) > len(MODALITIES):
+                raise ValueError(f"{key}: at most {len(MODALITIES)} modalities "
+                                 f"({', '.join(MODALITIES)})")
+            for modality, values in value.items():
+                items = values.items() if isinstance(values, dict) else \
+                    enumerate(values) if isinstance(values, list) else ()
+                if isinstance(values, dict) and len(values) > MAX_NAMED_VALUES:
+                    raise ValueError(f"{key}.{str(modality)[:40]}: at most {MAX_NAMED_VALUES} "
+                                     "named values")
+                for where, x in items:
+                    if type(x) not in (int, float):  # bool is an int to Python, not to us
+                        at = where if isinstance(where, int) else repr(str(where)[:40])
+                        raise ValueError(f"{key}.{str(modality)[:40]}[{at}] is "
+                                         f"{str(x)[:40]!r}, not a number")
+        mask = data.get("mask")
+        if isinstance(mask, (list, dict)) and len(mask) > len(MODALITIES):
+            raise ValueError(f"mask: at most {len(MODALITIES)} modalities")
+        return data
 
 
 def fuse(model: Any, req: FuseRequest) -> dict[str, Any]:

@@ -7,6 +7,7 @@ globals, and ``mer serve`` keeps only three flags (host, port, model).
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -15,6 +16,34 @@ from typing import Any, Mapping
 from ..errors import InputError
 
 _TRUE = {"1", "true", "yes", "on"}
+
+# Every MER_* variable, what it does, its default: `mer serve --help` prints this list.
+ENV_HELP: dict[str, str] = {
+    "MER_MODEL": "model folder (--model overrides); default: the shipped model",
+    "MER_API_KEY": "require this key on /v1/* (X-API-Key or Authorization: Bearer); "
+                   "default: unset, no key; blank is refused",
+    "MER_WORKERS": "inference threads; default 1",
+    "MER_QUEUE_SIZE": "analyses that may wait for a worker, then 429; default 8",
+    "MER_MAX_UPLOAD_MB": "largest upload, then 413; default 200",
+    "MER_MAX_DURATION_S": "longest clip, then 413 media_too_long; default 3600",
+    "MER_READ_TIMEOUT_S": "a body silent this long is dropped (408); default 10",
+    "MER_MIN_UPLOAD_KBPS": "after MER_READ_TIMEOUT_S a body must average this rate, else "
+                           "408 (0: off); default 32",
+    "MER_MAX_RECEIVING": "upload bodies arriving at once, then 429; default 16",
+    "MER_MAX_JSON_KB": "largest /v1/fuse body, then 413; default 1024",
+    "MER_WINDOW_S": "seconds per segment of long clips; default 10",
+    "MER_UPLOAD_DIR": "uploads stream to <dir>/mer-uploads/; default: the system temp folder",
+    "MER_LOG_CONTENT": "1 logs file names, labels, transcripts; default 0",
+    "MER_FEEDBACK": "1 turns on POST /v1/feedback (needs MER_DATA_DIR); default 0",
+    "MER_DATA_DIR": "folder of the feedback store; default unset",
+}
+
+
+def env_help() -> str:
+    """The ``MER_*`` settings as an argparse epilog."""
+    width = max(map(len, ENV_HELP))
+    return "settings (environment variables; a bad value stops the server at start):\n" + \
+        "\n".join(f"  {var:<{width}}  {text}" for var, text in ENV_HELP.items())
 
 
 @dataclass(frozen=True)
@@ -39,6 +68,19 @@ class Settings:
     max_fps: float = 30.0
     window_s: float = 10.0
     """Seconds per segment for long clips (as ``mer analyze --window``)."""
+    max_duration_s: float = 3600.0
+    """Longer clips are refused (413 ``media_too_long``): decoding memory and analysis time grow
+    with duration, and 10 h of silence fits in a 7 MB FLAC."""
+    read_timeout_s: float = 10.0
+    """An upload or JSON body that sends nothing for this long is dropped (408)."""
+    min_upload_kbps: float = 32.0
+    """After ``read_timeout_s``, a body must have averaged at least this rate (KB/s), or it is
+    dropped (408): a client sending one byte every few seconds must not hold a connection."""
+    max_receiving: int = 16
+    """Uploads whose bodies may arrive at once. Bodies are read *before* a queue slot is taken
+    (so slow senders cannot hold slots), and this bounds the disk they use meanwhile."""
+    max_json_kb: float = 1024.0
+    """Largest ``/v1/fuse`` body (413): a 40 MB JSON took the server to 1.8 GB."""
     feedback: bool = False
     """``POST /v1/feedback`` on, and each analysis's expert logits kept (never the media) under
     ``data_dir`` so a person's label can later refit the fusion (``mer adapt --feedback``)."""
@@ -48,6 +90,10 @@ class Settings:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def max_json_bytes(self) -> int:
+        return int(self.max_json_kb * 1024)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -64,11 +110,20 @@ class Settings:
             "upload_dir": ("MER_UPLOAD_DIR", str),
             "log_content": ("MER_LOG_CONTENT", lambda s: s.strip().lower() in _TRUE),
             "window_s": ("MER_WINDOW_S", float),
+            "max_duration_s": ("MER_MAX_DURATION_S", float),
+            "read_timeout_s": ("MER_READ_TIMEOUT_S", float),
+            "min_upload_kbps": ("MER_MIN_UPLOAD_KBPS", float),
+            "max_receiving": ("MER_MAX_RECEIVING", int),
+            "max_json_kb": ("MER_MAX_JSON_KB", float),
             "feedback": ("MER_FEEDBACK", lambda s: s.strip().lower() in _TRUE),
             "data_dir": ("MER_DATA_DIR", str),
         }
         for name, (var, parse) in readers.items():
             raw = env.get(var)
+            if raw is not None and raw != "" and raw.strip() == "" and var == "MER_API_KEY":
+                # blank would silently turn the key off: refuse rather than serve unguarded
+                raise InputError(f"{var} is set but blank; give a key, or unset it to serve "
+                                 "without one")
             if raw is None or raw.strip() == "":
                 continue
             try:
@@ -80,8 +135,20 @@ class Settings:
 
     def validated(self) -> "Settings":
         """Reject settings that would make a broken server, with the variable to fix."""
-        if self.max_upload_mb <= 0:
-            raise InputError("MER_MAX_UPLOAD_MB must be > 0")
+        for var, value, lo, hi in (("MER_MAX_UPLOAD_MB", self.max_upload_mb, 0, 1024 * 1024),
+                                   ("MER_WINDOW_S", self.window_s, 0, 3600),
+                                   ("MER_MAX_DURATION_S", self.max_duration_s, 0, 86400),
+                                   ("MER_READ_TIMEOUT_S", self.read_timeout_s, 0, 3600),
+                                   ("MER_MIN_UPLOAD_KBPS", self.min_upload_kbps, -1, 1e6),
+                                   ("MER_MAX_JSON_KB", self.max_json_kb, 0, 1024 * 1024)):
+            # nan and inf parse as floats; each made a server that answered 500 forever
+            if not (math.isfinite(value) and lo < value <= hi):
+                raise InputError(f"{var}={value!r} is out of range: give a number > {lo:g} "
+                                 f"and <= {hi:g}")
+        if self.max_receiving < 1:
+            raise InputError("MER_MAX_RECEIVING must be >= 1")
+        if self.api_key is not None and self.api_key.strip() == "":
+            raise InputError("MER_API_KEY is blank; give a key, or unset it")
         if self.workers < 1:
             raise InputError("MER_WORKERS must be >= 1")
         if self.queue_size < 0:

@@ -11,8 +11,12 @@ content type are never trusted; only the magic numbers are.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
+import re
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AsyncIterator, Callable, Mapping
@@ -28,6 +32,13 @@ FORM_OVERHEAD = 64 * 1024
 MAX_FIELD_BYTES = 1024
 MAX_FIELDS = 16
 FILE_FIELD = "file"
+
+log = logging.getLogger("multimodal_emotion.serving")
+# Uploads live in a folder of their own under MER_UPLOAD_DIR, named mer-upload-<pid>-*.part, so
+# a restarted server can remove what a killed one left (and only that: other processes' files
+# keep their pid, and nothing without the prefix is ever touched).
+UPLOAD_SUBDIR = "mer-uploads"
+_UPLOAD_NAME = re.compile(r"^mer-upload-(\d+)-[A-Za-z0-9_]+\.part$")
 
 SUPPORTED = ("mp4/mov/m4a (ftyp), mkv/webm, avi, wav, flv, mp3, aac (ADTS), flac, ogg/opus, "
              "MPEG-TS/PS, ASF/WMV")
@@ -73,6 +84,65 @@ def sniff(head: bytes) -> str | None:
         if bitrate not in (0, 15) and rate != 3:
             return "mp3"
     return None
+
+
+def upload_folder(upload_dir: str | os.PathLike) -> Path:
+    """The server-owned folder for uploads under ``upload_dir`` (made if missing)."""
+    folder = Path(upload_dir) / UPLOAD_SUBDIR
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def sweep_stale_uploads(upload_dir: str | os.PathLike) -> int:
+    """Delete uploads a dead server left behind (``kill -9`` skips every ``finally``): only
+    files named like ours whose writing process is gone. Returns how many were removed."""
+    removed = 0
+    for path in upload_folder(upload_dir).iterdir():
+        match = _UPLOAD_NAME.match(path.name)
+        if match and path.is_file() and not _alive(int(match.group(1))):
+            path.unlink(missing_ok=True)
+            removed += 1
+    if removed:
+        log.info("removed %d upload(s) left by a server that did not stop cleanly", removed)
+    return removed
+
+
+async def paced(stream: AsyncIterator[bytes], read_timeout_s: float,
+                min_bytes_per_s: float) -> AsyncIterator[bytes]:
+    """``stream``, but a body that sends nothing for ``read_timeout_s``, or that has averaged
+    less than ``min_bytes_per_s`` once ``read_timeout_s`` have passed, is dropped (408): a
+    request may take its time, not hold the server's resources at one byte every ten seconds."""
+    iterator = stream.__aiter__()
+    start = time.monotonic()
+    total = 0
+    while True:
+        try:
+            chunk = await asyncio.wait_for(iterator.__anext__(), read_timeout_s)
+        except StopAsyncIteration:
+            return
+        except asyncio.TimeoutError:
+            raise ApiError("upload_timeout", f"the body stalled: nothing arrived for "
+                           f"{read_timeout_s:g} s (MER_READ_TIMEOUT_S)",
+                           headers={"Connection": "close"}) from None
+        total += len(chunk)
+        elapsed = time.monotonic() - start
+        if elapsed > read_timeout_s and total < min_bytes_per_s * elapsed:
+            raise ApiError("upload_timeout", f"the body arrives too slowly ({total} bytes in "
+                           f"{elapsed:.0f} s; at least {min_bytes_per_s / 1024:g} KB/s is "
+                           "needed, MER_MIN_UPLOAD_KBPS)", headers={"Connection": "close"})
+        yield chunk
 
 
 @dataclass
@@ -177,8 +247,8 @@ class _Receiver:
             if self._done_file or self.fd is not None:
                 raise ApiError("invalid_request", "send one file per request")
             self.filename = _safe_name(opts[b"filename"])
-            self.fd, name = tempfile.mkstemp(prefix="mer-upload-", suffix=".part",
-                                             dir=self.upload_dir)
+            self.fd, name = tempfile.mkstemp(prefix=f"mer-upload-{os.getpid()}-",
+                                             suffix=".part", dir=upload_folder(self.upload_dir))
             self.path = Path(name)
             self._part = "file"
         elif b"filename" in opts:

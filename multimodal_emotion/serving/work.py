@@ -36,9 +36,15 @@ class WorkQueue:
             return {"running": self._running, "waiting": self._admitted - self._running,
                     "workers": self.workers, "queue_size": self.queue_size}
 
+    def full(self) -> bool:
+        """No slot free right now (a cheap look before reading a body that would be refused)."""
+        with self._lock:
+            return self._admitted >= self.capacity
+
     def admit(self) -> "Ticket | None":
-        """A ticket for one job, or ``None`` when the queue is full. Take it *before* reading
-        the upload, so a refused request costs neither bandwidth nor disk."""
+        """A ticket for one job, or ``None`` when the queue is full. Take it only once the
+        request's body is in: a slot held while a body trickles in lets nine slow clients lock
+        everyone else out (look with :meth:`full` first, so a refused request costs no body)."""
         with self._lock:
             if self._admitted >= self.capacity:
                 return None
@@ -104,3 +110,24 @@ class Ticket:
         if self._state == "admitted":
             self._state = "closed"
             self._queue._release()
+
+
+class Slots:
+    """A plain counter of things in progress with a ceiling (uploads whose bodies are arriving):
+    :meth:`take` says whether one more fits, :meth:`give` frees one."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self.used = 0
+
+    def take(self) -> bool:
+        with self._lock:
+            if self.used >= self.limit:
+                return False
+            self.used += 1
+            return True
+
+    def give(self) -> None:
+        with self._lock:
+            self.used -= 1
