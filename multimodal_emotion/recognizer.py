@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import encoders, media
+from .encoders import language
 from .errors import ModelError
 from .labels import LABELS
 from .model import DEFAULT_MODEL_DIR, EmotionModel
@@ -38,6 +39,13 @@ class EmotionRecognizer:
         # torch, which release the GIL, so cold start pays for it only in part.
         text_future = self._pool.submit(build_encoder, "text", cfg.get("text", {"name": "minilm"}),
                                         model_dir)
+        # Whisper base for language ID (encoders/language.py) loads beside it; it routes the
+        # faster-whisper transcriber's audio, and "language": {"enabled": false} in the
+        # model config keeps the old English-only path.
+        lcfg = dict(cfg.get("language", {}))
+        routed = cfg.get("transcriber", {"name": "faster-whisper"})["name"] == "faster-whisper"
+        base_future = self._pool.submit(language.load_base) \
+            if lcfg.pop("enabled", True) and routed else None
         self.audio = build_encoder("audio", cfg.get("audio", {"name": "whisper"}), model_dir)
         shared = getattr(self.audio, "whisper_model", None)
         tcfg = dict(cfg.get("transcriber", {"name": "faster-whisper"}))
@@ -52,6 +60,8 @@ class EmotionRecognizer:
 
         self.face = build_encoder("face", cfg.get("face", {"name": "haar-cnn"}), model_dir)
         self.text = TranscriptTextEncoder(self.transcriber, text_future.result())
+        self.language = None if base_future is None else language.LanguageRouter(
+            self.transcriber, base_future.result(), **lcfg)
         for m, enc in (("audio", self.audio), ("text", self.text), ("face", self.face)):
             if enc.dim != model.dims[m]:
                 raise ModelError(f"{m} encoder gives {enc.dim}-d embeddings but the model was "
@@ -113,11 +123,18 @@ class EmotionRecognizer:
         audio_out: ModalityOutput = timed("audio", self.audio.encode, clip)
         if audio_out.available:
             encoded = audio_out.extras.pop("whisper_encoder_output", None)
-            if encoded is not None and self._shares_whisper:
-                transcript = timed("transcribe", self.transcriber.transcribe_encoded, encoded)
+            if self.language is not None:  # language ID, then tiny.en or a translation
+                tr = self.language.transcribe(clip.audio, encoded if self._shares_whisper
+                                              else None)
+                timings.update(tr.timings_ms)
+                text_out = timed("text", language.encode_transcript, self.text, tr)
             else:
-                transcript = timed("transcribe", self.transcriber.transcribe, clip.audio)
-            text_out = timed("text", self.text.encode_transcript, transcript)
+                if encoded is not None and self._shares_whisper:
+                    transcript = timed("transcribe", self.transcriber.transcribe_encoded,
+                                       encoded)
+                else:
+                    transcript = timed("transcribe", self.transcriber.transcribe, clip.audio)
+                text_out = timed("text", self.text.encode_transcript, transcript)
         else:
             text_out = ModalityOutput.missing("text", self.text.dim,
                                               reason=f"no speech ({audio_out.reason})",
@@ -178,6 +195,7 @@ def _combine(parts: list[dict[str, Any]], bounds: list[tuple[float, float]], fus
         if m == "text":
             extras["transcript"] = " ".join(o.extras.get("transcript", "") for o in outs
                                             if o.extras.get("transcript")).strip()
+            extras.update(language.combine_extras([o.extras for o in outs]))
         if m == "face":
             extras["frames_with_face"] = int(sum(o.extras.get("frames_with_face", 0)
                                                  for o in outs))
