@@ -58,7 +58,9 @@ def main() -> int:
     p.add_argument("--n", type=int, default=50)
     p.add_argument("--pad", type=float, nargs="+", default=[10.0])
     p.add_argument("--no-route", action="store_true", help="language ID only, no transcripts")
-    p.add_argument("--show", type=int, default=3, help="example transcripts per corpus")
+    p.add_argument("--show", type=int, default=3, help="example transcripts per corpus (every "
+                   "translation and every English transcript of a non-English clip is shown)")
+    p.add_argument("--corpora", nargs="+", default=None, help="only these, e.g. nEMO CASIA")
     args = p.parse_args()
     root = Path(args.data) if args.data else default_data_root()
 
@@ -66,7 +68,8 @@ def main() -> int:
     english = FasterWhisperTranscriber()
     routers = {pad: LanguageRouter(english, base, pad_to_s=pad) for pad in args.pad}
     clips = {name: [media.load(c, fps=1).audio for c in clip_paths(root, folder, kind, args.n)]
-             for name, _, folder, kind in CORPORA if (root / folder).exists()}
+             for name, _, folder, kind in CORPORA if (root / folder).exists()
+             and (not args.corpora or name in args.corpora)}
     print(f"data: {root}; {args.n} clips per corpus (fewer where the corpus has fewer); "
           f"cores={os.cpu_count()}")
     for pad, router in routers.items():
@@ -113,10 +116,10 @@ def main() -> int:
             kinds[kind] += 1
             if tr.reason:
                 reasons[_reason_kind(tr.reason)] += 1
-            if i < args.show:
+            if i < args.show or kind == "translated" or (kind == "english" and lang != "en"):
                 examples.append(f"{name} [{tr.language} {tr.language_probability:.2f}] "
                                 f"{kind}: {tr.original!r} -> {tr.text!r}"
-                                + (f" ({tr.reason})" if tr.reason else ""))
+                                + (f" ({tr.reason})" if tr.reason else f" {tr.doubt}"))
         print(f"| {name} | {sum(kinds.values())} | {kinds['english']} | {kinds['translated']} "
               f"| {kinds['masked']} | {', '.join(f'{r} x{c}' for r, c in reasons.items()) or '-'}"
               f" | {statistics.median(times):.0f} |")
@@ -127,8 +130,8 @@ def main() -> int:
 
 
 def _reason_kind(reason: str) -> str:
-    if "language probability" in reason:
-        return "language unsure"
+    if "language uncertain" in reason:
+        return "language uncertain"
     if "log-probability" in reason:
         return "low log-prob"
     if "compression" in reason:

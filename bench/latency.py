@@ -24,6 +24,10 @@ def main() -> int:
     p.add_argument("--clip", help="clip to analyze (default: a 5 s demo clip built here)")
     p.add_argument("--runs", type=int, default=10)
     p.add_argument("--fusion", default=None)
+    p.add_argument("--no-language-id", action="store_true",
+                   help="skip Whisper base's language ID (the English-only pipeline)")
+    p.add_argument("--voice", default=None,
+                   help="eSpeak NG voice for the built clip, e.g. de (default: English)")
     args = p.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -32,12 +36,17 @@ def main() -> int:
         from multimodal_emotion.demo import make_demo_clip
 
         clip_path = os.path.join(tempfile.mkdtemp(), "bench5s.mp4")
-        make_demo_clip(clip_path, seconds=5.0)
+        if args.voice:
+            from multimodal_emotion.demo import GERMAN_TEXT
+
+            make_demo_clip(clip_path, text=GERMAN_TEXT, seconds=5.0, voice=args.voice)
+        else:
+            make_demo_clip(clip_path, seconds=5.0)
     t0 = time.perf_counter()
     from multimodal_emotion import EmotionRecognizer
 
     t_import = time.perf_counter() - t0
-    rec = EmotionRecognizer.from_pretrained()
+    rec = EmotionRecognizer.from_pretrained(language_id=not args.no_language_id)
     t_load = time.perf_counter() - t0
     first = rec.analyze(clip_path, fusion=args.fusion)
     t_cold = time.perf_counter() - t0

@@ -29,7 +29,8 @@ class EmotionRecognizer:
     """Analyze clips with a trained model folder (default: the one shipped in the package)."""
 
     def __init__(self, model: EmotionModel, model_dir: Path, window_s: float = DEFAULT_WINDOW_S,
-                 fps: float = media.DEFAULT_FPS, threads: int | None = None) -> None:
+                 fps: float = media.DEFAULT_FPS, threads: int | None = None,
+                 language_id: bool = True) -> None:
         self.model, self.model_dir = model, model_dir
         self.window_s, self.fps = window_s, fps
         cfg: dict[str, Any] = model.config.get("encoders", {})
@@ -40,12 +41,12 @@ class EmotionRecognizer:
         text_future = self._pool.submit(build_encoder, "text", cfg.get("text", {"name": "minilm"}),
                                         model_dir)
         # Whisper base for language ID (encoders/language.py) loads beside it; it routes the
-        # faster-whisper transcriber's audio, and "language": {"enabled": false} in the
-        # model config keeps the old English-only path.
+        # faster-whisper transcriber's audio; language_id=False (or "language": {"enabled":
+        # false} in the model config) keeps the old English-only path, for English-only input.
         lcfg = dict(cfg.get("language", {}))
         routed = cfg.get("transcriber", {"name": "faster-whisper"})["name"] == "faster-whisper"
         base_future = self._pool.submit(language.load_base) \
-            if lcfg.pop("enabled", True) and routed else None
+            if lcfg.pop("enabled", True) and routed and language_id else None
         self.audio = build_encoder("audio", cfg.get("audio", {"name": "whisper"}), model_dir)
         shared = getattr(self.audio, "whisper_model", None)
         tcfg = dict(cfg.get("transcriber", {"name": "faster-whisper"}))

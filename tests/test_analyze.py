@@ -221,8 +221,9 @@ def test_text_view_reports_language_and_never_invents_english(rec, demo_clip):
     assert text["language"] == "en" and text["language_probability"] > 0.9
     assert text["translated"] is False and text["transcript"] == text["transcript_original"]
     assert "language" in rec.analyze(demo_clip).timings_ms
-    audio, sr = synthesize_speech("Ich bin heute sehr glücklich, dich wiederzusehen. Das ist "
-                                  "eine wunderbare Nachricht.", "de")
+    from multimodal_emotion.demo import GERMAN_TEXT
+
+    audio, sr = synthesize_speech(GERMAN_TEXT, "de")
     german = rec.analyze(audio=_resample(audio, sr, 16000).astype(np.float32)).to_dict()
     text = german["modalities"]["text"]
     assert text["language"] == "de" and "ich bin" in text["transcript_original"].lower()

@@ -13,6 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import pytest
 
+from multimodal_emotion.demo import GERMAN_TEXT as GERMAN
 from multimodal_emotion.encoders.language import (Decoded, LanguageRouter, Transcript,
                                                   TrustRules, combine_extras,
                                                   compression_ratio, encode_transcript)
@@ -26,7 +27,6 @@ def _speech(text: str, voice: str) -> np.ndarray:
 
 
 ENGLISH = "I am so happy to see you again today, this is wonderful news."
-GERMAN = "Ich bin heute sehr glücklich, dich wiederzusehen. Das ist eine wunderbare Nachricht."
 
 
 def _is_honest(tr: Transcript) -> bool:
