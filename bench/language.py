@@ -30,8 +30,11 @@ CORPORA = [("RAVDESS", "en", "ravdess_speech", None),
            ("URDU", "ur", "speech_more/urdu", "labels")]
 
 
-def clip_paths(root: Path, folder: str, kind: str | None, n: int) -> list[Path]:
-    """``n`` clips spread evenly over the corpus's sorted list (every speaker is reached)."""
+def clip_paths(root: Path, folder: str, kind: str | None, n: int,
+               offset: float = 0.0) -> list[Path]:
+    """``n`` clips spread evenly over the corpus's sorted list (every speaker is reached);
+    ``offset`` (0-1) shifts the picks by a fraction of the step: 0.5 gives clips disjoint from
+    offset 0's, to check a rule chosen on them."""
     base = root / folder
     if kind == "labels":
         paths = sorted(base / r["path"] for r in csv.DictReader((base / "labels.csv").open()))
@@ -43,7 +46,7 @@ def clip_paths(root: Path, folder: str, kind: str | None, n: int) -> list[Path]:
     if len(paths) <= n:
         return paths
     step = len(paths) / n
-    return [paths[int(i * step)] for i in range(n)]
+    return [paths[int((i + offset) * step)] for i in range(n)]
 
 
 def main() -> int:
@@ -60,6 +63,7 @@ def main() -> int:
     p.add_argument("--no-route", action="store_true", help="language ID only, no transcripts")
     p.add_argument("--show", type=int, default=3, help="example transcripts per corpus (every "
                    "translation and every English transcript of a non-English clip is shown)")
+    p.add_argument("--offset", type=float, default=0.0, help="shift the picked clips (0-1)")
     p.add_argument("--corpora", nargs="+", default=None, help="only these, e.g. nEMO CASIA")
     args = p.parse_args()
     root = Path(args.data) if args.data else default_data_root()
@@ -67,11 +71,12 @@ def main() -> int:
     base = load_base()
     english = FasterWhisperTranscriber()
     routers = {pad: LanguageRouter(english, base, pad_to_s=pad) for pad in args.pad}
-    clips = {name: [media.load(c, fps=1).audio for c in clip_paths(root, folder, kind, args.n)]
+    clips = {name: [media.load(c, fps=1).audio for c in clip_paths(root, folder, kind, args.n,
+                                                                        args.offset)]
              for name, _, folder, kind in CORPORA if (root / folder).exists()
              and (not args.corpora or name in args.corpora)}
-    print(f"data: {root}; {args.n} clips per corpus (fewer where the corpus has fewer); "
-          f"cores={os.cpu_count()}")
+    print(f"data: {root}; {args.n} clips per corpus (fewer where the corpus has fewer), "
+          f"offset {args.offset:g}; cores={os.cpu_count()}")
     for pad, router in routers.items():
         print(f"\n## language ID: Whisper base encoder on the audio padded to {pad:g} s")
         print("| corpus | language | clips | correct | probability when correct: median (min) | "

@@ -42,6 +42,10 @@ def test_whisper_doubt_rules_name_their_reason() -> None:
     assert Decoded("Kids are talking by the door.", -0.2, 0.01, 1.0).doubt(rules) is None
     low = Decoded("So, to say, yeah,", -1.3, 0.2, 0.7).doubt(rules)
     assert low is not None and "log-probability -1.30 < -1" in low
+    # a translation needs more: measured, most between -1.0 and -0.7 were wrong
+    scarf = Decoded("I bought a new scarf for the backpacks.", -0.90, 0.01, 0.87)
+    assert scarf.doubt(rules) is None
+    assert "< -0.7" in scarf.doubt(rules, rules.min_translation_avg_logprob)
     loop = "I'm a good boy, and " * 6
     assert compression_ratio(loop) > 2.4 > compression_ratio(ENGLISH)
     rep = Decoded(loop, -0.3, 0.1, compression_ratio(loop)).doubt(rules)
