@@ -7,7 +7,7 @@ wrong, the time of language ID alone (base encoder on the audio padded to ``--pa
 ``detect_language``), and what the text expert then gets: the tiny.en transcript (English),
 a translation, or a masked text (and why). ``--pad`` may list several values to compare.
 
-    .venv/bin/python bench/language.py [--data ../shared/data] [--n 50] [--pad 10]
+    .venv/bin/python bench/language.py [--data ../shared/data] [--n 50] [--pad 5]
         [--no-route] [--show 3]
 """
 
@@ -59,7 +59,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=None)
     p.add_argument("--n", type=int, default=50)
-    p.add_argument("--pad", type=float, nargs="+", default=[10.0])
+    p.add_argument("--pad", type=float, nargs="+", default=[5.0])
     p.add_argument("--no-route", action="store_true", help="language ID only, no transcripts")
     p.add_argument("--show", type=int, default=3, help="example transcripts per corpus (every "
                    "translation and every English transcript of a non-English clip is shown)")

@@ -52,6 +52,15 @@ def test_whisper_doubt_rules_name_their_reason() -> None:
     assert rep is not None and rep.startswith("repetitive text")
 
 
+def test_a_translation_that_loops_is_masked() -> None:
+    """A short loop the compression ratio misses (1.81), from a real CASIA clip."""
+    from multimodal_emotion.encoders.language import _LOOP
+
+    assert _LOOP.search("Zhiyuanananananananananananan")
+    assert compression_ratio("Zhiyuanananananananananananan") < TrustRules().max_compression_ratio
+    assert not _LOOP.search("In the museum you can see the school of dinosaurs.")
+
+
 def test_windows_report_the_main_language() -> None:
     parts = [Transcript("", "就是下雨", "zh", 0.9, False, "doubt").extras(),
              Transcript("Also go.", "也去", "zh", 0.7, True).extras(),
