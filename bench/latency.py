@@ -51,7 +51,12 @@ def main() -> int:
     first = rec.analyze(clip_path, fusion=args.fusion)
     t_cold = time.perf_counter() - t0
 
-    runs = [rec.analyze(clip_path, fusion=args.fusion).timings_ms for _ in range(args.runs)]
+    cpu_cold = time.process_time()
+    runs, cpu = [], []
+    for _ in range(args.runs):
+        c = time.process_time()
+        runs.append(rec.analyze(clip_path, fusion=args.fusion).timings_ms)
+        cpu.append((time.process_time() - c) * 1000)
     stages = list(runs[0])
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"clip: {clip_path} ({first.duration_s:.2f} s), fusion={first.fusion}, "
@@ -64,6 +69,11 @@ def main() -> int:
           "do not add up to total)")
     print(f"cold start: import {t_import:.2f} s, load models {t_load - t_import:.2f} s, "
           f"first clip {t_cold - t_load:.2f} s, total {t_cold:.2f} s")
+    # CPU time (all threads of this process) does not grow when other jobs share the cores,
+    # so it bounds what the wall time would be on an idle machine: at most this, at least
+    # half of it with two cores busy.
+    print(f"CPU time: warm clip median {statistics.median(cpu):.0f} ms "
+          f"(min {min(cpu):.0f}); cold start {cpu_cold:.2f} s")
     print(f"peak RSS: {peak_mb:.0f} MB")
     return 0
 

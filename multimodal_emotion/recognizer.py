@@ -61,8 +61,9 @@ class EmotionRecognizer:
 
         self.face = build_encoder("face", cfg.get("face", {"name": "haar-cnn"}), model_dir)
         self.text = TranscriptTextEncoder(self.transcriber, text_future.result())
+        # not waited for here: the router waits at the first clip's language ID
         self.language = None if base_future is None else language.LanguageRouter(
-            self.transcriber, base_future.result(), **lcfg)
+            self.transcriber, base_future, **lcfg)
         for m, enc in (("audio", self.audio), ("text", self.text), ("face", self.face)):
             if enc.dim != model.dims[m]:
                 raise ModelError(f"{m} encoder gives {enc.dim}-d embeddings but the model was "

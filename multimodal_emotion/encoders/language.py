@@ -12,8 +12,9 @@ may read:
    ``bench/language.py`` measured the padding choice (accuracy and time per clip).
 2. **English** (the detected language is ``en``) keeps the fast path: tiny.en decodes from the
    audio encoder's output, as before.
-3. **Any other language** is decoded twice from base's encoder output, once in its own language
-   (``transcript_original``) and once with ``task="translate"`` (``transcript``, the English the
+3. **Any other language** is decoded from base's encoder output in its own language
+   (``transcript_original``) and, when Whisper believes those words, once more with
+   ``task="translate"`` (``transcript``, the English the
    expert reads, ``translated: true``). The translation is masked, with its reason, when the
    language ID is unsure (probability below :attr:`TrustRules.min_language_probability`) or when
    Whisper doubts its translation (the rules below). It is never replaced by tiny.en's guess.
@@ -29,6 +30,7 @@ import re
 import time
 import zlib
 from collections import Counter
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -185,22 +187,33 @@ class LanguageRouter:
     def __init__(self, english: Any, base: Any = None, pad_to_s: float = 5.0,
                  rules: TrustRules | None = None, beam_size: int = 1,
                  cpu_threads: int = 2) -> None:
-        from .audio import WhisperAudioEncoder
-
-        if base is None:
-            base = load_base(cpu_threads)
-        self.english, self.base = english, base
+        # ``base`` may be a Future still loading (the recognizer's second thread): it is
+        # waited for at the first language ID, so loading overlaps the first clip's decoding,
+        # audio and face stages instead of adding to cold start.
+        self.english = english
+        self._base = base if base is not None else load_base(cpu_threads)
         self.rules = rules or TrustRules()
         self.beam_size = beam_size
-        # Reuse the audio encoder's padding and chunking on base (one code path for both models)
-        self._base_encoder = WhisperAudioEncoder(model_path="base", whisper_model=base,
-                                                 pad_to_s=pad_to_s)
-        self._english_encoder: WhisperAudioEncoder | None = None
-        self.pad_to_s = self._base_encoder.pad_to_s
+        self.pad_to_s = float(min(max(pad_to_s, 0.0), 30.0))
+        self._base_encoder: Any = None
+        self._english_encoder: Any = None
+
+    @property
+    def base(self) -> Any:
+        """The loaded multilingual ``faster_whisper.WhisperModel``."""
+        if isinstance(self._base, Future):
+            self._base = self._base.result()
+        return self._base
 
     # -- pieces, public for the benchmark ----------------------------------------------------
     def encode_base(self, wave: np.ndarray) -> list[tuple[Any, int]]:
         """Whisper base's encoder output over ``wave`` (chunks of <= 30 s)."""
+        if self._base_encoder is None:
+            from .audio import WhisperAudioEncoder
+
+            # the audio encoder's padding and chunking, on base: one code path for both models
+            self._base_encoder = WhisperAudioEncoder(model_path="base", whisper_model=self.base,
+                                                     pad_to_s=self.pad_to_s)
         return self._base_encoder.encode_chunks(np.ascontiguousarray(wave, dtype=np.float32))
 
     def detect(self, chunks: list[tuple[Any, int]]) -> tuple[str, float]:
@@ -259,6 +272,10 @@ class LanguageRouter:
             dec = self.decode_english(wave, english_encoded)
             return self._judge(dec, dec, language, prob)
         original = self.decode_base(base_chunks, "transcribe", language)
+        if not original.text or original.doubt(self.rules):
+            # nothing said, or words Whisper does not believe it heard: translating them
+            # would cost a second decode for a guess (most masked clips stop here)
+            return self._judge(original, original, language, prob)
         english = self.decode_base(base_chunks, "translate", language)
         return self._judge(english, original, language, prob)
 
@@ -278,15 +295,15 @@ class LanguageRouter:
         checks = [(english, "transcript", None)] if language == "en" else \
             [(original, f"{language} transcript", None),
              (english, f"translation from {language}", rules.min_translation_avg_logprob)]
-        if language != "en" and _LOOP.search(english.text):
-            return Transcript("", original.text, language, prob, False,
-                              f"Whisper's translation from {language} loops: "
-                              f"{english.text[:40]!r}", stats)
         for dec, name, bar in checks:
             doubt = dec.doubt(rules, bar)
             if doubt:
                 return Transcript("", original.text, language, prob, False,
                                   f"Whisper doubts its {name}: {doubt}", stats)
+        if language != "en" and _LOOP.search(english.text):
+            return Transcript("", original.text, language, prob, False,
+                              f"Whisper's translation from {language} loops: "
+                              f"{english.text[:40]!r}", stats)
         return Transcript(english.text, original.text, language, prob, language != "en",
                           None, stats)
 
