@@ -26,6 +26,8 @@ def main() -> int:
     p.add_argument("--fusion", default=None)
     p.add_argument("--no-language-id", action="store_true",
                    help="skip Whisper base's language ID (the English-only pipeline)")
+    p.add_argument("--base-compute-type", default=None,
+                   help="compute type of the language-ID Whisper base (int8, float32)")
     p.add_argument("--voice", default=None,
                    help="eSpeak NG voice for the built clip, e.g. de (default: English)")
     args = p.parse_args()
@@ -46,7 +48,15 @@ def main() -> int:
     from multimodal_emotion import EmotionRecognizer
 
     t_import = time.perf_counter() - t0
-    rec = EmotionRecognizer.from_pretrained(language_id=not args.no_language_id)
+    if args.base_compute_type:  # as a model folder's config.json would say it
+        from multimodal_emotion.model import DEFAULT_MODEL_DIR, EmotionModel
+
+        model = EmotionModel.from_pretrained(DEFAULT_MODEL_DIR)
+        model.config.setdefault("encoders", {})["language"] = {
+            "compute_type": args.base_compute_type}
+        rec = EmotionRecognizer(model, DEFAULT_MODEL_DIR)
+    else:
+        rec = EmotionRecognizer.from_pretrained(language_id=not args.no_language_id)
     t_load = time.perf_counter() - t0
     first = rec.analyze(clip_path, fusion=args.fusion)
     t_cold = time.perf_counter() - t0

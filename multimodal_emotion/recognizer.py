@@ -45,7 +45,8 @@ class EmotionRecognizer:
         # false} in the model config) keeps the old English-only path, for English-only input.
         lcfg = dict(cfg.get("language", {}))
         routed = cfg.get("transcriber", {"name": "faster-whisper"})["name"] == "faster-whisper"
-        base_future = self._pool.submit(language.load_base) \
+        base_future = self._pool.submit(language.load_base,
+                                        compute_type=lcfg.pop("compute_type", "int8")) \
             if lcfg.pop("enabled", True) and routed and language_id else None
         self.audio = build_encoder("audio", cfg.get("audio", {"name": "whisper"}), model_dir)
         shared = getattr(self.audio, "whisper_model", None)
