@@ -68,6 +68,8 @@ def test_windows_report_the_main_language() -> None:
     got = combine_extras(parts)
     assert got == {"transcript_original": "就是下雨 也去", "language": "zh",
                    "language_probability": 0.8, "translated": True}
+    silent = combine_extras([{"transcript": ""}])
+    assert silent["language"] is None and silent["translated"] is False
 
 
 def test_masked_transcript_keeps_its_reason_and_language(minilm) -> None:
@@ -143,3 +145,13 @@ def test_real_non_english_speech(router: LanguageRouter, data_root: Path, path: 
     assert tr.text == "" or tr.translated
     if tr.text == "":
         assert tr.reason
+
+
+def test_cli_table_says_a_transcript_is_a_translation() -> None:
+    from multimodal_emotion.cli import format_prediction
+
+    text = {"available": True, "label": "neutral", "probabilities": {"neutral": 0.6},
+            **Transcript("They support China", "他們支持中國", "zh", 0.99, True).extras()}
+    out = format_prediction({"label": None, "reason": "x", "duration_s": 2.0, "fusion": "sum",
+                             "modalities": {"text": text}})
+    assert '"They support China"   (translated from zh: "他們支持中國")' in out

@@ -347,10 +347,12 @@ def encode_transcript(text_encoder: Any, transcript: Transcript) -> ModalityOutp
 
 def combine_extras(extras: list[dict[str, Any]]) -> dict[str, Any]:
     """The language fields of a clip from its windows': the most frequent language (its mean
-    probability), ``translated`` if any window was, the transcripts joined."""
+    probability), ``translated`` if any window was, the transcripts joined. Always the same
+    keys, so ``modalities.text`` has one shape."""
     langs = [e["language"] for e in extras if e.get("language")]
-    if not langs:
-        return {}
+    if not langs:  # no speech reached language ID (or it is off): the fields say so
+        return {"transcript_original": "", "language": None, "language_probability": None,
+                "translated": False}
     language = Counter(langs).most_common(1)[0][0]
     probs = [e["language_probability"] for e in extras if e.get("language") == language
              and e.get("language_probability") is not None]
