@@ -14,10 +14,11 @@ may read:
    audio encoder's output, as before.
 3. **Any other language** is decoded from base's encoder output in its own language
    (``transcript_original``) and, when Whisper believes those words, once more with
-   ``task="translate"`` (``transcript``, the English the
-   expert reads, ``translated: true``). The translation is masked, with its reason, when the
-   language ID is unsure (probability below :attr:`TrustRules.min_language_probability`) or when
-   Whisper doubts its translation (the rules below). It is never replaced by tiny.en's guess.
+   ``task="translate"`` (``transcript``, the English the expert reads, ``translated: true``).
+   The text is masked, with its reason, when Whisper doubts either decode (the rules below; a
+   translation needs an average log-probability of -0.7, not -1.0: measured, see
+   :class:`TrustRules`) or when the translation loops. It is never replaced by tiny.en's guess.
+   Whatever the language, a language probability below 0.5 masks the text.
 4. **Whisper's own doubt** (:class:`TrustRules`, Whisper's defaults): a decode whose average
    log-probability is below -1.0, or whose text compresses better than 2.4 : 1 (gzip; loops and
    repeated phrases), is masked with the reason in ``modalities.text.reason``. A chunk whose
