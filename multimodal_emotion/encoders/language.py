@@ -140,8 +140,8 @@ def decode_chunks(model: Any, hf_tokenizer: Any, chunks: list[tuple[Any, int]],
     The encoder ran on a window padded to less than 30 s, so decoding keeps timestamp tokens on
     (they let the model mark where speech ends; without them it can loop over the sentence) and
     caps tokens at ``tokens_per_s`` per second of audio plus 8 (5 for English; other languages
-    take more tokens per word: a German sentence was cut at 5). A chunk whose no-speech probability exceeds
-    ``no_speech_threshold`` contributes no words. ``avg_logprob`` is faster-whisper's: the
+    take more tokens per word: a German sentence was cut at 5). A chunk whose no-speech
+    probability exceeds ``no_speech_threshold`` contributes no words. ``avg_logprob`` is faster-whisper's: the
     cumulative log-probability over (tokens + 1), pooled over kept chunks by token count.
     """
     from faster_whisper.tokenizer import Tokenizer
