@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--encoder", default="whisper", choices=["whisper", "mfcc-lstm", "wav2vec2"])
     ap.add_argument("--model", help="wav2vec2: local checkpoint folder or cached hub name; "
-                    "whisper: tiny.en (default, packaged), base (extra [whisper-base]) or a "
+                    "whisper: tiny.en (default, packaged), base (multilingual, installed with the package) or a "
                     "CTranslate2 folder")
     ap.add_argument("--layer", type=int, default=-1, help="wav2vec2 hidden layer")
     ap.add_argument("--layers", type=int, nargs="*", default=[1, 2, 3, 4],

@@ -232,6 +232,8 @@ def format_prediction(d: dict) -> str:
             line = f"  {m:<8} {'-':<10}      ({v.get('reason')})"
         if m == "text" and v.get("transcript"):
             line += f'   "{v["transcript"]}"'
+        if m == "text" and v.get("translated"):  # say it is a translation, and of what
+            line += f'   (translated from {v["language"]}: "{v.get("transcript_original")}")'
         if m == "face":
             line += f"   faces in {v.get('frames_with_face', 0)}/{v.get('frames', 0)} frames"
         lines.append(line)

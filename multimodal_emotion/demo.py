@@ -21,6 +21,9 @@ __all__ = [
 ]
 
 DEFAULT_TEXT = "I am so happy to see you again today, this is wonderful news."
+# The same sentence in German, for clips in a language tiny.en does not know (voice "de")
+GERMAN_TEXT = ("Ich bin heute sehr glücklich, dich wiederzusehen. Das ist eine wunderbare "
+               "Nachricht.")
 
 # speak_lib.h constants
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
@@ -267,11 +270,13 @@ def _write_av(path: Path, frames_src: np.ndarray | None, audio: np.ndarray | Non
 
 def make_demo_clip(path: str | Path, text: str = DEFAULT_TEXT, seconds: float | None = None,
                    face: bool = True, audio: bool = True, fps: int = 25,
-                   size: tuple[int, int] = (320, 240), audio_sr: int = 16000) -> Path:
+                   size: tuple[int, int] = (320, 240), audio_sr: int = 16000,
+                   voice: str = "en-us") -> Path:
     """Write an MP4 of a real face (or a faceless photo when ``face=False``) with spoken ``text``
-    as AAC audio (none when ``audio=False``). ``seconds`` fixes the duration, repeating the
-    speech or padding with silence; by default it is the speech length plus 0.5 s."""
-    speech, sr = synthesize_speech(text)
+    as AAC audio (none when ``audio=False``) in eSpeak NG's ``voice``. ``seconds`` fixes the
+    duration, repeating the speech or padding with silence; by default it is the speech length
+    plus 0.5 s."""
+    speech, sr = synthesize_speech(text, voice)
     speech = _resample(speech, sr, audio_sr)
     if seconds is None:
         seconds = speech.size / audio_sr + 0.5

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import encoders, media
+from .encoders import language
 from .errors import ModelError
 from .explain import modality_shapley, word_occlusion
 from .label_maps import LabelMap, load_label_map
@@ -33,7 +34,8 @@ class EmotionRecognizer:
 
     def __init__(self, model: EmotionModel, model_dir: Path, window_s: float = DEFAULT_WINDOW_S,
                  fps: float = media.DEFAULT_FPS, threads: int | None = None,
-                 max_duration_s: float | None = media.DEFAULT_MAX_DURATION_S) -> None:
+                 max_duration_s: float | None = media.DEFAULT_MAX_DURATION_S,
+                 language_id: bool = True) -> None:
         self.model, self.model_dir = model, model_dir
         self.window_s, self.fps = window_s, fps
         self.max_duration_s = max_duration_s  # longer files are refused (media.load)
@@ -44,6 +46,14 @@ class EmotionRecognizer:
         # torch, which release the GIL, so cold start pays for it only in part.
         text_future = self._pool.submit(build_encoder, "text", cfg.get("text", {"name": "minilm"}),
                                         model_dir)
+        # Whisper base for language ID (encoders/language.py) loads beside it; it routes the
+        # faster-whisper transcriber's audio; language_id=False (or "language": {"enabled":
+        # false} in the model config) keeps the old English-only path, for English-only input.
+        lcfg = dict(cfg.get("language", {}))
+        routed = cfg.get("transcriber", {"name": "faster-whisper"})["name"] == "faster-whisper"
+        base_future = self._pool.submit(language.load_base,
+                                        compute_type=lcfg.pop("compute_type", "int8")) \
+            if lcfg.pop("enabled", True) and routed and language_id else None
         self.audio = build_encoder("audio", cfg.get("audio", {"name": "whisper"}), model_dir)
         shared = getattr(self.audio, "whisper_model", None)
         tcfg = dict(cfg.get("transcriber", {"name": "faster-whisper"}))
@@ -65,6 +75,9 @@ class EmotionRecognizer:
                                       whisper_lock if self._shares_whisper else None)
         self.face = serialized(self.face)
         self.text = TranscriptTextEncoder(self.transcriber, serialized(text_future.result()))
+        # not waited for here: the router waits at the first clip's language ID
+        self.language = None if base_future is None else language.LanguageRouter(
+            self.transcriber, base_future, **lcfg)
         for m, enc in (("audio", self.audio), ("text", self.text), ("face", self.face)):
             if enc.dim != model.dims[m]:
                 raise ModelError(f"{m} encoder gives {enc.dim}-d embeddings but the model was "
@@ -139,11 +152,18 @@ class EmotionRecognizer:
         audio_out: ModalityOutput = timed("audio", self.audio.encode, clip)
         if audio_out.available:
             encoded = audio_out.extras.pop("whisper_encoder_output", None)
-            if encoded is not None and self._shares_whisper:
-                transcript = timed("transcribe", self.transcriber.transcribe_encoded, encoded)
+            if self.language is not None:  # language ID, then tiny.en or a translation
+                tr = self.language.transcribe(clip.audio, encoded if self._shares_whisper
+                                              else None)
+                timings.update(tr.timings_ms)
+                text_out = timed("text", language.encode_transcript, self.text, tr)
             else:
-                transcript = timed("transcribe", self.transcriber.transcribe, clip.audio)
-            text_out = timed("text", self.text.encode_transcript, transcript)
+                if encoded is not None and self._shares_whisper:
+                    transcript = timed("transcribe", self.transcriber.transcribe_encoded,
+                                       encoded)
+                else:
+                    transcript = timed("transcribe", self.transcriber.transcribe, clip.audio)
+                text_out = timed("text", self.text.encode_transcript, transcript)
         else:
             text_out = ModalityOutput.missing("text", self.text.dim,
                                               reason=f"no speech ({audio_out.reason})",
@@ -233,6 +253,7 @@ def _combine(parts: list[dict[str, Any]], bounds: list[tuple[float, float]], fus
         if m == "text":
             extras["transcript"] = " ".join(o.extras.get("transcript", "") for o in outs
                                             if o.extras.get("transcript")).strip()
+            extras.update(language.combine_extras([o.extras for o in outs]))
         if m == "face":
             extras["frames_with_face"] = int(sum(o.extras.get("frames_with_face", 0)
                                                  for o in outs))

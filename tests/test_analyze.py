@@ -263,3 +263,25 @@ def test_arrays_in_memory(rec, demo_clip):
     assert face_only["modalities"]["face"]["available"]
     assert not face_only["modalities"]["audio"]["available"]
     assert face_only["modalities"]["audio"]["reason"] == "no audio track"
+
+
+def test_text_view_reports_language_and_never_invents_english(rec, demo_clip):
+    """``modalities.text`` says which language was heard and whether the transcript is a
+    translation; German speech gives a marked translation or masked text, not tiny.en's
+    invented English."""
+    from multimodal_emotion.demo import _resample, synthesize_speech
+
+    text = rec.analyze(demo_clip).to_dict()["modalities"]["text"]
+    assert text["language"] == "en" and text["language_probability"] > 0.9
+    assert text["translated"] is False and text["transcript"] == text["transcript_original"]
+    assert "language" in rec.analyze(demo_clip).timings_ms
+    from multimodal_emotion.demo import GERMAN_TEXT
+
+    audio, sr = synthesize_speech(GERMAN_TEXT, "de")
+    german = rec.analyze(audio=_resample(audio, sr, 16000).astype(np.float32)).to_dict()
+    text = german["modalities"]["text"]
+    assert text["language"] == "de" and "ich bin" in text["transcript_original"].lower()
+    if text["available"]:
+        assert text["translated"] is True and text["transcript"]
+    else:
+        assert text["transcript"] == "" and text["reason"]

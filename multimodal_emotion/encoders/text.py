@@ -96,26 +96,10 @@ class FasterWhisperTranscriber:
         loop over the sentence) and caps tokens at 5 per second of audio plus 8. A chunk whose
         no-speech probability exceeds ``no_speech_threshold`` contributes no words.
         """
-        from faster_whisper.tokenizer import Tokenizer
-        from faster_whisper.transcribe import get_suppressed_tokens
+        from .language import decode_chunks  # the one decoding loop, with Whisper's doubt
 
-        model = self.model.model
-        tok = Tokenizer(self.model.hf_tokenizer, model.is_multilingual, task="transcribe",
-                        language=self.language if model.is_multilingual else None)
-        prompt = list(tok.sot_sequence)
-        suppress = list(get_suppressed_tokens(tok, [-1]))
-        words = []
-        for enc, n_frames in chunks:
-            max_tokens = int(np.ceil(n_frames / 50 * 5)) + 8
-            res = model.generate(enc, [prompt], beam_size=self.beam_size,
-                                 max_length=len(prompt) + max_tokens, return_no_speech_prob=True,
-                                 suppress_blank=True, suppress_tokens=suppress,
-                                 max_initial_timestamp_index=50)[0]
-            if res.no_speech_prob > no_speech_threshold:
-                continue
-            ids = [t for t in res.sequences_ids[0] if t < tok.eot]  # drops timestamp tokens
-            words.append(tok.decode(ids).strip())
-        return " ".join(w for w in words if w).strip()
+        return decode_chunks(self.model.model, self.model.hf_tokenizer, chunks, "transcribe",
+                             self.language, self.beam_size, no_speech_threshold).text
 
     def config(self) -> dict[str, Any]:
         return {"name": "faster-whisper", "model_path": self.model_path,

