@@ -112,8 +112,8 @@ def embed_speech_corpus(name: str, encoder: Any = None,
                         progress: bool = True, every: int = 1) -> dict[str, np.ndarray]:
     """Pooled embeddings of the utterances of one speech corpus (cached), sorted by path.
 
-    ``every`` keeps every n-th utterance in path order (1: all): nEMO's 4,481 clips are ~3x the
-    other three corpora's, and half of each speaker's clips is what the 2-core budget affords.
+    ``every`` keeps every n-th utterance in path order (1: all): nEMO's 4,481 clips outnumber
+    the other three corpora together, and a third of them is what a 2-core budget affords.
 
     ``X`` [N, dim], ``available`` [N] bool, ``label7`` (canonical index), ``speaker``
     (corpus-prefixed, e.g. ``nemo:WR0``), ``path`` (relative to the data root). RAVDESS goes
