@@ -19,9 +19,9 @@ training rows (``training.speech.validation_speakers``), never on test rows:
   a corpus without disgust is neither helped nor hurt by a "disgust" answer); chance UAR is
   1 / that number.
 
-``--select`` first compares the per-utterance normalisations on LOCO (mean over the four
-folds, the figure the choice is made on) with cell balancing on, and balancing off for the
-chosen one.
+``--select`` first compares, on LOCO (the mean over the four folds is what the choice is made
+on): no per-utterance normalisation vs z-scoring each of the embedding's 8 pooled blocks within
+the utterance, with (corpus, class) cell balancing, and the latter with class weights only.
 
     python bench/speech_corpora.py [--select] [--data ../shared/data]
 """
@@ -115,10 +115,10 @@ def main(argv: list[str] | None = None) -> None:
         print("\n== choice of normalisation: LOCO UAR (%), argmax restricted ==")
         print(f"{'variant':<44}" + "".join(f"{c:>9}" for c in SPEECH_CORPORA) + "     mean")
         variants = [("none (balanced cells)", replace(EXPERT_CONFIG, utterance_blocks=0), True),
-                    (f"utterance z, {EXPERT_CONFIG.utterance_blocks} blocks (balanced cells)",
-                     EXPERT_CONFIG, True),
-                    (f"utterance z, {EXPERT_CONFIG.utterance_blocks} blocks, class weights only",
-                     EXPERT_CONFIG, False)]
+                    ("utterance z, 8 blocks (balanced cells)",
+                     replace(EXPERT_CONFIG, utterance_blocks=8), True),
+                    ("utterance z, 8 blocks, class weights only",
+                     replace(EXPERT_CONFIG, utterance_blocks=8), False)]
         for name, cfg, balance in variants:
             res = {c: loco_uar(data, c, cfg, balance) for c in SPEECH_CORPORA}
             if cfg == EXPERT_CONFIG and balance:
