@@ -28,7 +28,7 @@ from .fusion import FusionTrainConfig, ModalityPool, build_default_model, expert
 from .recipe import ENCODERS
 from .speech import AUDIO_PROVENANCE
 
-AUDIO_VAL_ACTORS = (21, 22, 23, 24)  # early stopping for the shipped audio expert
+AUDIO_VAL_ACTORS = (21, 22, 23, 24)  # fusion's held-out RAVDESS actors (audio pool)
 SEQ_TOKENS = 4  # sequence summary tokens per modality for attention fusion
 TEXT_SEQ_SUBSET = 16000  # text rows whose token sequences are computed for fusion training
 # The winner of bench/text.py's grid for the earlier joint MiniLM head (chosen on a 10% split
