@@ -18,7 +18,7 @@ from multimodal_emotion.datasets.fer2013 import load_fer2013
 from multimodal_emotion.encoders.face import FaceEncoder
 from multimodal_emotion.labels import LABELS
 from multimodal_emotion.metrics import classification_report, format_report
-from multimodal_emotion.training.default_model import ENCODERS
+from multimodal_emotion.training.recipe import ENCODERS
 
 
 def main() -> None:

@@ -121,8 +121,10 @@ def _parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="reproduce the shipped weights from ../shared/data")
     t.add_argument("what", choices=["all", "face", "mfcc-lstm", "text-encoder", "heads",
-                                    "calibration"],
+                                    "audio-expert", "calibration"],
                    help="face: the FER2013 CNN; mfcc-lstm: the classic audio encoder; "
+                        "audio-expert: only the audio expert, on RAVDESS + nEMO + CASIA + "
+                        "URDU, written into an existing model folder (fusions untouched); "
                         "text-encoder: LoRA adapters on all-mpnet-base-v2's top 3 layers, tuned "
                         "on GoEmotions + MELD with a written and a spoken head; heads: "
                         "experts + fusion on cached embeddings; calibration: each expert's "

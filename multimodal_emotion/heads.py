@@ -33,13 +33,43 @@ class Standardize(nn.Module):
         return (x - self.mean) / self.std
 
 
+class UtteranceNorm(nn.Module):
+    """Each row z-scored within each of ``blocks`` equal slices of its own values.
+
+    Per utterance by construction: a row's output depends on that row alone, never on a batch,
+    a speaker's other clips or the training set. For pooled encoder states (mean and std of each
+    layer) a block is one statistic of one layer, so a recording's overall offset and scale
+    (studio, microphone gain, a voice's loudness) are removed within each while the shape of the
+    profile, where emotion lives, is kept. ``blocks=0`` is the identity.
+    """
+
+    def __init__(self, blocks: int = 0) -> None:
+        super().__init__()
+        self.blocks = int(blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.blocks:
+            return x
+        shape = x.shape
+        z = x.reshape(*shape[:-1], self.blocks, shape[-1] // self.blocks)
+        z = (z - z.mean(-1, keepdim=True)) / z.std(-1, keepdim=True).clamp_min(1e-6)
+        return z.reshape(shape)
+
+
 class ClassifierHead(nn.Module):
-    """Standardize -> [Linear -> GELU -> Dropout] -> Linear. ``hidden=0`` gives a linear probe."""
+    """[UtteranceNorm] -> Standardize -> [Linear -> GELU -> Dropout] -> Linear.
+
+    ``hidden=0`` gives a linear probe; ``utterance_blocks`` > 0 normalises each input row on its
+    own first (:class:`UtteranceNorm`; stored in the model config, so inference does the same).
+    """
 
     def __init__(self, in_dim: int, n_classes: int, hidden: int = 256, dropout: float = 0.3,
-                 input_dropout: float = 0.1) -> None:
+                 input_dropout: float = 0.1, utterance_blocks: int = 0) -> None:
         super().__init__()
+        if utterance_blocks and in_dim % utterance_blocks:
+            raise ValueError(f"{in_dim} inputs do not split into {utterance_blocks} blocks")
         self.in_dim, self.n_classes, self.hidden = in_dim, n_classes, hidden
+        self.utterance = UtteranceNorm(utterance_blocks)
         self.norm = Standardize(in_dim)
         layers: list[nn.Module] = [nn.Dropout(input_dropout)]
         if hidden:
@@ -50,7 +80,15 @@ class ClassifierHead(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(self.norm(x))
+        return self.net(self.norm(self.utterance(x)))
+
+    def spec(self) -> dict[str, int | float]:
+        """What a model config records to rebuild this head for inference (dropout is off
+        there); ``utterance_blocks`` only when used, so older configs read the same."""
+        spec: dict[str, int | float] = {"hidden": self.hidden, "input_dropout": 0.0}
+        if self.utterance.blocks:
+            spec["utterance_blocks"] = self.utterance.blocks
+        return spec
 
 
 class EarlyStopping:
@@ -92,29 +130,41 @@ class TrainConfig:
     patience: int = 20
     class_weighted: bool = True
     seed: int = 0
+    utterance_blocks: int = 0  # see UtteranceNorm; 0 = off
 
 
 def train_head(x_train: np.ndarray, y_train: np.ndarray, n_classes: int,
                x_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
-               config: TrainConfig | None = None) -> ClassifierHead:
+               config: TrainConfig | None = None,
+               sample_weight: np.ndarray | None = None) -> ClassifierHead:
     """Fit a :class:`ClassifierHead` with AdamW and early stopping on validation UAR.
 
     Without a validation set it trains for ``config.epochs``. Class weights (inverse frequency)
-    make the loss match the UAR we report. Deterministic for a given seed.
+    make the loss match the UAR we report. ``sample_weight`` (one per training row) replaces
+    them when given: e.g. equal weight per (corpus, class) cell, so one large corpus does not
+    outvote the others. Deterministic for a given seed.
     """
     cfg = config or TrainConfig()
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     xt = torch.as_tensor(x_train, dtype=torch.float32)
     yt = torch.as_tensor(y_train, dtype=torch.long)
-    head = ClassifierHead(xt.shape[1], n_classes, cfg.hidden, cfg.dropout, cfg.input_dropout)
-    head.norm.fit(xt)
+    head = ClassifierHead(xt.shape[1], n_classes, cfg.hidden, cfg.dropout, cfg.input_dropout,
+                          cfg.utterance_blocks)
+    with torch.no_grad():
+        head.norm.fit(head.utterance(xt))
     counts = torch.bincount(yt, minlength=n_classes).float()
     weight = None
     if cfg.class_weighted:
         weight = torch.where(counts > 0, counts.sum() / (counts.clamp_min(1) * n_classes),
                              torch.zeros_like(counts))
     loss_fn = nn.CrossEntropyLoss(weight=weight)
+    wt = None
+    if sample_weight is not None:
+        wt = torch.as_tensor(sample_weight, dtype=torch.float32)
+        wt = wt / wt.mean()
+        per_row = nn.CrossEntropyLoss(reduction="none")
+        loss_fn = lambda logits, y, w: (per_row(logits, y) * w).mean()  # noqa: E731
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     stopper = EarlyStopping(head, cfg.patience)
     for _epoch in range(cfg.epochs):
@@ -123,7 +173,10 @@ def train_head(x_train: np.ndarray, y_train: np.ndarray, n_classes: int,
         for i in range(0, len(order), cfg.batch_size):
             idx = torch.as_tensor(order[i:i + cfg.batch_size])
             opt.zero_grad()
-            loss_fn(head(xt[idx]), yt[idx]).backward()
+            if wt is None:
+                loss_fn(head(xt[idx]), yt[idx]).backward()
+            else:
+                loss_fn(head(xt[idx]), yt[idx], wt[idx]).backward()
             opt.step()
         if x_val is None or y_val is None:
             continue

@@ -58,6 +58,18 @@ def active_level_dbfs(wave: np.ndarray) -> float:
     return 20.0 * np.log10(rms) if rms > 0 else float("-inf")
 
 
+def normalize_loudness(wave: np.ndarray, target_dbfs: float) -> np.ndarray:
+    """``wave`` scaled so its active level (:func:`active_level_dbfs`) is ``target_dbfs``.
+
+    One gain per utterance, from that utterance alone: a quiet studio and a loud one reach the
+    encoder at the same level, and no other clip is consulted. Float audio, so no clipping.
+    """
+    level = active_level_dbfs(wave)
+    if not np.isfinite(level):
+        return wave
+    return (wave * np.float32(10.0 ** ((target_dbfs - level) / 20.0))).astype(np.float32)
+
+
 def check_audio(wave: np.ndarray | None, dim: int) -> ModalityOutput | None:
     """The ``missing`` output when there is nothing worth embedding, else ``None``."""
     if wave is None or wave.size == 0:
@@ -158,7 +170,7 @@ class WhisperAudioEncoder(_AudioEncoder):
 
     def __init__(self, model_path: str | None = None, compute_type: str = "int8",
                  cpu_threads: int = 2, pad_to_s: float = 10.0, whisper_model: Any = None,
-                 layers: list[int] | None = None) -> None:
+                 layers: list[int] | None = None, loudness_dbfs: float | None = None) -> None:
         from faster_whisper import WhisperModel
 
         from .whisper_models import resolve_whisper_model, whisper_model_label
@@ -178,6 +190,8 @@ class WhisperAudioEncoder(_AudioEncoder):
         self.pad_to_s = float(min(max(pad_to_s, 0.0), 30.0))
         self.width = _encoder_width(whisper_model)
         self.layers = [int(i) for i in layers] if layers else None
+        # scale each utterance to this active level before the log-mel (None: as recorded)
+        self.loudness_dbfs = None if loudness_dbfs is None else float(loudness_dbfs)
         self.torch_encoder = None
         if self.layers:
             from .whisper_torch import WhisperEncoderTorch
@@ -198,6 +212,8 @@ class WhisperAudioEncoder(_AudioEncoder):
         """
         from faster_whisper.audio import pad_or_trim
 
+        if self.loudness_dbfs is not None:
+            wave = normalize_loudness(wave, self.loudness_dbfs)
         fe = self.whisper_model.feature_extractor
         chunk = fe.n_samples  # 30 s
         out: list[tuple[Any, int]] = []
@@ -270,6 +286,8 @@ class WhisperAudioEncoder(_AudioEncoder):
                "dim": self.dim, "silence": SILENCE_RULE, "version": 1}
         if self.layers:
             cfg.update(layers=self.layers, compute_type="float32 (torch)", version=2)
+        if self.loudness_dbfs is not None:  # absent when off, so older cache keys still hold
+            cfg["loudness_dbfs"] = self.loudness_dbfs
         return cfg
 
 

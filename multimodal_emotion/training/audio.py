@@ -90,9 +90,9 @@ def ravdess_mfcc_stats(root: str | os.PathLike[str]) -> np.ndarray:
 
 
 def default_audio_encoder(threads: int = 1) -> Any:
-    """The shipped default model's audio encoder (``default_model.ENCODERS["audio"]``)."""
+    """The shipped default model's audio encoder (``recipe.ENCODERS["audio"]``)."""
     from ..encoders import create
-    from .default_model import ENCODERS
+    from .recipe import ENCODERS
 
     cfg = dict(ENCODERS["audio"])
     return create("audio", cfg.pop("name"), cpu_threads=threads, **cfg)
@@ -105,3 +105,45 @@ def ravdess_audio_embeddings(root: str | os.PathLike[str] | None = None,
     What fusion trains on: ``X`` [1440, dim], ``label7`` (canonical index), ``actor``, ``name``.
     """
     return embed_ravdess(encoder if encoder is not None else default_audio_encoder(), root)
+
+
+def embed_speech_corpus(name: str, encoder: Any = None,
+                        root: str | os.PathLike[str] | None = None,
+                        progress: bool = True, every: int = 1) -> dict[str, np.ndarray]:
+    """Pooled embeddings of the utterances of one speech corpus (cached), sorted by path.
+
+    ``every`` keeps every n-th utterance in path order (1: all): nEMO's 4,481 clips outnumber
+    the other three corpora together, and a third of them is what a 2-core budget affords.
+
+    ``X`` [N, dim], ``available`` [N] bool, ``label7`` (canonical index), ``speaker``
+    (corpus-prefixed, e.g. ``nemo:WR0``), ``path`` (relative to the data root). RAVDESS goes
+    through :func:`embed_ravdess`, so it shares that cache (and its frame sequences) with the
+    fusion trainer; the other corpora keep no sequences: only the expert learns from them.
+    ``encoder`` defaults to the shipped one (:func:`default_audio_encoder`).
+    """
+    from ..datasets.speech_corpora import load_speech_corpus
+
+    root = Path(root) if root is not None else default_data_root()
+    encoder = encoder if encoder is not None else default_audio_encoder()
+    records = load_speech_corpus(name, root)[::every]
+    rel = [os.path.relpath(r.path, root) for r in records]
+    meta = {"label7": np.asarray([LABEL_TO_INDEX[r.label] for r in records], np.int64),
+            "speaker": np.asarray([r.speaker for r in records]), "path": np.asarray(rel)}
+    if name == "ravdess":
+        if every != 1:
+            raise ValueError("RAVDESS is always embedded whole (the fusion trainer shares it)")
+        d = embed_ravdess(encoder, root, progress)
+        return {"X": d["X"], "available": d["available"], **meta}
+
+    def compute() -> dict[str, np.ndarray]:
+        xs, avail = [], []
+        for r in tqdm(records, desc=f"embed {name} [{encoder.name}]", disable=not progress,
+                      mininterval=10):
+            out = encoder.encode_audio(read_audio(r.path))
+            xs.append(out.embedding)
+            avail.append(out.available)
+        return {"X": np.stack(xs).astype(np.float32), "available": np.asarray(avail, bool)}
+
+    arrays = cached_arrays(f"{name}-audio-{encoder.name}",
+                           {"encoder": encoder.config(), "files": rel, "format": 1}, compute)
+    return {**arrays, **meta}

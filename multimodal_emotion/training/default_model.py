@@ -19,23 +19,16 @@ import torch
 
 from ..datasets import default_data_root
 from ..errors import InputError
-from ..heads import TrainConfig, predict_proba, train_head
+from ..heads import predict_proba
 from ..labels import LABELS
 from ..metrics import classification_report
 from ..model import DEFAULT_MODEL_DIR
 from .fusion import FusionTrainConfig, ModalityPool, build_default_model, expert_from_linear, \
     write_training_report
+from .recipe import ENCODERS
+from .speech import AUDIO_PROVENANCE
 
-ENCODERS = {
-    # Whisper tiny.en encoder layers 1-4 (run in torch), mean+std each: 3,072-d
-    "audio": {"name": "whisper", "layers": [1, 2, 3, 4]},
-    "transcriber": {"name": "faster-whisper"},
-    # all-mpnet-base-v2 with LoRA adapters on its top 3 layers (training.text_encoder)
-    "text": {"name": "mpnet", "checkpoint": "text_encoder"},
-    # mirror-image test-time augmentation: FER2013 Test 67.9 -> 68.8 % (bench/fer2013.py)
-    "face": {"name": "haar-cnn", "checkpoint": "face_cnn", "flip_tta": True},
-}
-AUDIO_VAL_ACTORS = (21, 22, 23, 24)  # early stopping for the shipped audio expert
+AUDIO_VAL_ACTORS = (21, 22, 23, 24)  # fusion's held-out RAVDESS actors (audio pool)
 SEQ_TOKENS = 4  # sequence summary tokens per modality for attention fusion
 TEXT_SEQ_SUBSET = 16000  # text rows whose token sequences are computed for fusion training
 # The winner of bench/text.py's grid for the earlier joint MiniLM head (chosen on a 10% split
@@ -76,10 +69,16 @@ def train_cli(args: argparse.Namespace) -> int:
         torch.set_num_threads(1)
     if args.what in ("all", "heads"):
         train_heads(root, out, seed=args.seed)
-    if args.what in ("all", "heads", "calibration"):
+    if args.what == "audio-expert":
+        from .speech import train_audio_expert
+
+        report = train_audio_expert(root, out, seed=args.seed)
+        print(f"audio expert written into {out}; validation UAR on held-out speakers: "
+              f"{report['val_uar']}")
+    if args.what in ("all", "heads", "audio-expert", "calibration"):
         from .calibration import fit_calibration
 
-        fit_calibration(root, out)
+        fit_calibration(root, out)  # a new expert needs its temperature refitted
     return 0
 
 
@@ -92,8 +91,7 @@ def train_heads(root: Path, out: Path, seed: int = 0) -> dict[str, Any]:
     pools["text"], experts["text"], report["text"], text_domains = _text(root, out, seed)
     pools["face"], experts["face"], report["face"] = _face(root, out, seed)
     provenance = {
-        "audio": "RAVDESS speech (1,440 clips, 24 actors); expert trained on actors 1-20, "
-                 "early-stopped on 21-24; calm merged into neutral",
+        "audio": AUDIO_PROVENANCE,
         "text": "GoEmotions (Ekman, single-label rows) train + MELD train: LoRA adapters on "
                 "the top 3 all-mpnet-base-v2 layers tuned with a written and a spoken head, "
                 "then each domain's expert head on the tuned embeddings (spoken: MELD, used "
@@ -117,19 +115,27 @@ def train_heads(root: Path, out: Path, seed: int = 0) -> dict[str, Any]:
 
 
 def _audio(root: Path, seed: int):
-    from .audio import default_audio_encoder, embed_ravdess, split_offsets
+    """The audio expert on all four speech corpora (``training.speech``); fusion's audio pool
+    stays RAVDESS (actors 1-20 / 21-24), the corpus whose clips the synthetic triples pair."""
+    from dataclasses import replace
 
-    data = embed_ravdess(default_audio_encoder(), root)
+    from .audio import default_audio_encoder, embed_ravdess, split_offsets
+    from .speech import EXPERT_CONFIG, fit_expert, load_speech_data, validation_speakers
+
+    encoder = default_audio_encoder()
+    data = embed_ravdess(encoder, root)
     x, y, actor = data["X"], data["label7"], data["actor"]
     val = np.isin(actor, AUDIO_VAL_ACTORS)
     seq = _pooled(split_offsets(data["seq"], data["seq_offsets"]))
-    head = train_head(x[~val], y[~val], len(LABELS), x[val], y[val],
-                      TrainConfig(hidden=256, dropout=0.5, epochs=300, patience=30, seed=seed))
-    rep = classification_report(y[val], predict_proba(head, x[val]).argmax(1), LABELS)
+    speech = load_speech_data(root, encoder)
+    head = fit_expert(speech, replace(EXPERT_CONFIG, seed=seed))
+    held = validation_speakers(speech)
+    rep = classification_report(speech.y[held], predict_proba(head, speech.X[held]).argmax(1),
+                                LABELS)
     return ModalityPool(x[~val], y[~val], x[val], y[val], _rows(seq, ~val), _rows(seq, val)), \
         head, {
-        "val_actors": list(AUDIO_VAL_ACTORS), "val_uar": rep["uar"],
-        "val_accuracy": rep["accuracy"]}
+        "val_speakers": sorted(np.unique(speech.speaker[held]).tolist()),
+        "val_uar": rep["uar"], "val_accuracy": rep["accuracy"]}
 
 
 def _text(root: Path, out: Path, seed: int):

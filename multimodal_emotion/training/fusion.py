@@ -209,7 +209,7 @@ def build_default_model(pools: dict[str, ModalityPool], experts: dict[str, Class
                        if pools[m].seq_train is not None), 0)
     config = {
         "labels": list(LABELS), "dims": dims, "encoders": encoder_config,
-        "experts": {m: {"hidden": h.hidden, "input_dropout": 0.0} for m, h in experts.items()},
+        "experts": {m: h.spec() for m, h in experts.items()},
         "fusions": {name: ({"seq_dims": seq_dims, "seq_tokens": seq_tokens} if name ==
                            "attention" and seq_dims else {}) for name in fusions},
         "default_fusion": fusions[0],
@@ -218,7 +218,7 @@ def build_default_model(pools: dict[str, ModalityPool], experts: dict[str, Class
     if domain_experts:
         config["expert_domains"] = dict(expert_domains or {})
         config["domain_experts"] = {
-            m: {d: {"hidden": h.hidden, "input_dropout": 0.0} for d, h in heads.items()}
+            m: {d: h.spec() for d, h in heads.items()}
             for m, heads in domain_experts.items()}
     model = EmotionModel(config)
     for m, head in experts.items():

@@ -1,0 +1,172 @@
+"""The audio expert across speakers, languages and studios: old (RAVDESS only) vs new (4 corpora).
+
+Corpora (``multimodal_emotion.datasets.speech_corpora``), embedded by exactly the shipped audio
+encoder (Whisper tiny.en layers 1-4, mean+std; cached): RAVDESS (English, 7 canonical classes,
+calm merged into neutral, 24 actors), nEMO (Polish, 6 classes, 9 actors; every third
+utterance), CASIA (Mandarin, 6 classes, 4 speakers), URDU (talk shows, 4 classes, 29 speaker ids).
+
+Protocols, all speaker-independent; every head early-stops on whole held-out speakers of its own
+training rows (``training.speech.validation_speakers``), never on test rows:
+
+* within corpus: k folds grouped by speaker (RAVDESS: the data README's 6 folds of 4 actors;
+  nEMO 3, CASIA 2, URDU 3 folds, speakers assigned greedily by clip count). The new recipe
+  trains on the other folds *plus the other three corpora*; the old one on the corpus's RAVDESS
+  folds only (it is RAVDESS-only, so on the other corpora every clip is an unseen speaker and
+  its figure is the shipped expert's, refitted with the shipped recipe).
+* leave-one-corpus-out (LOCO): train on the other three corpora, test on every clip of the
+  held-out one. For the old expert the training set is RAVDESS only.
+* argmax is restricted to the labels the scored corpus has (the usual cross-corpus practice:
+  a corpus without disgust is neither helped nor hurt by a "disgust" answer); chance UAR is
+  1 / that number.
+
+``--select`` first compares, on LOCO (the mean over the four folds is what the choice is made
+on): no per-utterance normalisation vs z-scoring each of the embedding's 8 pooled blocks within
+the utterance, with (corpus, class) cell balancing, and the latter with class weights only.
+
+    python bench/speech_corpora.py [--select] [--ravdess8 | --ravdess8-only] [--data DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from multimodal_emotion.datasets import default_data_root  # noqa: E402
+from multimodal_emotion.datasets.ravdess import ravdess_folds  # noqa: E402
+from multimodal_emotion.datasets.speech_corpora import LANGUAGES, SPEECH_CORPORA  # noqa: E402
+from multimodal_emotion.heads import TrainConfig, predict_proba, train_head  # noqa: E402
+from multimodal_emotion.labels import LABELS  # noqa: E402
+from multimodal_emotion.metrics import uar  # noqa: E402
+from multimodal_emotion.training.speech import (EXPERT_CONFIG, SpeechData,  # noqa: E402
+                                                grouped_cv_uar, load_speech_data, loco_uar,
+                                                restricted_predict, speaker_folds)
+
+WITHIN_FOLDS = {"nemo": 3, "casia": 2, "urdu": 3}
+# The shipped RAVDESS-only recipe (training/default_model.py before issue 14): actors 1-20,
+# early-stopped on 21-24, inverse-frequency class weights, no per-utterance normalisation.
+OLD_CONFIG = TrainConfig(hidden=256, dropout=0.5, epochs=300, patience=30, seed=0)
+OLD_VAL_ACTORS = (21, 22, 23, 24)
+
+
+def folds_of(data: SpeechData, corpus: str) -> np.ndarray:
+    """Speaker-grouped folds of ``corpus``'s rows (RAVDESS: the protocol's actor folds)."""
+    spk = data.speaker[data.corpus == corpus]
+    if corpus == "ravdess":
+        return ravdess_folds([int(s.split(":")[1]) for s in spk])
+    return speaker_folds(spk, WITHIN_FOLDS[corpus])
+
+
+def old_expert(data: SpeechData):
+    """The shipped recipe refitted: RAVDESS actors 1-20, stopped on 21-24."""
+    rav = data.rows(data.corpus == "ravdess")
+    actor = np.asarray([int(s.split(":")[1]) for s in rav.speaker])
+    val = np.isin(actor, OLD_VAL_ACTORS)
+    return train_head(rav.X[~val], rav.y[~val], len(LABELS), rav.X[val], rav.y[val], OLD_CONFIG)
+
+
+def with_calm(data: SpeechData, root: Path) -> SpeechData:
+    """The same rows with RAVDESS calm as an 8th class (index 7), for the 8-class protocol."""
+    from multimodal_emotion.datasets.ravdess import RAVDESS_8_LABELS
+    from multimodal_emotion.training.audio import default_audio_encoder, embed_ravdess
+
+    arrays = embed_ravdess(default_audio_encoder(), root)  # same rows, same order (cached)
+    calm = arrays["label8"][arrays["available"]] == RAVDESS_8_LABELS.index("calm")
+    y = data.y.copy()
+    rav = np.where(data.corpus == "ravdess")[0]
+    y[rav[calm]] = len(LABELS)
+    return SpeechData(data.X, y, data.speaker, data.corpus)
+
+
+def corpus_uar(head, data: SpeechData, corpus: str) -> float:
+    m = data.corpus == corpus
+    y = data.y[m]
+    return uar(y, restricted_predict(predict_proba(head, data.X[m]), np.unique(y)))
+
+
+def fmt(values: list[float]) -> str:
+    return f"{np.mean(values) * 100:5.1f} ± {np.std(values) * 100:4.1f}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--data", type=Path, default=None, help="data root (default $MER_DATA)")
+    ap.add_argument("--select", action="store_true", help="compare normalisations on LOCO first")
+    ap.add_argument("--ravdess8", action="store_true",
+                    help="also RAVDESS 6-fold with 8 classes (calm apart; an 8-way head)")
+    ap.add_argument("--ravdess8-only", action="store_true",
+                    help="only the 8-class RAVDESS row (skips the table)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    t0 = time.time()
+    data = load_speech_data(args.data or default_data_root())
+    n_labels = {c: len(np.unique(data.y[data.corpus == c])) for c in SPEECH_CORPORA}
+    print("rows:", {c: int((data.corpus == c).sum()) for c in SPEECH_CORPORA},
+          "speakers:", {c: len(np.unique(data.speaker[data.corpus == c])) for c in SPEECH_CORPORA},
+          "labels:", n_labels, flush=True)
+
+    if args.ravdess8_only:
+        ravdess8(data, args.data or default_data_root(), t0)
+        return
+    loco: dict[str, float] = {}
+    if args.select:
+        print("\n== choice of normalisation: LOCO UAR (%), argmax restricted ==")
+        print(f"{'variant':<44}" + "".join(f"{c:>9}" for c in SPEECH_CORPORA) + "     mean")
+        variants = [("none (balanced cells)", replace(EXPERT_CONFIG, utterance_blocks=0), True),
+                    ("utterance z, 8 blocks (balanced cells)",
+                     replace(EXPERT_CONFIG, utterance_blocks=8), True),
+                    ("utterance z, 8 blocks, class weights only",
+                     replace(EXPERT_CONFIG, utterance_blocks=8), False)]
+        for name, cfg, balance in variants:
+            res = {c: loco_uar(data, c, cfg, balance) for c in SPEECH_CORPORA}
+            if cfg == EXPERT_CONFIG and balance:
+                loco = res
+            print(f"{name:<44}" + "".join(f"{res[c] * 100:9.1f}" for c in SPEECH_CORPORA)
+                  + f"{np.mean(list(res.values())) * 100:9.1f}", flush=True)
+    if not loco:
+        loco = {c: loco_uar(data, c) for c in SPEECH_CORPORA}
+
+    old = old_expert(data)
+    old_cross = {c: corpus_uar(old, data, c) for c in SPEECH_CORPORA if c != "ravdess"}
+    old_rav = grouped_cv_uar(data, "ravdess", folds_of(data, "ravdess"), OLD_CONFIG,
+                             balance=False, others=False)
+    new_within = {c: grouped_cv_uar(data, c, folds_of(data, c)) for c in SPEECH_CORPORA}
+
+    print("\n== UAR (%), speaker-independent; argmax restricted to each corpus's labels ==")
+    print(f"{'corpus':<20}{'chance':>7}  {'old within':>13}  {'new within':>13}  "
+          f"{'old LOCO':>9}  {'new LOCO':>9}  folds")
+    for c in SPEECH_CORPORA:
+        k = len(np.unique(folds_of(data, c)))
+        ow = fmt(old_rav) if c == "ravdess" else f"{old_cross[c] * 100:5.1f} (all)"
+        ol = "   -" if c == "ravdess" else f"{old_cross[c] * 100:9.1f}"
+        print(f"{c + ' (' + LANGUAGES[c] + ')':<20}{100 / n_labels[c]:7.1f}  {ow:>13}  "
+              f"{fmt(new_within[c]):>13}  {ol:>9}  {loco[c] * 100:9.1f}  {k}")
+    print(f"\nold = shipped recipe refitted (RAVDESS actors 1-20, stopped on 21-24) for the "
+          f"other corpora; its RAVDESS cell is the same recipe on the 6 actor folds.\n"
+          f"LOCO margin over chance (new): "
+          + ", ".join(f"{c} {(loco[c] - 1 / n_labels[c]) * 100:+.1f}" for c in SPEECH_CORPORA)
+          + f"\n{time.time() - t0:.0f} s", flush=True)
+    if args.ravdess8:
+        ravdess8(data, args.data or default_data_root(), t0)
+
+
+def ravdess8(data: SpeechData, root: Path, t0: float) -> None:
+    """RAVDESS's 6 actor folds with 8 classes: old and new recipe with an 8-way head."""
+    d8 = with_calm(data, root)
+    folds = folds_of(d8, "ravdess")
+    old8 = grouped_cv_uar(d8, "ravdess", folds, OLD_CONFIG, balance=False, others=False,
+                          n_classes=8)
+    new8 = grouped_cv_uar(d8, "ravdess", folds, n_classes=8)
+    print(f"\nRAVDESS 6-fold, 8 classes (calm apart): old {fmt(old8)}, new {fmt(new8)}; "
+          f"chance 12.5\n{time.time() - t0:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,18 @@
+"""The shipped default model's encoder configs: what every trainer and bench must embed with.
+
+A leaf module (imports nothing from the package) so that ``training.audio`` and the other
+trainers can read the recipe without importing ``training.default_model``, which imports them:
+imports run one way, from the orchestrator down to the pieces.
+"""
+
+from __future__ import annotations
+
+ENCODERS = {
+    # Whisper tiny.en encoder layers 1-4 (run in torch), mean+std each: 3,072-d
+    "audio": {"name": "whisper", "layers": [1, 2, 3, 4]},
+    "transcriber": {"name": "faster-whisper"},
+    # all-mpnet-base-v2 with LoRA adapters on its top 3 layers (training.text_encoder)
+    "text": {"name": "mpnet", "checkpoint": "text_encoder"},
+    # mirror-image test-time augmentation: FER2013 Test 67.9 -> 68.8 % (bench/fer2013.py)
+    "face": {"name": "haar-cnn", "checkpoint": "face_cnn", "flip_tta": True},
+}

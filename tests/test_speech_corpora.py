@@ -1,0 +1,232 @@
+"""Speech across corpora: loaders on the real corpora, the speaker/corpus-grouped protocols,
+per-utterance normalisation, and writing only the audio expert into a model folder."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from multimodal_emotion.datasets.speech_corpora import SPEECH_CORPORA, load_speech_corpus
+from multimodal_emotion.encoders.audio import active_level_dbfs, normalize_loudness
+from multimodal_emotion.heads import ClassifierHead, TrainConfig, UtteranceNorm, predict_proba, \
+    train_head
+from multimodal_emotion.model import EmotionModel
+from multimodal_emotion.training import speech
+from multimodal_emotion.training.speech import SpeechData, cell_weights, loco_split, \
+    restricted_predict, speaker_folds, validation_speakers, write_audio_expert
+
+
+# ---------------------------------------------------------------------------- real corpora
+
+
+@pytest.mark.data
+def test_speech_more_loaders_map_labels_and_speakers(data_root: Path):
+    if not (data_root / "speech_more").is_dir():
+        pytest.skip(f"speech_more not found under {data_root}")
+    expect = {  # corpus: (utterances, speakers, canonical labels)
+        "nemo": (4481, 9, {"angry", "fearful", "happy", "neutral", "sad", "surprised"}),
+        "casia": (1200, 4, {"angry", "fearful", "happy", "neutral", "sad", "surprised"}),
+        "urdu": (400, 29, {"angry", "happy", "neutral", "sad"}),
+    }
+    for corpus, (n, n_speakers, labels) in expect.items():
+        recs = load_speech_corpus(corpus, data_root)
+        assert len(recs) == n
+        assert len({r.speaker for r in recs}) == n_speakers
+        assert {r.label for r in recs} == labels
+        assert all(r.corpus == corpus and r.speaker.startswith(f"{corpus}:") for r in recs)
+        assert all(Path(r.path).is_file() for r in recs[:5])
+    by = {Path(r.path).relative_to(data_root / "speech_more").as_posix(): r
+          for c in expect for r in load_speech_corpus(c, data_root)}
+    # labels.csv rows: the source name mapped onto the canonical set, the speaker kept
+    assert (by["nemo/WR0_surprised_64.opus"].label,
+            by["nemo/WR0_surprised_64.opus"].speaker) == ("surprised", "nemo:WR0")
+    assert (by["casia/ZhaoZuoxiang/angry/201.opus"].label,
+            by["casia/ZhaoZuoxiang/angry/201.opus"].speaker) == ("angry", "casia:ZhaoZuoxiang")
+    assert (by["urdu/Angry/SM1_F10_A010.opus"].label,
+            by["urdu/Angry/SM1_F10_A010.opus"].speaker) == ("angry", "urdu:SM1")
+    assert Counter(r.label for r in load_speech_corpus("nemo", data_root))["fearful"] == 736
+
+
+@pytest.mark.data
+def test_ravdess_through_the_shared_record_type(data_root: Path):
+    if not (data_root / "ravdess_speech").is_dir():
+        pytest.skip("RAVDESS speech not found")
+    recs = load_speech_corpus("ravdess", data_root)
+    assert len(recs) == 1440 and len({r.speaker for r in recs}) == 24
+    assert {r.label for r in recs} == {"neutral", "happy", "sad", "angry", "fearful", "disgust",
+                                       "surprised"}  # calm merged into neutral
+    r = next(r for r in recs if Path(r.path).name == "03-01-02-01-02-02-24.flac")
+    assert (r.label, r.speaker) == ("neutral", "ravdess:24")
+    with pytest.raises(ValueError):
+        load_speech_corpus("emodb", data_root)
+    assert SPEECH_CORPORA == ("ravdess", "nemo", "casia", "urdu")
+
+
+# ---------------------------------------------------------------------------- protocols
+
+
+def synthetic(seed: int = 0) -> SpeechData:
+    """Three corpora, a few speakers each, labels that depend on the embedding."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for corpus, speakers, labels in (("a", 6, [0, 1, 2]), ("b", 4, [0, 1, 3]), ("c", 5, [0, 1])):
+        for s in range(speakers):
+            for i in range(12):
+                rows.append((corpus, f"{corpus}:{s}", labels[i % len(labels)]))
+    corpus = np.asarray([r[0] for r in rows])
+    spk = np.asarray([r[1] for r in rows])
+    y = np.asarray([r[2] for r in rows], np.int64)
+    x = rng.normal(size=(len(rows), 16)).astype(np.float32)
+    x[np.arange(len(rows)), y] += 3.0
+    return SpeechData(x, y, spk, corpus)
+
+
+def test_loco_never_trains_on_the_held_out_corpus(monkeypatch):
+    data = synthetic()
+    seen: list[set[str]] = []
+    real_fit = speech.fit_expert
+
+    def spy(d: SpeechData, *a, **k):
+        seen.append(set(d.corpus.tolist()))
+        return real_fit(d, TrainConfig(hidden=0, epochs=3, patience=2))
+
+    monkeypatch.setattr(speech, "fit_expert", spy)
+    for held in ("a", "b", "c"):
+        train, test = loco_split(data, held)
+        assert not (train & test).any() and (train | test).all()
+        assert set(data.corpus[test]) == {held} and held not in set(data.corpus[train])
+        score = speech.loco_uar(data, held)
+        assert 0.0 <= score <= 1.0
+        assert seen[-1] == {"a", "b", "c"} - {held}
+
+
+def test_grouped_cv_keeps_test_speakers_out_of_training(monkeypatch):
+    data = synthetic()
+    trained_on: list[set[str]] = []
+    real_fit = speech.fit_expert
+
+    def spy(d: SpeechData, *a, **k):
+        trained_on.append(set(d.speaker.tolist()))
+        return real_fit(d, TrainConfig(hidden=0, epochs=2, patience=1))
+
+    monkeypatch.setattr(speech, "fit_expert", spy)
+    rows = data.corpus == "a"
+    folds = speaker_folds(data.speaker[rows], 3)
+    speech.grouped_cv_uar(data, "a", folds)
+    for f, spk in zip(range(3), trained_on):
+        test_speakers = set(data.speaker[rows][folds == f])
+        assert test_speakers and not test_speakers & spk
+        assert {"b:0", "c:0"} <= spk  # the new recipe adds the other corpora
+
+
+def test_speaker_folds_are_whole_speakers_of_similar_size():
+    spk = np.asarray(["x"] * 10 + ["y"] * 6 + ["z"] * 5 + ["w"] * 4 + ["v"] * 1)
+    folds = speaker_folds(spk, 2)
+    for s in np.unique(spk):
+        assert len(set(folds[spk == s])) == 1
+    # greedy, largest first: x | y, z | w -> fold 0 | v -> fold 1
+    assert np.bincount(folds).tolist() == [14, 12]
+    assert speaker_folds(spk[:10], 4).tolist() == [0] * 10  # capped at one speaker
+
+
+def test_validation_holds_out_whole_speakers_of_every_corpus_but_never_a_corpus():
+    data = synthetic()
+    val = validation_speakers(data)
+    for c in ("a", "b", "c"):
+        m = data.corpus == c
+        assert val[m].any() and not val[m].all()
+    assert not set(data.speaker[val]) & set(data.speaker[~val])
+    one = SpeechData(data.X[:12], data.y[:12], data.speaker[:12], data.corpus[:12])
+    assert not validation_speakers(one).any()  # a single speaker cannot be split
+
+
+def test_cell_weights_give_each_corpus_class_cell_the_same_total():
+    corpus = np.asarray(["big"] * 90 + ["big"] * 10 + ["small"] * 5)
+    y = np.asarray([0] * 90 + [1] * 10 + [0] * 5)
+    w = cell_weights(corpus, y)
+    totals = [w[(corpus == c) & (y == k)].sum() for c, k in (("big", 0), ("big", 1),
+                                                             ("small", 0))]
+    assert np.allclose(totals, 1.0)
+
+
+def test_restricted_argmax_answers_only_labels_the_corpus_has():
+    proba = np.asarray([[0.1, 0.2, 0.0, 0.0, 0.7], [0.5, 0.1, 0.3, 0.1, 0.0]])
+    assert restricted_predict(proba, [0, 1, 2]).tolist() == [1, 0]
+    assert restricted_predict(proba, np.asarray([2, 4, 4])).tolist() == [4, 2]
+
+
+# ---------------------------------------------------------------------- per-utterance norm
+
+
+def test_utterance_norm_depends_on_the_utterance_alone():
+    rng = np.random.default_rng(1)
+    x = torch.as_tensor(rng.normal(size=(5, 12)), dtype=torch.float32)
+    norm = UtteranceNorm(3)
+    out = norm(x)
+    other = x.clone()
+    other[1:] = other[1:] * 100 + 7  # change every other clip
+    assert torch.allclose(norm(other)[0], out[0])
+    assert torch.allclose(norm(x[:1])[0], out[0])  # alone or in a batch: the same
+    # a gain and an offset on one block (a studio's level) leave that block's output unchanged
+    shifted = x.clone()
+    shifted[:, 4:8] = shifted[:, 4:8] * 3.0 + 2.0
+    assert torch.allclose(norm(shifted), out, atol=1e-5)
+    blocks = out.reshape(5, 3, 4)
+    assert torch.allclose(blocks.mean(-1), torch.zeros(5, 3), atol=1e-5)
+    assert torch.equal(UtteranceNorm(0)(x), x)
+
+
+def test_trained_head_scores_an_utterance_the_same_whatever_else_is_scored():
+    data = synthetic()
+    head = train_head(data.X, data.y, 7, config=TrainConfig(hidden=8, epochs=3,
+                                                             utterance_blocks=4))
+    alone = predict_proba(head, data.X[:1])
+    crowd = np.concatenate([data.X[:1], data.X[1:] * 50.0])
+    assert np.allclose(predict_proba(head, crowd)[:1], alone, atol=1e-6)
+    with pytest.raises(ValueError):
+        ClassifierHead(10, 7, utterance_blocks=3)
+
+
+def test_loudness_normalisation_is_per_utterance_gain():
+    rng = np.random.default_rng(0)
+    quiet = (0.01 * rng.normal(size=16000)).astype(np.float32)
+    loud = quiet * 30.0
+    for wave in (quiet, loud):
+        out = normalize_loudness(wave, -20.0)
+        assert abs(active_level_dbfs(out) - (-20.0)) < 1e-3
+    assert np.allclose(normalize_loudness(quiet, -20.0), normalize_loudness(loud, -20.0),
+                       atol=1e-5)
+
+
+# ---------------------------------------------------------------------- model folder
+
+
+def test_written_audio_expert_round_trips_and_leaves_the_rest(tmp_path):
+    dims = {"audio": 8, "text": 6, "face": 4}
+    base = EmotionModel({"dims": dims, "fusions": {"concat": {}, "sum": {}},
+                         "default_fusion": "sum", "provenance": {"audio": "old"}})
+    base.save_pretrained(tmp_path, dtype="int8")
+    before = EmotionModel.from_pretrained(tmp_path).state_dict()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 8)).astype(np.float32)
+    y = np.arange(40) % 7
+    head = train_head(x, y, 7, config=TrainConfig(hidden=16, epochs=5, utterance_blocks=2))
+    write_audio_expert(tmp_path, head, provenance="four corpora", report={"val_uar": 0.5})
+
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    assert cfg["dtype"] == "int8"
+    assert cfg["experts"]["audio"] == {"hidden": 16, "input_dropout": 0.0, "utterance_blocks": 2}
+    assert cfg["provenance"]["audio"] == "four corpora"
+    assert json.loads((tmp_path / "training_report.json").read_text())["audio"] == {
+        "val_uar": 0.5}
+    model = EmotionModel.from_pretrained(tmp_path)
+    assert np.allclose(model.expert_proba("audio", x), predict_proba(head, x), atol=0.02)
+    after = model.state_dict()
+    for k, v in before.items():  # fusions and the other experts are untouched
+        if not k.startswith("experts.audio."):
+            assert torch.equal(after[k], v), k
