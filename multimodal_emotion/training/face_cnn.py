@@ -300,6 +300,51 @@ def train_face_cnn(data_root: str | Path, out_dir: str | Path, epochs: int = 30,
     return info
 
 
+def sync_face_expert(model_dir: str | Path) -> dict[str, float]:
+    """Copy the face CNN's head in ``model_dir/face_cnn`` into ``experts.face`` of the model
+    file in ``model_dir``, changing nothing else.
+
+    Why: the face expert *is* the CNN's last linear layer (``default_model._face`` builds it with
+    :func:`.fusion.expert_from_linear`), so shipping a new CNN without it leaves the expert
+    reading the new embedding with the old CNN's classifier. The model is loaded, its
+    ``experts.face`` state replaced and saved with the stored dtype (int8) into a temporary
+    folder; every other stored tensor must come out byte-identical and the config unchanged
+    before the new ``model.safetensors`` replaces the old one (``config.json`` is not
+    rewritten). Returns the largest absolute change of the expert's weight and bias.
+    """
+    import os
+    import tempfile
+
+    from safetensors.torch import load_file
+
+    from ..encoders.face import load_face_cnn
+    from ..model import EmotionModel
+    from .fusion import expert_from_linear
+
+    model_dir = Path(model_dir)
+    cnn, _ = load_face_cnn(model_dir / "face_cnn")
+    model = EmotionModel.from_pretrained(model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    new = expert_from_linear(cnn.head[-1]).state_dict()
+    expert = model.experts["face"]
+    old = {k: v.clone() for k, v in expert.state_dict().items()}
+    expert.load_state_dict(new)
+    before = load_file(str(model_dir / "model.safetensors"))
+    with tempfile.TemporaryDirectory(dir=model_dir) as tmp:
+        model.save_pretrained(tmp, dtype=config.get("dtype", "float32"))
+        after = load_file(str(Path(tmp) / "model.safetensors"))
+        saved_cfg = json.loads((Path(tmp) / "config.json").read_text())
+        if saved_cfg != config:
+            raise RuntimeError("saving the model would change config.json; not syncing")
+        if set(after) != set(before):
+            raise RuntimeError("saving the model would change its tensor names; not syncing")
+        changed = [k for k in after if not torch.equal(after[k], before[k])]
+        if any(not k.startswith("experts.face.") for k in changed):
+            raise RuntimeError(f"saving would change more than experts.face: {changed[:5]}")
+        os.replace(Path(tmp) / "model.safetensors", model_dir / "model.safetensors")
+    return {k: float((new[k] - old[k]).abs().max()) for k in new}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--data", default="../shared/data")
