@@ -126,3 +126,9 @@ def test_registered_and_tilted_face_embedded(astronaut: np.ndarray) -> None:
     out = enc.encode(_clip(np.stack([_rotate(astronaut, a, (225, 110)) for a in (-30, 30)])))
     assert out.available and out.extras["frames_with_face"] == 2
     assert out.embedding.shape == (enc.dim,) and np.isfinite(out.embedding).all()
+
+
+def test_a_face_seen_in_one_frame_of_many_is_not_a_person() -> None:
+    blip = Face((10, 10, 40, 40), 0.6)
+    assert follow_one_face([[blip], [], [], [], []]) == [None] * 5
+    assert follow_one_face([[blip], []])[0] == blip  # too few frames to tell

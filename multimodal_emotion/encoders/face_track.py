@@ -11,7 +11,9 @@ The rule, on the frames the encoder samples:
    matches first. A track stays live across up to ``max_gap`` frames without a match (a missed
    detection, a blink of occlusion); unmatched detections start new tracks.
 2. Keep the track seen in the most frames: the person the clip is about. Ties go to the larger
-   mean box, then the earlier track.
+   mean box, then the earlier track. In a clip of ``min_frames_rule`` sampled frames or more, a
+   track seen in one frame only is a false detection (a face-like object that one frame's
+   lighting made look like a face), not a person, and gives no face.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class _Track:
 
 
 def follow_one_face(frames: list[list[Face]], min_iou: float = 0.3, max_shift: float = 0.75,
-                    max_gap: int = 2) -> list[Face | None]:
+                    max_gap: int = 2, min_frames_rule: int = 4) -> list[Face | None]:
     """Per frame, the face of the clip's main track (``None`` where it was not seen)."""
     tracks: list[_Track] = []
     for t, faces in enumerate(frames):
@@ -73,4 +75,6 @@ def follow_one_face(frames: list[list[Face]], min_iou: float = 0.3, max_shift: f
         return [None] * len(frames)
     best = max(enumerate(tracks), key=lambda kt: (
         len(kt[1].faces), sum(f.area for f in kt[1].faces.values()) / len(kt[1].faces), -kt[0]))
+    if len(best[1].faces) < 2 <= min_frames_rule <= len(frames):
+        return [None] * len(frames)
     return [best[1].faces.get(t) for t in range(len(frames))]
