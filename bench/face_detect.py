@@ -15,6 +15,7 @@ the new detector).
 
     .venv/bin/python bench/face_detect.py [--data ../shared/data] [--detectors haar,blazeface]
     .venv/bin/python bench/face_detect.py --fer2013-eyes   # where FER2013 crops put the eyes
+    .venv/bin/python bench/face_detect.py --encode   # face stage of the 5 s demo clip, A/B
 """
 
 from __future__ import annotations
@@ -81,6 +82,36 @@ def fer2013_eyes(data: str, n: int = 600) -> None:
           f"roll {med[3]:.1f} deg")
 
 
+def encode_ab(runs: int = 5) -> None:
+    """Milliseconds of the whole face stage (``encode``: detect, track/align, CNN with mirror
+    TTA) on the 5 s demo clip that bench/latency.py uses, old and new encoder alternated so
+    both see the same machine load."""
+    import os
+    import statistics
+    import tempfile
+
+    from multimodal_emotion.demo import make_demo_clip
+    from multimodal_emotion.encoders import create
+    from multimodal_emotion.media import load
+
+    path = os.path.join(tempfile.mkdtemp(), "bench5s.mp4")
+    make_demo_clip(path, seconds=5.0)
+    clip = load(path)
+    encs = {n: create("face", n, flip_tta=True) for n in ("haar-cnn", "blazeface-cnn")}
+    ms: dict[str, list[float]] = {n: [] for n in encs}
+    for e in encs.values():
+        e.encode(clip)  # warm
+    for _ in range(runs):
+        for n, e in encs.items():
+            t = time.perf_counter()
+            out = e.encode(clip)
+            ms[n].append((time.perf_counter() - t) * 1000)
+    for n in encs:
+        print(f"{n}: {out.extras['frames']} sampled frames, face stage median "
+              f"{statistics.median(ms[n]):.0f} ms over {runs} runs "
+              f"({', '.join(f'{v:.0f}' for v in ms[n])})")
+
+
 def main() -> int:
     import torch
 
@@ -92,8 +123,16 @@ def main() -> int:
     p.add_argument("--detectors", default="haar,blazeface:short,blazeface:full,blazeface:auto")
     p.add_argument("--fer2013-eyes", action="store_true",
                    help="print where FER2013 crops put the eyes instead (face_align's constants)")
+    p.add_argument("--encode", action="store_true",
+                   help="time the face stage of the demo clip, haar-cnn vs blazeface-cnn")
     a = p.parse_args()
     torch.set_num_threads(1)
+    if a.encode:
+        import cv2
+
+        cv2.setNumThreads(1)
+        encode_ab()
+        return 0
     if a.fer2013_eyes:
         fer2013_eyes(a.data)
         return 0

@@ -70,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="reproduce the shipped weights from ../shared/data")
     t.add_argument("what", choices=["all", "face", "mfcc-lstm", "text-encoder", "heads"],
-                   help="face: the FER2013 CNN; mfcc-lstm: the classic audio encoder; "
+                   help="face: the FER2013 (or FER+) CNN; mfcc-lstm: the classic audio encoder; "
                         "text-encoder: LoRA adapters on all-mpnet-base-v2's top 3 layers, tuned "
                         "on GoEmotions + MELD with a written and a spoken head; heads: "
                         "experts + fusion on cached embeddings; all: everything in order")
@@ -78,6 +78,12 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default=None, help="model folder (default: the package's default)")
     t.add_argument("--epochs", type=int, default=None)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--face-labels", choices=["fer2013", "ferplus"], default="fer2013",
+                   help="face CNN targets: FER2013's labels (the shipped recipe) or FER+'s "
+                        "vote shares (needs fer2013.csv.gz in the original Kaggle row order)")
+    t.add_argument("--face-augment", choices=["basic", "video"], default="basic",
+                   help="face CNN augmentation: basic (the shipped recipe) or video (adds "
+                        "exposure, gamma, side light, blur, noise, stronger pose changes)")
     t.set_defaults(func=_train)
 
     x = sub.add_parser("experiment", help="compare fusion strategies on a dataset (YAML/TOML config)")
