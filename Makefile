@@ -14,6 +14,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[test,demo]"
 	# The openai-whisper extra without triton (a GPU kernel compiler, hundreds of MB, unused on CPU).
 	$(PY) -m pip install -q --no-deps openai-whisper more-itertools tiktoken
+	# BlazeFace, the default face detector: mediapipe 0.10.21 is the last release with the bundled
+	# face models; it pins numpy<2 / protobuf<5 yet runs with numpy 2 and protobuf 7, so no deps
+	# (the two it imports, attrs and protobuf, are in pyproject.toml).
+	$(PY) -m pip install -q --no-deps mediapipe==0.10.21
 	touch $@
 
 install: $(VENV)/.installed

@@ -122,7 +122,7 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="reproduce the shipped weights from ../shared/data")
     t.add_argument("what", choices=["all", "face", "mfcc-lstm", "text-encoder", "heads",
                                     "audio-expert", "calibration"],
-                   help="face: the FER2013 CNN; mfcc-lstm: the classic audio encoder; "
+                   help="face: the FER2013 (or FER+) CNN; mfcc-lstm: the classic audio encoder; "
                         "audio-expert: only the audio expert, on RAVDESS + nEMO + CASIA + "
                         "URDU, written into an existing model folder (fusions untouched); "
                         "text-encoder: LoRA adapters on all-mpnet-base-v2's top 3 layers, tuned "
@@ -134,6 +134,12 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default=None, help="model folder (default: the package's default)")
     t.add_argument("--epochs", type=number(1, 10**6, integer=True), default=None)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--face-labels", choices=["fer2013", "ferplus"], default="fer2013",
+                   help="face CNN targets: FER2013's labels (the shipped recipe) or FER+'s "
+                        "vote shares (needs fer2013.csv.gz in the original Kaggle row order)")
+    t.add_argument("--face-augment", choices=["basic", "video"], default="basic",
+                   help="face CNN augmentation: basic (the shipped recipe) or video (adds "
+                        "exposure, gamma, side light, blur, noise, stronger pose changes)")
     t.set_defaults(func=_train)
 
     x = sub.add_parser("experiment", help="compare fusion strategies on a dataset (YAML/TOML config)")

@@ -1,8 +1,10 @@
-"""Face modality: Haar-cascade face detection + a compact CNN trained on FER2013.
+"""Face modality: a face detector + a compact CNN trained on FER2013.
 
-Why this design: a Haar cascade ships with OpenCV (no download, ~ms per frame on a CPU) and the
-48x48 grey FER2013 format is the largest public face-expression set, so a small VGG-style CNN
-trained on it gives a face embedding that runs in real time on two CPU cores.
+Why this design: the 48x48 grey FER2013 format is the largest public face-expression set, so a
+small VGG-style CNN trained on it gives a face embedding that runs in real time on two CPU cores.
+Two encoders share the CNN: ``blazeface-cnn`` (the default: BlazeFace, one face followed through
+the clip, crops aligned by the eyes) and ``haar-cnn`` (OpenCV's Haar cascade, the largest box of
+each frame; kept for models that name it and for comparison).
 """
 
 from __future__ import annotations
@@ -101,53 +103,40 @@ def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     return x[..., top:top + size, left:left + size]
 
 
-class FaceDetector:
-    """Largest frontal face per frame with OpenCV's Haar cascade.
+def box_crop(frame: np.ndarray, box: tuple[float, float, float, float], margin: float = 0.1
+             ) -> np.ndarray:
+    """Square crop around an ``(x, y, w, h)`` box widened by ``margin`` on each side (so it
+    resembles FER2013's forehead-to-chin framing), clipped to the frame."""
+    x, y, w, h = box
+    side = int(round(max(w, h) * (1 + 2 * margin)))
+    cx, cy = x + w / 2, y + h / 2
+    x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
+    H, W = frame.shape[:2]
+    x0, y0 = max(0, x0), max(0, y0)
+    return frame[y0:min(H, y0 + side), x0:min(W, x0 + side)]
 
-    Frames are downscaled so their longer side is at most ``max_side`` before detection (a
-    480x360 CREMA-D frame goes to 320x240: ~25 ms instead of ~50 ms, same boxes); ``min_size``
-    is in full-resolution pixels. Boxes are mapped back to full resolution and widened
-    into a square with ``margin`` so the crop resembles FER2013's framing (forehead to chin).
-    """
+
+class FaceDetector:
+    """Largest frontal face per frame with OpenCV's Haar cascade (:class:`.face_detect.
+    HaarDetector`), boxes rounded to whole pixels: the ``haar-cnn`` encoder's detector."""
 
     def __init__(self, scale_factor: float = 1.2, min_neighbors: int = 5,
                  min_size: int = 48, max_side: int = 320, margin: float = 0.1) -> None:
-        import cv2
+        from .face_detect import HaarDetector
 
-        path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
-        self.cascade = cv2.CascadeClassifier(path)
-        if self.cascade.empty():
-            from ..errors import ModelError
-            raise ModelError(f"cannot load Haar cascade {path}")
-        self.scale_factor, self.min_neighbors = scale_factor, min_neighbors
-        self.min_size, self.max_side, self.margin = min_size, max_side, margin
+        self.haar = HaarDetector(scale_factor, min_neighbors, min_size, max_side)
+        self.margin = margin
 
     def detect(self, frame: np.ndarray) -> tuple[int, int, int, int] | None:
         """``(x, y, w, h)`` of the largest face in an RGB or grey uint8 frame, or ``None``."""
-        import cv2
+        from .face_detect import largest
 
-        gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) if frame.ndim == 3 else frame
-        scale = min(1.0, self.max_side / max(gray.shape))
-        small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) \
-            if scale < 1.0 else gray
-        min_px = max(16, int(self.min_size * scale))
-        faces = self.cascade.detectMultiScale(small, scaleFactor=self.scale_factor,
-                                              minNeighbors=self.min_neighbors,
-                                              minSize=(min_px, min_px))
-        if len(faces) == 0:
-            return None
-        x, y, w, h = max(faces, key=lambda b: int(b[2]) * int(b[3]))
-        return tuple(int(round(v / scale)) for v in (x, y, w, h))  # type: ignore[return-value]
+        face = largest(self.haar.detect(frame))
+        return None if face is None else tuple(int(round(v)) for v in face.box)  # type: ignore
 
     def crop(self, frame: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
         """Square crop around ``box`` widened by ``margin``, clipped to the frame."""
-        x, y, w, h = box
-        side = int(round(max(w, h) * (1 + 2 * self.margin)))
-        cx, cy = x + w / 2, y + h / 2
-        x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
-        H, W = frame.shape[:2]
-        x0, y0 = max(0, x0), max(0, y0)
-        return frame[y0:min(H, y0 + side), x0:min(W, x0 + side)]
+        return box_crop(frame, box, self.margin)
 
 
 def _default_checkpoint() -> Path:
@@ -200,6 +189,23 @@ class FaceEncoder:
         self.dim = self.model.embed_dim
         self.detector = FaceDetector()
 
+    def _sample(self, clip: Clip) -> np.ndarray | None:
+        """Indices of the (at most ``max_frames``, evenly spread) frames to look at."""
+        if not clip.has_video or clip.frames is None:
+            return None
+        n = len(clip.frames)
+        return np.unique(np.linspace(0, n - 1, min(self.max_frames, n)).round().astype(int))
+
+    def _output(self, crops: list[np.ndarray], n_frames: int) -> ModalityOutput:
+        """Embed preprocessed face crops into the modality output (missing when none)."""
+        extras = {"frames_with_face": len(crops), "frames": int(n_frames)}
+        if not crops:
+            return ModalityOutput.missing("face", self.dim,
+                                          reason=f"no face found in {n_frames} frames", **extras)
+        seq = self.encode_images(np.stack(crops))
+        return ModalityOutput("face", seq.mean(0).astype(np.float32), True,
+                              sequence=seq.astype(np.float32), extras=extras)
+
     def config(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"checkpoint": self.checkpoint, "max_frames": self.max_frames}
         if self.flip_tta:
@@ -234,22 +240,75 @@ class FaceEncoder:
         return torch.cat(out).numpy() if out else np.zeros((0, len(LABELS)), np.float32)
 
     def encode(self, clip: Clip) -> ModalityOutput:
-        if not clip.has_video:
+        idx = self._sample(clip)
+        if idx is None:
             return ModalityOutput.missing("face", self.dim, reason="no video track",
                                           frames_with_face=0, frames=0)
         frames = clip.frames
         assert frames is not None
-        idx = np.unique(np.linspace(0, len(frames) - 1, min(self.max_frames, len(frames)))
-                        .round().astype(int))
         crops = []
         for i in idx:
             box = self.detector.detect(frames[i])
             if box is not None:
                 crops.append(preprocess_face(self.detector.crop(frames[i], box)))
-        extras = {"frames_with_face": len(crops), "frames": int(len(idx))}
-        if not crops:
-            return ModalityOutput.missing("face", self.dim,
-                                          reason=f"no face found in {len(idx)} frames", **extras)
-        seq = self.encode_images(np.stack(crops))
-        return ModalityOutput("face", seq.mean(0).astype(np.float32), True,
-                              sequence=seq.astype(np.float32), extras=extras)
+        return self._output(crops, len(idx))
+
+
+@register("face", "blazeface-cnn")
+class TrackedFaceEncoder(FaceEncoder):
+    """The default face path: BlazeFace finds every face in each sampled frame, one face is
+    followed through the clip (:mod:`.face_track`), each of its crops is levelled and framed by
+    the eyes like a FER2013 image (:mod:`.face_align`), then the same CNN (+ mirror TTA) embeds
+    it. Turned, tilted, dim and small faces that Haar misses are found (bench/face_detect.py),
+    and a second person in the shot no longer takes over frames where their box is larger."""
+
+    name = "blazeface-cnn"
+
+    def __init__(self, checkpoint: str | None = None, max_frames: int = 16,
+                 flip_tta: bool = False, detector: str = "blazeface") -> None:
+        """``detector``: a name in :data:`.face_detect.DETECTORS`; ``haar`` gives boxes without
+        eyes, which are then cropped by the box as the ``haar-cnn`` encoder does."""
+        from .face_detect import create_detector
+
+        self.checkpoint = checkpoint
+        self.max_frames = int(max_frames)
+        self.flip_tta = bool(flip_tta)
+        self.model, self.model_config = load_face_cnn(checkpoint)
+        self.dim = self.model.embed_dim
+        self.detector_name = detector
+        self.detector = create_detector(detector)  # type: ignore[assignment]
+
+    def config(self) -> dict[str, Any]:
+        cfg = super().config()
+        if self.detector_name != "blazeface":
+            cfg["kwargs"]["detector"] = self.detector_name
+        return cfg
+
+    def faces(self, clip: Clip) -> tuple[np.ndarray, list[Any]]:
+        """Sampled frame indices and the followed face in each (``None`` where not seen)."""
+        from .face_track import follow_one_face
+
+        idx = self._sample(clip)
+        if idx is None:
+            return np.zeros(0, int), []
+        frames = clip.frames
+        assert frames is not None
+        return idx, follow_one_face([self.detector.detect(frames[i]) for i in idx])
+
+    def encode(self, clip: Clip) -> ModalityOutput:
+        from .face_align import align_face
+
+        if self._sample(clip) is None:
+            return ModalityOutput.missing("face", self.dim, reason="no video track",
+                                          frames_with_face=0, frames=0)
+        idx, track = self.faces(clip)
+        frames = clip.frames
+        assert frames is not None
+        crops = []
+        for i, face in zip(idx, track):
+            if face is None:
+                continue
+            crop = (align_face(frames[i], *face.eyes) if face.eyes is not None
+                    else box_crop(frames[i], face.box))
+            crops.append(preprocess_face(crop))
+        return self._output(crops, len(idx))

@@ -55,7 +55,9 @@ def train_cli(args: argparse.Namespace) -> int:
         from .face_cnn import train_face_cnn
 
         train_face_cnn(root, out / "face_cnn", epochs=args.epochs or 30, seed=args.seed,
-                       threads=torch.get_num_threads())
+                       threads=torch.get_num_threads(),
+                       labels=getattr(args, "face_labels", "fer2013"),
+                       augment=getattr(args, "face_augment", "basic"))
     if args.what in ("all", "mfcc-lstm"):
         from .mfcc_lstm import train_mfcc_lstm
 

@@ -13,6 +13,7 @@ ENCODERS = {
     "transcriber": {"name": "faster-whisper"},
     # all-mpnet-base-v2 with LoRA adapters on its top 3 layers (training.text_encoder)
     "text": {"name": "mpnet", "checkpoint": "text_encoder"},
-    # mirror-image test-time augmentation: FER2013 Test 67.9 -> 68.8 % (bench/fer2013.py)
-    "face": {"name": "haar-cnn", "checkpoint": "face_cnn", "flip_tta": True},
+    # BlazeFace + one followed face + eye alignment (bench/face_detect.py); mirror-image
+    # test-time augmentation: FER2013 Test 67.9 -> 68.8 % (bench/fer2013.py)
+    "face": {"name": "blazeface-cnn", "checkpoint": "face_cnn", "flip_tta": True},
 }
