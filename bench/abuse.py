@@ -36,24 +36,11 @@ API_KEY = "abuse-bench-key"
 
 
 # -- hostile files -------------------------------------------------------------------------
-def silent_flac(path: Path, hours: float = 10.0, rate: int = 16_000) -> Path:
+def silent_flac(path: Path, hours: float = 10.0) -> Path:
     """``hours`` of digital silence as FLAC: megabytes on disk, gigabytes once decoded."""
-    if path.exists():
-        return path
-    import av
+    from multimodal_emotion.demo import make_silent_flac
 
-    block = rate * 10
-    with av.open(str(path), "w", format="flac") as out:
-        stream = out.add_stream("flac", rate=rate, layout="mono")
-        zeros = np.zeros((1, block), dtype=np.int16)
-        for i in range(int(hours * 360)):
-            frame = av.AudioFrame.from_ndarray(zeros, format="s16", layout="mono")
-            frame.sample_rate, frame.pts = rate, i * block
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return path
+    return path if path.exists() else make_silent_flac(path, hours * 3600)
 
 
 def huge_frames(path: Path, side: int = 16000, frames: int = 2) -> Path:

@@ -302,6 +302,30 @@ _AUDIO_FORMATS = {  # extension -> (container, codec)
 }
 
 
+def make_silent_flac(path: str | Path, seconds: float, rate: int = 16_000,
+                     block_s: int = 10) -> Path:
+    """Digital silence as mono FLAC: a few KB a minute on disk, ``seconds * rate * 4`` bytes
+    once decoded to float32 (the hardening tests' and ``bench/abuse.py``'s decompression
+    bomb). Written ``block_s`` seconds at a time; ``seconds`` is rounded down to whole seconds."""
+    import av
+
+    path = Path(path)
+    block = rate * block_s
+    zeros = np.zeros((1, block), dtype=np.int16)
+    with av.open(str(path), "w", format="flac") as out:
+        stream = out.add_stream("flac", rate=rate, layout="mono")
+        total = int(seconds)
+        for start in range(0, total, block_s):
+            n = min(block_s, total - start) * rate
+            frame = av.AudioFrame.from_ndarray(zeros[:, :n], format="s16", layout="mono")
+            frame.sample_rate, frame.pts = rate, start * rate
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
+
+
 def make_audio_file(path: str | Path, text: str = DEFAULT_TEXT, fmt: str | None = None,
                     sample_rate: int = 16000) -> Path:
     """Write spoken ``text`` as an audio-only file; ``fmt`` is one of wav, flac, mp3, m4a, ogg

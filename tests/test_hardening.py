@@ -14,14 +14,14 @@ import time
 import tracemalloc
 from pathlib import Path
 
-import av
 import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from test_serving import FakeRecognizer, multipart_chunks
+from test_serving import FakeRecognizer, multipart_chunks, wait_ready
 
 from multimodal_emotion import media
+from multimodal_emotion.demo import make_silent_flac
 from multimodal_emotion.errors import InputError, MediaError
 from multimodal_emotion.model import EmotionModel
 from multimodal_emotion.serving.app import create_app
@@ -29,25 +29,9 @@ from multimodal_emotion.serving.live import serve_in_thread
 from multimodal_emotion.serving.settings import Settings
 
 
-def write_silent_flac(path: Path, seconds: float, rate: int = 16_000) -> Path:
-    """A silent mono FLAC: tiny on disk, ``seconds * rate * 4`` bytes once decoded."""
-    with av.open(str(path), "w", format="flac") as out:
-        stream = out.add_stream("flac", rate=rate, layout="mono")
-        block = rate  # one second per frame
-        zeros = np.zeros((1, block), dtype=np.int16)
-        for i in range(int(seconds)):
-            frame = av.AudioFrame.from_ndarray(zeros, format="s16", layout="mono")
-            frame.sample_rate, frame.pts = rate, i * block
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return path
-
-
 @pytest.fixture(scope="module")
 def silent_flac(tmp_path_factory) -> Path:
-    return write_silent_flac(tmp_path_factory.mktemp("flac") / "silence.flac", 120)
+    return make_silent_flac(tmp_path_factory.mktemp("flac") / "silence.flac", 120)
 
 
 # -- item 2: duration and frame size are capped ---------------------------------------------
@@ -238,8 +222,7 @@ def test_fuse_body_is_capped_and_queued(uploads, heads):
     app = create_app(lambda: fake, Settings(upload_dir=str(uploads), max_json_kb=64,
                                             workers=1, queue_size=0))
     with TestClient(app) as c:
-        while c.get("/healthz").status_code != 200:
-            time.sleep(0.02)
+        wait_ready(c)
         big = json.dumps({"probabilities": {"audio": [0.1] * 20000}})
         r = c.post("/v1/fuse", content=big, headers={"content-type": "application/json"})
         assert r.status_code == 413 and r.json()["error"] == "body_too_large"
@@ -275,8 +258,7 @@ def test_booleans_are_not_embedding_numbers(uploads, heads):
     fake = FakeRecognizer(heads)
     app = create_app(lambda: fake, Settings(upload_dir=str(uploads)))
     with TestClient(app) as c:
-        while c.get("/healthz").status_code != 200:
-            time.sleep(0.02)
+        wait_ready(c)
         dim = int(heads.dims["audio"])
         r = c.post("/v1/fuse", json={"embeddings": {"audio": [True] * dim}})
         assert r.status_code == 422 and r.json()["error"] == "invalid_request"
@@ -287,8 +269,7 @@ def test_validation_errors_are_capped_and_summarised(uploads, heads):
     fake = FakeRecognizer(heads)
     app = create_app(lambda: fake, Settings(upload_dir=str(uploads)))
     with TestClient(app) as c:
-        while c.get("/healthz").status_code != 200:
-            time.sleep(0.02)
+        wait_ready(c)
         body = json.dumps({"embeddings": {"audio": ["x" * 50] * 15000}})  # ~800 KB
         t = time.perf_counter()
         r = c.post("/v1/fuse", content=body, headers={"content-type": "application/json"})
@@ -391,8 +372,7 @@ def test_models_hides_the_server_path_and_openapi_declares_errors(uploads, heads
     fake.model_dir = "/srv/secret/place/my-model"
     app = create_app(lambda: fake, Settings(upload_dir=str(uploads)))
     with TestClient(app) as c:
-        while c.get("/healthz").status_code != 200:
-            time.sleep(0.02)
+        wait_ready(c)
         assert c.get("/v1/models").json()["model"]["dir"] == "my-model"
         spec = c.get("/openapi.json").json()
         analyze = spec["paths"]["/v1/analyze"]["post"]["responses"]
@@ -413,8 +393,7 @@ def test_media_over_a_limit_is_413(uploads, heads, silent_flac):
     fake.analyze = analyze
     app = create_app(lambda: fake, Settings(upload_dir=str(uploads)))
     with TestClient(app) as c:
-        while c.get("/healthz").status_code != 200:
-            time.sleep(0.02)
+        wait_ready(c)
         r = c.post("/v1/analyze", files={"file": ("long.flac", silent_flac.read_bytes())})
         assert r.status_code == 413 and r.json()["error"] == "media_too_long"
         assert "long.flac" in r.json()["message"] and "mer-upload" not in r.json()["message"]

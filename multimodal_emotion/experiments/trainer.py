@@ -219,6 +219,23 @@ def train_neural(strategy: str, mods: dict[str, ModalityData], y: np.ndarray,
 LATE_CS = (0.001, 0.01, 0.1, 1.0)
 
 
+def _fit_linear_experts(model: nn.Module, batcher: _Batcher, yt: torch.Tensor,
+                        rows: np.ndarray, c_by_modality: dict[str, float], n_classes: int,
+                        settings: TrainSettings) -> None:
+    """Standardise on ``rows`` (cheap: a mean and a std), then solve each modality's linear
+    expert (a ``LateFusion``'s classifiers) on its available rows with its ``C``; shared by
+    ``late`` and ``product``."""
+    emb, mask, _ = batcher.get(rows)
+    model.fit_normalisation(emb, mask)
+    weight = _class_weights(yt[rows], n_classes, settings)
+    for i, m in enumerate(model.modalities):
+        have = mask[:, i]
+        if have.sum() >= 2:
+            model.fit_classifier(m, emb[m][have], yt[rows][have],
+                                 l2=1.0 / (2.0 * c_by_modality[m] * int(have.sum())),
+                                 class_weight=weight)
+
+
 def train_late(mods: dict[str, ModalityData], y: np.ndarray, train: np.ndarray,
                val: np.ndarray, test: np.ndarray, n_classes: int, settings: TrainSettings,
                seed: int, options: dict[str, Any] | None = None, missing: bool = False,
@@ -243,17 +260,7 @@ def train_late(mods: dict[str, ModalityData], y: np.ndarray, train: np.ndarray,
     yt = torch.from_numpy(np.asarray(y, np.int64))
 
     def fit_experts(rows: np.ndarray, cs_by_modality: dict[str, float]) -> None:
-        """Standardise on ``rows`` (cheap: a mean and a std), then solve each modality's
-        expert on its available rows with its ``C``."""
-        emb, mask, _ = batcher.get(rows)
-        model.fit_normalisation(emb, mask)
-        weight = _class_weights(yt[rows], n_classes, settings)
-        for i, m in enumerate(model.modalities):
-            have = mask[:, i]
-            if have.sum() >= 2:
-                model.fit_classifier(m, emb[m][have], yt[rows][have],
-                                     l2=1.0 / (2.0 * cs_by_modality[m] * int(have.sum())),
-                                     class_weight=weight)
+        _fit_linear_experts(model, batcher, yt, rows, cs_by_modality, n_classes, settings)
 
     emb_val, mask_val, _ = batcher.get(val)
     y_val = yt[torch.from_numpy(val)]
@@ -317,15 +324,7 @@ def train_product(mods: dict[str, ModalityData], y: np.ndarray, train: np.ndarra
     names = list(model.modalities)
 
     def fit_experts(rows: np.ndarray, c_by_modality: dict[str, float]) -> None:
-        emb, mask, _ = batcher.get(rows)
-        model.fit_normalisation(emb, mask)
-        weight = _class_weights(yt[rows], n_classes, settings)
-        for i, m in enumerate(names):
-            have = mask[:, i]
-            if have.sum() >= 2:
-                model.fit_classifier(m, emb[m][have], yt[rows][have],
-                                     l2=1.0 / (2.0 * c_by_modality[m] * int(have.sum())),
-                                     class_weight=weight)
+        _fit_linear_experts(model, batcher, yt, rows, c_by_modality, n_classes, settings)
 
     def expert_log_p(rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         emb, mask, _ = batcher.get(rows)

@@ -27,7 +27,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..calibration import ExpertCalibration, expected_calibration_error, fit_prior_power, \
+from ..calibration import expected_calibration_error, fit_prior_power, \
     fit_temperature, label_prior, nll
 from ..labels import LABELS
 from ..model import EmotionModel
@@ -71,28 +71,16 @@ def text_calibration_data(root: Path, model: EmotionModel, model_dir: Path) -> C
 
 
 def face_calibration_data(root: Path, model: EmotionModel, model_dir: Path) -> CalibrationData:
-    from ..cache import cached_arrays
-    from ..datasets.fer2013 import load_fer2013
     from ..recognizer import build_encoder
-    from .face_cnn import _split
+    from .face_cnn import fer2013_face_embeddings
 
     cfg = model.config["encoders"]["face"]
-    ckpt = model_dir / cfg["checkpoint"]
     enc = build_encoder("face", cfg, model_dir)
-    images, labels, usage = load_fer2013(root)
-    import hashlib
-
-    sha = hashlib.sha256((ckpt / "model.safetensors").read_bytes()).hexdigest()[:16]
-    x = cached_arrays("fer2013-face", {"weights": sha, "n": len(images),
-                                       "flip_tta": enc.flip_tta},
-                      lambda: {"X": enc.encode_images(images).astype(np.float32)})["X"]
-    train = usage == "Training"
-    seed = json.loads((ckpt / "config.json").read_text()).get("training", {}).get("seed", 0)
-    fitted, held = _split(labels[train], 0.1, seed)
+    d = fer2013_face_embeddings(root, enc, model_dir / cfg["checkpoint"])
+    x, labels, train = d["X"], d["labels"], d["usage"] == "Training"
     xt, yt = x[train], labels[train]
-    test = ~train
-    return CalibrationData(_logits(model, "face", xt[held]), yt[held],
-                           _logits(model, "face", x[test]), labels[test], yt[fitted],
+    return CalibrationData(_logits(model, "face", xt[d["held"]]), yt[d["held"]],
+                           _logits(model, "face", x[~train]), labels[~train], yt[d["fitted"]],
                            {"fit": "FER2013 Training, the CNN's held-out 10 %",
                             "score": "FER2013 Test", "prior": "FER2013 Training labels"})
 

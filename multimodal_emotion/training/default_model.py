@@ -9,7 +9,6 @@ the only truly paired audio-visual clips we have (CREMA-D).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -184,24 +183,13 @@ def _text(root: Path, out: Path, seed: int):
 
 
 def _face(root: Path, out: Path, seed: int):
-    from ..cache import cached_arrays
-    from ..datasets.fer2013 import load_fer2013
     from ..recognizer import build_encoder
-    from .face_cnn import _split
+    from .face_cnn import fer2013_face_embeddings
 
-    ckpt = out / ENCODERS["face"]["checkpoint"]
     enc = build_encoder("face", ENCODERS["face"], out)  # exactly the shipped face encoder
-    images, labels, usage = load_fer2013(root)
-    weights_sha = _sha(ckpt / "model.safetensors")
-
-    def compute() -> dict[str, np.ndarray]:
-        return {"X": enc.encode_images(images).astype(np.float32)}
-
-    x = cached_arrays("fer2013-face", {"weights": weights_sha, "n": len(images),
-                                       "flip_tta": enc.flip_tta}, compute)["X"]
+    d = fer2013_face_embeddings(root, enc, out / ENCODERS["face"]["checkpoint"], seed)
+    x, labels, usage, held = d["X"], d["labels"], d["usage"], d["held"]
     tr_mask = usage == "Training"
-    _, held = _split(labels[tr_mask], 0.1, json.loads((ckpt / "config.json").read_text())
-                     .get("training", {}).get("seed", seed))
     # Fusion must not learn from faces the CNN was fitted on (their embeddings are
     # over-confident), so its face pool is the CNN's held-out 10%: 70% to fit, 30% to stop on.
     xh, yh = x[tr_mask][held], labels[tr_mask][held]
@@ -252,9 +240,3 @@ def _text_sequences(enc, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     out = cached_arrays("text-seq", {"encoder": enc.config(), "texts": texts_sha(texts),
                                      "tokens": SEQ_TOKENS}, compute)
     return out["seq"], out["valid"]
-
-
-def _sha(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]

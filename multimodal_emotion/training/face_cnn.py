@@ -127,6 +127,27 @@ def _split(labels: np.ndarray, frac: float, seed: int) -> tuple[np.ndarray, np.n
     return np.concatenate(tr), np.concatenate(va)
 
 
+def fer2013_face_embeddings(root: Path, encoder: Any, checkpoint: Path, seed: int = 0
+                            ) -> dict[str, np.ndarray]:
+    """Every FER2013 image through ``encoder`` (cached, keyed by the CNN's weights), with the
+    CNN's own training split: ``X``, ``labels``, ``usage``, and ``fitted`` / ``held`` indices
+    into the ``Training`` rows (the stratified 10 % the CNN never trained on is ``held``).
+    Fusion's face pool and the face expert's calibration both start from this."""
+    import hashlib
+
+    from ..cache import cached_arrays
+
+    images, labels, usage = load_fer2013(root)
+    sha = hashlib.sha256((checkpoint / "model.safetensors").read_bytes()).hexdigest()[:16]
+    x = cached_arrays("fer2013-face", {"weights": sha, "n": len(images),
+                                       "flip_tta": encoder.flip_tta},
+                      lambda: {"X": encoder.encode_images(images).astype(np.float32)})["X"]
+    cnn_seed = json.loads((checkpoint / "config.json").read_text()).get(
+        "training", {}).get("seed", seed)
+    fitted, held = _split(labels[usage == "Training"], 0.1, cnn_seed)
+    return {"X": x, "labels": labels, "usage": usage, "fitted": fitted, "held": held}
+
+
 def _save(model: FaceCNN, out_dir: Path, info: dict[str, Any]) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to(torch.float16 if v.is_floating_point() else v.dtype).contiguous()
