@@ -11,11 +11,11 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from . import encoders, media
+from . import encoders, media, media_stream
 from .encoders import language
 from .errors import ModelError
 from .explain import modality_shapley, word_occlusion
@@ -108,27 +108,38 @@ class EmotionRecognizer:
         transcript words that moved the text expert most (one more text-encoder batch)."""
         label_map = load_label_map(labels)
         t0 = time.perf_counter()
-        if source is None:
-            clip = media.from_arrays(audio, sample_rate, frames, fps or self.fps)
-        elif isinstance(source, Clip):
-            clip = source
-        else:
-            clip = media.load(source, fps=self.fps, max_duration=self.max_duration_s)
-        decode_ms = (time.perf_counter() - t0) * 1000
         fusion = fusion or self.model.default_fusion
         window = window_s or self.window_s
-        bounds = _windows(clip.duration, window)
-        parts = [self._analyze_window(clip.window(a, b) if len(bounds) > 1 else clip, fusion)
-                 for a, b in bounds]
-        pred = _combine(parts, bounds, fusion, clip, self.model, label_map)
-        pred.warnings.extend(clip.warnings)  # what the decoder skipped (truncated file)
+        decode = [0.0]
+        if source is None:
+            clip = media.from_arrays(audio, sample_rate, frames, fps or self.fps)
+            windows = _clip_windows(clip, window)
+        elif isinstance(source, Clip):
+            windows = _clip_windows(source, window)
+        else:  # a file: decoded piece by piece, so memory does not grow with its length
+            windows = media_stream.iter_windows(
+                media_stream.iter_chunks(source, fps=fps or self.fps,
+                                         max_duration=self.max_duration_s),
+                window, fps or self.fps)
+        parts, bounds, clip_warnings = [], [], []
+        for offset, clip in _timed(windows, decode):
+            part = self._analyze_window(clip, fusion)
+            for out in part["outputs"].values():
+                out.sequence = None  # used by the fusion; kept, it would grow with duration
+            parts.append(part)
+            bounds.append((offset, offset + clip.duration))
+            clip_warnings.extend(clip.warnings)
+        duration = bounds[-1][1]
+        pred = _combine(parts, bounds, fusion, duration, self.model, label_map)
+        pred.warnings.extend(clip_warnings)  # what the decoder skipped (truncated file)
         pred.expert_logits = [WindowLogits(a, b, p["logits"]) for (a, b), p in zip(bounds, parts)]
         if explain_words and pred.explanation is not None:
             t = time.perf_counter()
             pred.explanation.words = self.explain_words(
                 pred.modalities["text"].extras.get("transcript", ""), pred.label)
             parts[0]["timings"]["explain"] = (time.perf_counter() - t) * 1000
-        pred.timings_ms = {"decode": decode_ms, **_sum_timings(p["timings"] for p in parts)}
+        pred.timings_ms = {"decode": decode[0] * 1000,
+                           **_sum_timings(p["timings"] for p in parts)}
         pred.timings_ms["total"] = (time.perf_counter() - t0) * 1000
         pred.path = None if source is None or isinstance(source, (bytes, Clip)) \
             or hasattr(source, "read") else str(source)
@@ -227,6 +238,30 @@ def _windows(duration: float, window: float) -> list[tuple[float, float]]:
     return [(float(a), float(b)) for a, b in zip(edges[:-1], edges[1:])]
 
 
+def _clip_windows(clip: Clip, window: float) -> Iterator[tuple[float, Clip]]:
+    """A clip already in memory, cut as :func:`media_stream.iter_windows` cuts a stream."""
+    bounds = _windows(clip.duration, window)
+    for a, b in bounds:
+        part = clip.window(a, b) if len(bounds) > 1 else clip
+        if b == bounds[-1][1]:
+            part.warnings = list(clip.warnings)
+        yield a, part
+
+
+def _timed(items: Iterable[Any], total: list[float]) -> Iterator[Any]:
+    """Yield from ``items``, adding the seconds spent producing them (decoding) to ``total[0]``."""
+    it = iter(items)
+    while True:
+        t = time.perf_counter()
+        try:
+            item = next(it)
+        except StopIteration:
+            total[0] += time.perf_counter() - t
+            return
+        total[0] += time.perf_counter() - t
+        yield item
+
+
 def _sum_timings(items) -> dict[str, float]:
     total: dict[str, float] = {}
     for t in items:
@@ -236,7 +271,7 @@ def _sum_timings(items) -> dict[str, float]:
 
 
 def _combine(parts: list[dict[str, Any]], bounds: list[tuple[float, float]], fusion: str,
-             clip: Clip, model: EmotionModel, label_map: LabelMap | None = None) -> Prediction:
+             duration: float, model: EmotionModel, label_map: LabelMap | None = None) -> Prediction:
     """One Prediction from per-window results: duration-weighted mean of window probabilities.
 
     The clip's explanation is the same weighted mean of the windows' Shapley values for the
@@ -278,7 +313,7 @@ def _combine(parts: list[dict[str, Any]], bounds: list[tuple[float, float]], fus
     if not fused:
         reason = "no modality available: " + "; ".join(
             f"{m}: {v.reason}" for m, v in views.items() if v.reason)
-        return Prediction(None, None, views, fusion, clip.duration, segments=segments,
+        return Prediction(None, None, views, fusion, duration, segments=segments,
                           reason=reason)
     avg = _weighted_mean(fused)
     k = int(avg.argmax())
@@ -292,7 +327,7 @@ def _combine(parts: list[dict[str, Any]], bounds: list[tuple[float, float]], fus
                         f"keep a lone expert's answer: its label may differ from the "
                         f"{available[0]} expert's; the default fusion does not")
     return Prediction(
-        label, probabilities, views, fusion, clip.duration, segments=segments,
+        label, probabilities, views, fusion, duration, segments=segments,
         confidence=float(avg[k]),
         agreement={"score": round(len(agree) / len(available), 4), "agree": agree,
                    "disagree": [m for m in available if m not in agree]},
