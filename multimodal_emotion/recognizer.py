@@ -145,6 +145,24 @@ class EmotionRecognizer:
             or hasattr(source, "read") else str(source)
         return pred
 
+    def analyze_segment(self, clip: Clip, fusion: str | None = None,
+                        labels: "LabelMap | str | None" = None) -> Prediction:
+        """One piece of a longer recording (a window, a speaker's turn, a live window) as one
+        :class:`Prediction`, never cut again: what the call, stream and batch shells feed with
+        their own segmenters. ``clip`` times are relative to the piece."""
+        t0 = time.perf_counter()
+        fusion = fusion or self.model.default_fusion
+        part = self._analyze_window(clip, fusion)
+        for out in part["outputs"].values():
+            out.sequence = None
+        pred = _combine([part], [(0.0, clip.duration)], fusion, clip.duration, self.model,
+                        load_label_map(labels))
+        pred.warnings.extend(clip.warnings)
+        pred.expert_logits = [WindowLogits(0.0, clip.duration, part["logits"])]
+        pred.timings_ms = dict(part["timings"])
+        pred.timings_ms["total"] = (time.perf_counter() - t0) * 1000
+        return pred
+
     def encode(self, clip: Clip) -> tuple[dict[str, ModalityOutput], dict[str, float]]:
         """Run the three encoders on one clip: modality outputs and per-stage milliseconds.
 

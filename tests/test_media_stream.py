@@ -97,3 +97,17 @@ def test_bytes_and_file_objects_stream_like_paths(demo_clip: Path) -> None:
     for src in (data, io.BytesIO(data)):
         got = np.concatenate([c.audio for c in media_stream.iter_chunks(src)])
         np.testing.assert_array_equal(got, ref)
+
+
+def test_turn_clips_are_the_turns_of_the_whole_decode(long_clip: Path) -> None:
+    from multimodal_emotion.turns import Turn, iter_turn_clips
+
+    whole = media.load(long_clip)
+    turns = [Turn(12.25, 24.9, "A"), Turn(0.5, 3.2, "A"), Turn(3.0, 9.9, "B")]  # overlapping
+    got = list(iter_turn_clips(media_stream.iter_chunks(long_clip, chunk_s=2.0), turns, 4.0))
+    assert [t.start for t, _ in got] == [0.5, 3.0, 12.25]  # in order of start
+    for turn, clip in got:
+        ref = whole.window(turn.start, turn.end)
+        np.testing.assert_array_equal(clip.audio, ref.audio)
+        np.testing.assert_allclose(clip.frame_times, ref.frame_times)
+        assert clip.duration == pytest.approx(turn.duration)
