@@ -101,7 +101,11 @@ class EmotionRecognizer:
                 explain_words: bool = False) -> Prediction:
         """Analyze a path, bytes, file object or decoded :class:`Clip`, or arrays in memory:
         ``analyze(audio=wave, sample_rate=sr, frames=rgb_frames, fps=fps)`` (either may be
-        omitted; the missing modality is masked).
+        omitted; the missing modality is masked). ``fps``: the frame rate of ``frames``, or the
+        rate frames are sampled at from a file (default: the recognizer's).
+
+        A file is decoded piece by piece and analyzed window by window (``window_s``), so memory
+        does not grow with its length; the answer is the duration-weighted mean of the windows.
 
         ``labels``: a :class:`~multimodal_emotion.label_maps.LabelMap` (or its file) whose
         categories are reported beside the canonical label. ``explain_words``: also find the

@@ -48,10 +48,13 @@ class FakeRecognizer:
         self.started = threading.Event()
         self.calls = 0
 
-    def analyze(self, source: Any, fusion: str | None = None, labels: Any = None) -> Prediction:
+    def analyze(self, source: Any, fusion: str | None = None, labels: Any = None,
+                fps: float | None = None) -> Prediction:
         self.calls += 1
         self.started.set()
-        clip = source if hasattr(source, "duration") else media.load(source, fps=self.fps)
+        clip = source if hasattr(source, "duration") else media.load(
+            source, fps=fps or self.fps,
+            max_duration=getattr(self, "max_duration_s", media.DEFAULT_MAX_DURATION_S))
         if self.gate is not None:
             assert self.gate.wait(30), "test gate never opened"
         probs = {name: (0.7 if name == "happy" else 0.05) for name in LABELS}
