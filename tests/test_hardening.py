@@ -188,6 +188,49 @@ def test_slow_uploads_hold_no_queue_slot_and_are_dropped(uploads, heads, demo_cl
         assert time.monotonic() - t < 5  # dropped after the 1 s read timeout, not left hanging
 
 
+def test_trickled_headers_are_cut_off_and_others_are_served(uploads, heads):
+    """A client sending its request line and headers a byte every 0.2 s held its socket for
+    as long as it liked (the body deadline starts after the headers): now the connection is
+    closed at the header deadline, a keep-alive client trickling its second request too, and a
+    normal client is served meanwhile."""
+    fake = FakeRecognizer(heads)
+    app = create_app(lambda: fake, Settings(upload_dir=str(uploads)))
+    with serve_in_thread(app, header_timeout_s=1.0) as url:
+        host, port = url.rsplit("//", 1)[1].split(":")
+        first = socket.create_connection((host, int(port)), timeout=5)
+        second = socket.create_connection((host, int(port)), timeout=5)
+        second.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # one fast request
+        assert second.recv(65536).startswith(b"HTTP/1.1 200")
+        t = time.monotonic()
+        closed = {}
+        head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 100
+        for i in range(len(head)):
+            for name, s in (("first", first), ("second", second)):
+                if name in closed:
+                    continue
+                try:
+                    s.sendall(head[i:i + 1])
+                except OSError:
+                    closed[name] = time.monotonic() - t
+            if len(closed) == 2:
+                break
+            if i % 3 == 0:  # the server keeps answering others meanwhile
+                assert httpx.get(url + "/healthz", timeout=5).status_code == 200
+            time.sleep(0.2)
+        for name, s in (("first", first), ("second", second)):
+            if name not in closed:  # the server closed it: reading gives EOF
+                s.settimeout(0.5)
+                try:
+                    assert s.recv(65536) == b""
+                    closed[name] = time.monotonic() - t
+                except (socket.timeout, OSError):
+                    pass
+            s.close()
+        assert set(closed) == {"first", "second"}, closed
+        assert max(closed.values()) < 4.0, closed  # cut at ~1 s (2 s at most), not 20 s
+        assert httpx.get(url + "/healthz", timeout=5).status_code == 200
+
+
 def test_a_trickling_body_is_dropped_by_the_minimum_rate(uploads, heads):
     fake = FakeRecognizer(heads)
     app = create_app(lambda: fake, Settings(upload_dir=str(uploads), read_timeout_s=0.5,

@@ -512,6 +512,8 @@ def serve_cli(args: Any) -> int:
              "content logging %s)", args.host, args.port, settings.workers, settings.queue_size,
              settings.max_upload_mb, "on" if settings.api_key else "off",
              "on" if settings.log_content else "off")
+    from .connection import header_deadline_protocol
+
     uvicorn.run(create_app(settings=settings), host=args.host, port=args.port,
-                log_level="info")
+                log_level="info", http=header_deadline_protocol(settings.header_timeout_s))
     return 0

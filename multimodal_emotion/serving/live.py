@@ -21,9 +21,12 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 @contextmanager
 def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int | None = None,
-                    ready_timeout: float = 120.0, wait_ready: bool = True) -> Iterator[str]:
+                    ready_timeout: float = 120.0, wait_ready: bool = True,
+                    header_timeout_s: float = 10.0) -> Iterator[str]:
     """Yield the base URL once uvicorn listens (and, with ``wait_ready``, once ``/healthz`` says
-    ready); stop the server on exit."""
+    ready); stop the server on exit. Connections get ``mer serve``'s header deadline."""
+    from .connection import header_deadline_protocol
+
     import urllib.error
     import urllib.request
 
@@ -31,7 +34,8 @@ def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int | None = None,
 
     port = port or free_port(host)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
-                                          lifespan="on"))
+                                          lifespan="on",
+                                          http=header_deadline_protocol(header_timeout_s)))
     thread = threading.Thread(target=server.run, name="mer-uvicorn", daemon=True)
     thread.start()
     url = f"http://{host}:{port}"

@@ -29,6 +29,8 @@ ENV_HELP: dict[str, str] = {
     "MER_READ_TIMEOUT_S": "a body silent this long is dropped (408); default 10",
     "MER_MIN_UPLOAD_KBPS": "after MER_READ_TIMEOUT_S a body must average this rate, else "
                            "408 (0: off); default 32",
+    "MER_HEADER_TIMEOUT_S": "a connection whose request headers are not complete this long "
+                            "after it opened (or after its last response) is closed; default 10",
     "MER_MAX_RECEIVING": "upload bodies arriving at once, then 429; default 16",
     "MER_MAX_JSON_KB": "largest /v1/fuse body, then 413; default 1024",
     "MER_WINDOW_S": "seconds per segment of long clips; default 10",
@@ -76,6 +78,10 @@ class Settings:
     min_upload_kbps: float = 32.0
     """After ``read_timeout_s``, a body must have averaged at least this rate (KB/s), or it is
     dropped (408): a client sending one byte every few seconds must not hold a connection."""
+    header_timeout_s: float = 10.0
+    """A connection whose request headers are not all in this long after it opened (or after
+    its previous response) is closed: uvicorn has no such deadline, and a client trickling
+    headers held its socket forever (``serving/connection.py``)."""
     max_receiving: int = 16
     """Uploads whose bodies may arrive at once. Bodies are read *before* a queue slot is taken
     (so slow senders cannot hold slots), and this bounds the disk they use meanwhile."""
@@ -113,6 +119,7 @@ class Settings:
             "max_duration_s": ("MER_MAX_DURATION_S", float),
             "read_timeout_s": ("MER_READ_TIMEOUT_S", float),
             "min_upload_kbps": ("MER_MIN_UPLOAD_KBPS", float),
+            "header_timeout_s": ("MER_HEADER_TIMEOUT_S", float),
             "max_receiving": ("MER_MAX_RECEIVING", int),
             "max_json_kb": ("MER_MAX_JSON_KB", float),
             "feedback": ("MER_FEEDBACK", lambda s: s.strip().lower() in _TRUE),
@@ -140,6 +147,7 @@ class Settings:
                                    ("MER_MAX_DURATION_S", self.max_duration_s, 0, 86400),
                                    ("MER_READ_TIMEOUT_S", self.read_timeout_s, 0, 3600),
                                    ("MER_MIN_UPLOAD_KBPS", self.min_upload_kbps, -1, 1e6),
+                                   ("MER_HEADER_TIMEOUT_S", self.header_timeout_s, 0, 3600),
                                    ("MER_MAX_JSON_KB", self.max_json_kb, 0, 1024 * 1024)):
             # nan and inf parse as floats; each made a server that answered 500 forever
             if not (math.isfinite(value) and lo < value <= hi):
