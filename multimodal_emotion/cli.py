@@ -8,10 +8,12 @@ input failed), 4 model problem.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import sys
+from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
 from .errors import MerError
@@ -196,8 +198,9 @@ def _analyze(args: argparse.Namespace) -> int:
     failed = 0
     for path in args.paths:
         try:
-            pred = rec.analyze(path, fusion=args.fusion, labels=label_map,
-                               explain_words=args.explain)
+            with _progress_bar(path) as progress:
+                pred = rec.analyze(path, fusion=args.fusion, labels=label_map,
+                                   explain_words=args.explain, progress=progress)
         except MediaError as exc:
             failed += 1
             if args.json:
@@ -212,6 +215,33 @@ def _analyze(args: argparse.Namespace) -> int:
         else:
             print(format_prediction(pred.to_dict()), flush=True)
     return 3 if failed else 0
+
+
+@contextlib.contextmanager
+def _progress_bar(name: str):
+    """A progress callback for ``analyze``: a bar on stderr for files longer than a minute,
+    only when stderr is a terminal (never in pipes, logs or ``--json`` consumers' captures)."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from tqdm import tqdm
+
+    bar = None
+
+    def update(done: float, total: float | None) -> None:
+        nonlocal bar
+        if bar is None:
+            if total is None or total < 60:
+                return
+            bar = tqdm(total=round(total), desc=Path(name).name[:30], unit="s", leave=False,
+                       mininterval=1)
+        bar.update(max(0, round(done) - bar.n))
+
+    try:
+        yield update
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def format_prediction(d: dict) -> str:

@@ -11,7 +11,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -98,7 +98,8 @@ class EmotionRecognizer:
                 window_s: float | None = None, *, audio: np.ndarray | None = None,
                 sample_rate: int = media.SAMPLE_RATE, frames: np.ndarray | None = None,
                 fps: float | None = None, labels: "LabelMap | str | None" = None,
-                explain_words: bool = False) -> Prediction:
+                explain_words: bool = False,
+                progress: Callable[[float, float | None], None] | None = None) -> Prediction:
         """Analyze a path, bytes, file object or decoded :class:`Clip`, or arrays in memory:
         ``analyze(audio=wave, sample_rate=sr, frames=rgb_frames, fps=fps)`` (either may be
         omitted; the missing modality is masked). ``fps``: the frame rate of ``frames``, or the
@@ -109,22 +110,29 @@ class EmotionRecognizer:
 
         ``labels``: a :class:`~multimodal_emotion.label_maps.LabelMap` (or its file) whose
         categories are reported beside the canonical label. ``explain_words``: also find the
-        transcript words that moved the text expert most (one more text-encoder batch)."""
+        transcript words that moved the text expert most (one more text-encoder batch).
+        ``progress(done_s, total_s)`` is called after each window (``total_s``: the duration
+        the file declares, ``None`` when it declares none), for the shells' progress bars."""
         label_map = load_label_map(labels)
         t0 = time.perf_counter()
         fusion = fusion or self.model.default_fusion
         window = window_s or self.window_s
         decode = [0.0]
+        total: float | None = None
         if source is None:
             clip = media.from_arrays(audio, sample_rate, frames, fps or self.fps)
             windows = _clip_windows(clip, window)
         elif isinstance(source, Clip):
             windows = _clip_windows(source, window)
         else:  # a file: decoded piece by piece, so memory does not grow with its length
+            if hasattr(source, "read") and not isinstance(getattr(source, "name", None), str):
+                source = source.read()  # read once: probed and decoded from the same bytes
+            info = media_stream.probe(source)
+            total = info.declared_duration
             windows = media_stream.iter_windows(
                 media_stream.iter_chunks(source, fps=fps or self.fps,
-                                         max_duration=self.max_duration_s),
-                window, fps or self.fps)
+                                         max_duration=self.max_duration_s, info=info),
+                window, fps or self.fps, info.name)
         parts, bounds, clip_warnings = [], [], []
         for offset, clip in _timed(windows, decode):
             part = self._analyze_window(clip, fusion)
@@ -133,6 +141,8 @@ class EmotionRecognizer:
             parts.append(part)
             bounds.append((offset, offset + clip.duration))
             clip_warnings.extend(clip.warnings)
+            if progress is not None:
+                progress(offset + clip.duration, total)
         duration = bounds[-1][1]
         pred = _combine(parts, bounds, fusion, duration, self.model, label_map)
         pred.warnings.extend(clip_warnings)  # what the decoder skipped (truncated file)

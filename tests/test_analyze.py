@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from multimodal_emotion import EmotionRecognizer, LABELS
+from multimodal_emotion import EmotionRecognizer, LABELS, media
 from multimodal_emotion.errors import MediaError
 
 
@@ -117,7 +117,16 @@ def test_masked_modality_does_not_change_the_answer(rec, no_face_clip):
 
 
 def test_long_clip_is_analyzed_in_windows(rec, long_clip):
-    d = rec.analyze(long_clip, window_s=10.0).to_dict()
+    seen = []
+    d = rec.analyze(long_clip, window_s=10.0,
+                    progress=lambda done, total: seen.append((done, total))).to_dict()
+    # the file was streamed window by window: the same answer as the whole decode's
+    whole = rec.analyze(media.load(long_clip), window_s=10.0).to_dict()
+    assert d["label"] == whole["label"]
+    for k in LABELS:
+        assert d["probabilities"][k] == pytest.approx(whole["probabilities"][k], abs=1e-4)
+    assert [round(done) for done, _ in seen] == [10, 20, 25]
+    assert all(total == pytest.approx(d["duration_s"], abs=0.1) for _, total in seen)
     segs = d["segments"]
     assert [(s["start"], s["end"]) for s in segs] == [(0, 10), (10, 20), (20, pytest.approx(
         d["duration_s"], abs=0.01))]
