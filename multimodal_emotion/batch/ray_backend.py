@@ -1,0 +1,114 @@
+"""The Ray adapter: the same per-file work as the local pool, run by a Ray Data actor pool so
+that it spreads over a cluster. The only module that imports Ray (lazily: ``mer`` works
+without it).
+
+Each actor builds one :class:`~multimodal_emotion.batch.job.Worker` (models loaded once per
+actor) and turns batches of paths into result lines; the driver iterates the results as they
+stream back and writes them itself, so the results file lives with the driver and only paths
+and short strings cross the cluster. Inputs must be readable at the same absolute path on every
+node (shared storage); see README, "Batch".
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterator
+
+from ..errors import InputError, MerError
+from .job import AnalyzerFactory, AnalyzeSpec, Result, Worker
+
+# Rows per Ray Data block: a block is what an actor takes at a time and what comes back at
+# once, so it bounds the work lost to a crash and the lag of the progress bar.
+ROWS_PER_BLOCK = 16
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+        import ray.data  # noqa: F401 - the extra, not only ray core
+    except ImportError:
+        raise InputError("--ray needs Ray Data: pip install 'multimodal-emotion[ray]' (on the "
+                         "driver and on every node of the cluster)") from None
+    return ray
+
+
+class RayWorker:
+    """A Ray Data callable class: one per actor, models loaded in ``__init__`` (once)."""
+
+    def __init__(self, spec: AnalyzeSpec, factory: AnalyzerFactory | None, threads: int) -> None:
+        self._error: BaseException | None = None
+        try:
+            self.worker: Worker | None = Worker(spec, factory)
+        except Exception as exc:  # noqa: BLE001 - raised by the first batch, with its type
+            self.worker, self._error = None, exc
+            return
+        import sys
+
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(threads)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
+        if self.worker is None:
+            raise self._error or MerError("batch actor was not initialised")
+        results = [self.worker(str(p)) for p in batch["path"]]
+        return {"path": [r.path for r in results], "line": [r.line for r in results],
+                "error": [r.error or "" for r in results],
+                "load_s": [math.nan if r.load_s is None else r.load_s for r in results]}
+
+
+def connect(address: str, num_cpus: int | None = None) -> bool:
+    """Join the cluster at ``address`` (``"auto"``, ``"host:6379"``, ``"ray://head:10001"``)
+    or start one on this machine (``"local"``); ``False`` when Ray was already initialised by
+    the caller (a test, a notebook), which then owns its shutdown."""
+    ray = _import_ray()
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": True}
+    if address == "local":
+        ray.init(num_cpus=num_cpus, **kwargs)
+    else:
+        ray.init(address=address, **kwargs)
+    return True
+
+
+def ray_results(paths: list[str], spec: AnalyzeSpec, factory: AnalyzerFactory | None,
+                workers: int, address: str, cpus_per_worker: float = 1.0) -> Iterator[Result]:
+    """Results of ``paths`` as Ray Data streams them back from ``workers`` actors."""
+    ray = _import_ray()
+    started = connect(address)
+    try:
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False  # the CLI draws its own, one line for the run
+        blocks = min(len(paths), max(4 * workers, math.ceil(len(paths) / ROWS_PER_BLOCK)))
+        ds = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=blocks)
+        ds = ds.map_batches(RayWorker, fn_constructor_args=(spec, factory,
+                                                            max(1, math.ceil(cpus_per_worker))),
+                            batch_size=1, concurrency=workers, num_cpus=cpus_per_worker)
+        try:
+            for row in ds.iter_rows():
+                load = float(row["load_s"])
+                yield Result(str(row["path"]), str(row["line"]), str(row["error"]) or None,
+                             None if math.isnan(load) else load)
+        except Exception as exc:
+            ours = _our_error(exc)
+            if ours is exc:
+                raise
+            raise ours from exc
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _our_error(exc: BaseException) -> BaseException:
+    """Ray wraps an actor's exception (a missing model folder: ModelError) in its own types;
+    unwrap ours so the CLI gives the same message and exit code as the local pool."""
+    seen: BaseException | None = exc
+    for _ in range(10):  # a short chain; never loop on a cycle
+        if seen is None:
+            break
+        # Ray's RayTaskError(ModelError) also subclasses ModelError: want the original, which
+        # Ray keeps as ``cause``
+        if isinstance(seen, MerError) and type(seen).__module__.startswith("multimodal_emotion"):
+            return seen
+        seen = getattr(seen, "cause", None) or seen.__cause__
+    return exc
