@@ -11,15 +11,19 @@ node (shared storage); see README, "Batch".
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 from typing import Any, Iterator
 
+from .. import errors
 from ..errors import InputError, MerError
 from .job import AnalyzerFactory, AnalyzeSpec, Result, Worker
 
 # Rows per Ray Data block: a block is what an actor takes at a time and what comes back at
 # once, so it bounds the work lost to a crash and the lag of the progress bar.
 ROWS_PER_BLOCK = 16
+FATAL = "__fatal__"  # the error kind of a row that carries an error which must stop the run
 
 
 def _import_ray() -> Any:
@@ -48,9 +52,16 @@ class RayWorker:
             sys.modules["torch"].set_num_threads(threads)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
-        if self.worker is None:
-            raise self._error or MerError("batch actor was not initialised")
-        results = [self.worker(str(p)) for p in batch["path"]]
+        try:
+            if self.worker is None:
+                raise self._error or MerError("batch actor was not initialised")
+            results = [self.worker(str(p)) for p in batch["path"]]
+        except MerError as exc:
+            # Ray Data hands the driver its own exception types with ours only as text, so a
+            # model problem travels as data and is raised again, as itself, by the driver
+            results = [Result(str(p), json.dumps({"type": type(exc).__name__,
+                                                  "message": str(exc)}), FATAL)
+                       for p in batch["path"]]
         return {"path": [r.path for r in results], "line": [r.line for r in results],
                 "error": [r.error or "" for r in results],
                 "load_s": [math.nan if r.load_s is None else r.load_s for r in results]}
@@ -79,36 +90,27 @@ def ray_results(paths: list[str], spec: AnalyzeSpec, factory: AnalyzerFactory | 
     try:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # the CLI draws its own, one line for the run
+        logging.getLogger("ray.data").setLevel(logging.WARNING)  # no per-dataset INFO lines
         blocks = min(len(paths), max(4 * workers, math.ceil(len(paths) / ROWS_PER_BLOCK)))
         ds = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=blocks)
         ds = ds.map_batches(RayWorker, fn_constructor_args=(spec, factory,
                                                             max(1, math.ceil(cpus_per_worker))),
-                            batch_size=1, concurrency=workers, num_cpus=cpus_per_worker)
-        try:
-            for row in ds.iter_rows():
-                load = float(row["load_s"])
-                yield Result(str(row["path"]), str(row["line"]), str(row["error"]) or None,
-                             None if math.isnan(load) else load)
-        except Exception as exc:
-            ours = _our_error(exc)
-            if ours is exc:
-                raise
-            raise ours from exc
+                            batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers),
+                            num_cpus=cpus_per_worker)
+        for row in ds.iter_rows():
+            if row["error"] == FATAL:
+                raise _fatal(json.loads(row["line"]))
+            load = float(row["load_s"])
+            yield Result(str(row["path"]), str(row["line"]), str(row["error"]) or None,
+                         None if math.isnan(load) else load)
     finally:
         if started:
             ray.shutdown()
 
 
-def _our_error(exc: BaseException) -> BaseException:
-    """Ray wraps an actor's exception (a missing model folder: ModelError) in its own types;
-    unwrap ours so the CLI gives the same message and exit code as the local pool."""
-    seen: BaseException | None = exc
-    for _ in range(10):  # a short chain; never loop on a cycle
-        if seen is None:
-            break
-        # Ray's RayTaskError(ModelError) also subclasses ModelError: want the original, which
-        # Ray keeps as ``cause``
-        if isinstance(seen, MerError) and type(seen).__module__.startswith("multimodal_emotion"):
-            return seen
-        seen = getattr(seen, "cause", None) or seen.__cause__
-    return exc
+def _fatal(info: dict[str, str]) -> MerError:
+    """An actor's model problem as the exception of ours it was (ModelError: exit 4)."""
+    cls = getattr(errors, info.get("type", ""), None)
+    if not (isinstance(cls, type) and issubclass(cls, MerError)):
+        cls = MerError
+    return cls(info.get("message", "a batch actor failed"))
