@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import wave
 from pathlib import Path
 
@@ -236,3 +238,16 @@ def test_a_local_ray_cluster_analyzes_two_files(clips: Path, tmp_path: Path, mon
                 AnalyzeSpec(), workers=1, ray="local", factory=broken_factory)
     finally:
         ray.shutdown()
+
+
+def test_ray_is_imported_only_by_a_ray_run(clips: Path, tmp_path: Path, monkeypatch):
+    code = ("import sys, multimodal_emotion.cli, multimodal_emotion.batch; "
+            "print('ray' in sys.modules)")
+    env = {**os.environ, "PYTHONPATH": str(Path(job.__file__).parents[2])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         check=True)
+    assert out.stdout.strip() == "False"
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
+    with pytest.raises(InputError, match=r"pip install 'multimodal-emotion\[ray\]'"):
+        Batch([clips / "a.wav"], tmp_path / "r.jsonl").run(AnalyzeSpec(), ray="local",
+                                                           factory=fake_factory)

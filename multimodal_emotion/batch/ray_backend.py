@@ -20,9 +20,11 @@ from .. import errors
 from ..errors import InputError, MerError
 from .job import AnalyzerFactory, AnalyzeSpec, Result, Worker
 
-# Rows per Ray Data block: a block is what an actor takes at a time and what comes back at
-# once, so it bounds the work lost to a crash and the lag of the progress bar.
-ROWS_PER_BLOCK = 16
+# A Ray Data block is what an actor takes at a time and what comes back to the driver at once,
+# so one file per block (results stream back file by file, as from the local pool) up to this
+# many blocks; past it blocks hold several files, keeping the driver's bookkeeping bounded
+# (one file takes a second or more, a block costs Ray milliseconds).
+MAX_BLOCKS = 10_000
 FATAL = "__fatal__"  # the error kind of a row that carries an error which must stop the run
 
 
@@ -91,8 +93,8 @@ def ray_results(paths: list[str], spec: AnalyzeSpec, factory: AnalyzerFactory | 
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # the CLI draws its own, one line for the run
         logging.getLogger("ray.data").setLevel(logging.WARNING)  # no per-dataset INFO lines
-        blocks = min(len(paths), max(4 * workers, math.ceil(len(paths) / ROWS_PER_BLOCK)))
-        ds = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=blocks)
+        ds = ray.data.from_items([{"path": p} for p in paths],
+                                 override_num_blocks=min(len(paths), MAX_BLOCKS))
         ds = ds.map_batches(RayWorker, fn_constructor_args=(spec, factory,
                                                             max(1, math.ceil(cpus_per_worker))),
                             batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers),
