@@ -14,7 +14,9 @@ to its last (the steady rate once models are loaded). The cost of one file is ta
 ``timings_ms`` the 1-worker run wrote (the face stage runs in a thread beside audio, transcribe
 and text, so the stages add up to more than ``total``), plus the JSON line (serialise + write +
 flush) and what is left (process hand-off, the pool). The machine's 1-minute load average is
-printed beside each run: the 2 cores are shared with other jobs.
+printed beside each run: the 2 cores are shared with other jobs; the CPU seconds the local
+workers used (getrusage of the joined children) over the wall time say how many cores a run
+really got.
 
 Run: PYTHONPATH=. python bench/batch.py [--runs local1,local2,ray2]
 """
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -52,18 +55,22 @@ def timed_run(name: str, manifest: Path, out: Path, workers: int, ray: str | Non
     """One batch run: wall time, first-to-last result time, per-worker model load."""
     stamps: list[float] = []
     load_before = os.getloadavg()[0]
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     batch = Batch([manifest], out)
     summary = batch.run(AnalyzeSpec(), workers=workers, ray=ray,
                         on_result=lambda r: stamps.append(time.perf_counter()))
     wall = time.perf_counter() - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # local workers, joined at the end
+    cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
     n = summary.done + summary.failed
     steady = (n - 1) / (stamps[-1] - stamps[0]) if n > 1 and stamps[-1] > stamps[0] else 0.0
     return {"run": name, "files": n, "failed": summary.failed, "wall_s": wall,
             "files_per_s": n / wall, "steady_files_per_s": steady,
             "first_result_s": stamps[0] - t0 if stamps else float("nan"),
             "load_s": statistics.mean(summary.load_s) if summary.load_s else float("nan"),
-            "load_avg": (load_before, os.getloadavg()[0])}
+            "load_avg": (load_before, os.getloadavg()[0]),
+            "worker_cpu_s": cpu if ray is None else float("nan")}
 
 
 def cost_breakdown(out: Path, run: dict) -> list[tuple[str, float]]:
@@ -132,13 +139,16 @@ def main() -> None:
     print(f"\n20 real clips ({data}): 6 CREMA-D, 7 MEAD, 7 RAVDESS; shipped default model; "
           f"{os.cpu_count()} CPU cores, shared\n")
     print("| run | files (failed) | wall s | files/s end to end | first result s | "
-          "files/s after first | model load s / worker | load avg before -> after |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+          "files/s after first | model load s / worker | workers' CPU s (cores used) | "
+          "load avg before -> after |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
         print(f"| {r['run']} | {r['files']} ({r['failed']}) | {r['wall_s']:.1f} | "
               f"{r['files_per_s']:.3f} | {r['first_result_s']:.1f} | "
               f"{r['steady_files_per_s']:.3f} | {r['load_s']:.1f} | "
-              f"{r['load_avg'][0]:.1f} -> {r['load_avg'][1]:.1f} |")
+              + (f"{r['worker_cpu_s']:.0f} ({r['worker_cpu_s'] / r['wall_s']:.2f}) | "
+                 if r['worker_cpu_s'] == r['worker_cpu_s'] else "n/a (Ray's processes) | ")
+              + f"{r['load_avg'][0]:.1f} -> {r['load_avg'][1]:.1f} |")
     if breakdown:
         print("\nper-file cost, 1 worker (mean ms over files 2-20; model load is in the table "
               "above, once per worker)\n")

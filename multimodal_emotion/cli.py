@@ -2,7 +2,8 @@
 training entry points. It parses arguments, prints, and maps errors to exit codes; nothing else.
 
 Exit codes: 0 success, 1 unexpected error, 2 bad arguments, 3 unreadable media (at least one
-input failed), 4 model problem.
+input failed), 4 model problem. ``mer batch`` also exits 1 when an input failed for an
+unexpected reason (its line says ``internal_error``).
 """
 
 from __future__ import annotations

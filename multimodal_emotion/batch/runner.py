@@ -185,7 +185,8 @@ def local_results(paths: list[str], spec: AnalyzeSpec, factory: AnalyzerFactory 
         raise MerError("a batch worker process died (out of memory, or a crash in a decoder); "
                        "finished lines are saved: rerun the same command to resume") from None
     except BaseException:  # an error or Ctrl-C: stop the workers now, not after their files
-        for p in list(getattr(pool, "_processes", {}).values()):
+        # (3.14 has pool.terminate_workers(); before it, the processes are only reachable here)
+        for p in list((getattr(pool, "_processes", None) or {}).values()):
             p.terminate()
         pool.shutdown(wait=False, cancel_futures=True)
         raise
