@@ -7,7 +7,9 @@ are listed in a TXT manifest and analyzed with the shipped default model, into a
 file per run, by
 
   - local worker processes, 1 and 2 (``mer batch --workers N``);
-  - Ray Data on a local cluster (``ray.init(num_cpus=2)``), 2 actors (``--ray --workers 2``).
+  - Ray Data on a local cluster (``ray.init(num_cpus=2)``), 2 actors (``--ray --workers 2``);
+  - and 1 worker on one clip ("once"), whose CPU seconds beside the 1-worker run's give the CPU
+    cost of a model load and of a file, which the load of the shared machine does not change.
 
 Each run is timed end to end (worker start and model load included) and from its first result
 to its last (the steady rate once models are loaded). The cost of one file is taken from the
@@ -104,7 +106,9 @@ def cost_breakdown(out: Path, run: dict) -> list[tuple[str, float]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=None, help="data root (default $MER_DATA or ../shared/data)")
-    ap.add_argument("--runs", default="local1,local2,ray2")
+    ap.add_argument("--runs", default="once,local1,local2,ray2",
+                    help="once: 1 worker on the first clip only, for the CPU cost of a model "
+                         "load; localN: N worker processes; rayN: N Ray actors")
     args = ap.parse_args()
     data = Path(args.data) if args.data else default_data_root()
     clips = clip_list(data)
@@ -113,9 +117,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         manifest = Path(tmp) / "clips.txt"
         manifest.write_text("\n".join(map(str, clips)) + "\n")
+        one = Path(tmp) / "one.txt"
+        one.write_text(f"{clips[0]}\n")
         for name in runs:
             out = Path(tmp) / f"{name}.jsonl"
-            if name.startswith("local"):
+            if name == "once":
+                r = timed_run(name, one, out, 1, None)
+            elif name.startswith("local"):
                 r = timed_run(name, manifest, out, int(name[5:]), None)
             elif name.startswith("ray"):
                 import ray
@@ -149,6 +157,13 @@ def main() -> None:
               + (f"{r['worker_cpu_s']:.0f} ({r['worker_cpu_s'] / r['wall_s']:.2f}) | "
                  if r['worker_cpu_s'] == r['worker_cpu_s'] else "n/a (Ray's processes) | ")
               + f"{r['load_avg'][0]:.1f} -> {r['load_avg'][1]:.1f} |")
+    cpu = {r["run"]: r["worker_cpu_s"] for r in results}
+    if "once" in cpu and "local1" in cpu:  # load + 1 file, load + 20 files: the difference
+        per_file = (cpu["local1"] - cpu["once"]) / 19
+        load = cpu["once"] - per_file
+        print(f"\nCPU seconds (1 worker, user + sys, all its threads): a model load "
+              f"{load:.1f}, a file {per_file:.2f}; so at most {os.cpu_count() / per_file:.2f} "
+              f"files/s on {os.cpu_count()} free cores after the loads")
     if breakdown:
         print("\nper-file cost, 1 worker (mean ms over files 2-20; model load is in the table "
               "above, once per worker)\n")
