@@ -9,6 +9,7 @@ in the worker so that serialization runs in parallel and only a string crosses b
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, Protocol
@@ -91,6 +92,10 @@ class Worker:
     once, reported with the first result."""
 
     def __init__(self, spec: AnalyzeSpec, factory: AnalyzerFactory | None = None) -> None:
+        # as in `mer`'s main: weights ship in packages, never ask a hub (a Ray node does not
+        # inherit the driver's environment)
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         t0 = time.perf_counter()
         self.spec = spec
         self.analyzer = (factory or load_recognizer)(spec)
