@@ -96,7 +96,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--out", required=True, metavar="JSONL", help="results file (appended to)")
     b.add_argument("--workers", type=number(1, 1024, integer=True), default=None,
                    help="worker processes (Ray: actors), each loading the models once "
-                        "(default: one per 2 CPU cores)")
+                        "(default: one per 2 CPU cores; Ray: as many as the cluster's CPUs "
+                        "hold at --ray-cpus each)")
     b.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                    help="run on a Ray cluster with Ray Data: 'auto' (the cluster this node "
                         "belongs to), 'ray://head:10001', or nothing for a local one; needs "

@@ -85,11 +85,17 @@ def connect(address: str, num_cpus: int | None = None) -> bool:
 
 
 def ray_results(paths: list[str], spec: AnalyzeSpec, factory: AnalyzerFactory | None,
-                workers: int, address: str, cpus_per_worker: float = 1.0) -> Iterator[Result]:
-    """Results of ``paths`` as Ray Data streams them back from ``workers`` actors."""
+                workers: int | None, address: str, cpus_per_worker: float = 1.0
+                ) -> Iterator[Result]:
+    """Results of ``paths`` as Ray Data streams them back from ``workers`` actors (``None``:
+    as many as the cluster's CPUs hold at ``cpus_per_worker`` each)."""
     ray = _import_ray()
     started = connect(address)
     try:
+        if workers is None:
+            cpus = ray.cluster_resources().get("CPU", 1.0)
+            workers = max(1, int(cpus // cpus_per_worker))
+        workers = min(workers, len(paths))
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # the CLI draws its own, one line for the run
         logging.getLogger("ray.data").setLevel(logging.WARNING)  # no per-dataset INFO lines

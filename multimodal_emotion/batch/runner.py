@@ -91,11 +91,11 @@ class Batch:
     def run(self, spec: AnalyzeSpec, *, workers: int | None = None, ray: str | None = None,
             ray_cpus: float = 1.0, factory: AnalyzerFactory | None = None,
             on_result: Callable[[Result], None] | None = None) -> Summary:
-        """Analyze every input still to do; ``ray``: a Ray address (``"local"`` starts a
-        cluster on this machine) instead of local processes, each actor reserving
-        ``ray_cpus``. Each line is written and flushed as it arrives, before ``on_result``
-        sees it."""
-        workers = workers or default_workers()
+        """Analyze every input still to do, once (the file is closed after). ``ray``: a Ray
+        address instead of local processes (``"local"``: whatever ``ray.init()`` finds or
+        starts), each actor reserving ``ray_cpus``. ``workers`` defaults to one per two local
+        cores, or on Ray to as many actors as the cluster's CPUs hold. Each line is written
+        and flushed as it arrives, before ``on_result`` sees it."""
         s = self.summary
         t0 = time.perf_counter()
         try:
@@ -106,7 +106,7 @@ class Batch:
 
                 results = ray_results(self.todo, spec, factory, workers, ray, ray_cpus)
             else:
-                results = local_results(self.todo, spec, factory, workers)
+                results = local_results(self.todo, spec, factory, workers or default_workers())
             for r in results:
                 self.writer.write(r.line)
                 if r.error is None:
