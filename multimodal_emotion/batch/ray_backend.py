@@ -96,9 +96,10 @@ def ray_results(paths: list[str], spec: AnalyzeSpec, factory: AnalyzerFactory | 
             cpus = ray.cluster_resources().get("CPU", 1.0)
             workers = max(1, int(cpus // cpus_per_worker))
         workers = min(workers, len(paths))
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False  # the CLI draws its own, one line for the run
-        logging.getLogger("ray.data").setLevel(logging.WARNING)  # no per-dataset INFO lines
+        ray.data.DataContext.get_current().enable_progress_bars = False  # the CLI draws one
+        logging.getLogger("ray.data").setLevel(logging.WARNING)  # not its per-dataset INFO
+        # ... nor a warning that its bars are off (2.60 logs it from this internal module)
+        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
         ds = ray.data.from_items([{"path": p} for p in paths],
                                  override_num_blocks=min(len(paths), MAX_BLOCKS))
         ds = ds.map_batches(RayWorker, fn_constructor_args=(spec, factory,
