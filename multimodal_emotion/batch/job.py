@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, Protocol
@@ -88,10 +89,12 @@ def analyze_line(analyzer: Analyzer, spec: AnalyzeSpec, path: str) -> Result:
 
 
 class Worker:
-    """A loaded analyzer plus the bookkeeping both backends share: model load time measured
-    once, reported with the first result."""
+    """A loaded analyzer plus what both backends share: the model load, timed once and
+    reported with the first result, and torch's thread count, so that N workers share the
+    cores instead of each taking them all (``threads``; ``None`` leaves torch's default)."""
 
-    def __init__(self, spec: AnalyzeSpec, factory: AnalyzerFactory | None = None) -> None:
+    def __init__(self, spec: AnalyzeSpec, factory: AnalyzerFactory | None = None,
+                 threads: int | None = None) -> None:
         # as in `mer`'s main: weights ship in packages, never ask a hub (a Ray node does not
         # inherit the driver's environment)
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -100,6 +103,8 @@ class Worker:
         self.spec = spec
         self.analyzer = (factory or load_recognizer)(spec)
         self._load_s: float | None = time.perf_counter() - t0
+        if threads and "torch" in sys.modules:  # a factory without torch does not load it
+            sys.modules["torch"].set_num_threads(threads)
 
     def __call__(self, path: str) -> Result:
         result = analyze_line(self.analyzer, self.spec, path)

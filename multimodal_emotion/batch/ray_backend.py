@@ -44,14 +44,9 @@ class RayWorker:
     def __init__(self, spec: AnalyzeSpec, factory: AnalyzerFactory | None, threads: int) -> None:
         self._error: BaseException | None = None
         try:
-            self.worker: Worker | None = Worker(spec, factory)
-        except Exception as exc:  # noqa: BLE001 - raised by the first batch, with its type
+            self.worker: Worker | None = Worker(spec, factory, threads)
+        except Exception as exc:  # noqa: BLE001 - sent back by the first batch
             self.worker, self._error = None, exc
-            return
-        import sys
-
-        if "torch" in sys.modules:
-            sys.modules["torch"].set_num_threads(threads)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
         try:
@@ -69,16 +64,17 @@ class RayWorker:
                 "load_s": [math.nan if r.load_s is None else r.load_s for r in results]}
 
 
-def connect(address: str, num_cpus: int | None = None) -> bool:
+def connect(address: str) -> bool:
     """Join the cluster at ``address`` (``"auto"``, ``"host:6379"``, ``"ray://head:10001"``)
-    or start one on this machine (``"local"``); ``False`` when Ray was already initialised by
-    the caller (a test, a notebook), which then owns its shutdown."""
+    or, for ``"local"``, whatever ``ray.init()`` finds (``RAY_ADDRESS``, a ``ray start`` on
+    this machine) or starts here; ``False`` when Ray was already initialised by the caller (a
+    test, a notebook), which then owns its shutdown."""
     ray = _import_ray()
     if ray.is_initialized():
         return False
     kwargs: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": True}
     if address == "local":
-        ray.init(num_cpus=num_cpus, **kwargs)
+        ray.init(**kwargs)
     else:
         ray.init(address=address, **kwargs)
     return True

@@ -135,14 +135,9 @@ def _init_worker(spec: AnalyzeSpec, factory: AnalyzerFactory | None, threads: in
     global _worker, _init_error
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     try:
-        _worker = Worker(spec, factory)
+        _worker = Worker(spec, factory, threads)
     except BaseException as exc:  # noqa: BLE001 - re-raised by _work
         _init_error = exc
-        return
-    import sys
-
-    if "torch" in sys.modules:  # N workers share the cores instead of each taking them all
-        sys.modules["torch"].set_num_threads(threads)
 
 
 def _work(path: str) -> Result:
