@@ -278,7 +278,8 @@ def _batch(args: argparse.Namespace) -> int:
         print(f"interrupted: {s.done + s.failed} written to {args.out}; run the same command "
               "again to resume", file=sys.stderr)
         return 130
-    bar.close()
+    finally:
+        bar.close()  # before any error message, so it starts on a line of its own
     if not args.quiet:
         print(summary.line(), file=sys.stderr)
     return 1 if "internal_error" in summary.errors else 3 if summary.failed else 0
