@@ -32,8 +32,8 @@ class Existing:
 
 
 def read_existing(path: Path, repair: bool = True) -> Existing:
-    """Scan ``path`` (absent: nothing done), streaming it: 100,000 results are a few hundred
-    MB. A last line without its newline is a write cut short: it is kept (and its newline
+    """Scan ``path`` (absent: nothing done), streaming it: a line is about 1.5 KB, so 100,000
+    results are some 150 MB. A last line without its newline is a write cut short: it is kept (and its newline
     added) when it parses, else cut off, so appends start on a fresh line. A broken line
     anywhere else means the file is not ours: refused rather than appended to."""
     out = Existing()
