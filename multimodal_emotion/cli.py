@@ -2,7 +2,8 @@
 training entry points. It parses arguments, prints, and maps errors to exit codes; nothing else.
 
 Exit codes: 0 success, 1 unexpected error, 2 bad arguments, 3 unreadable media (at least one
-input failed), 4 model problem.
+input failed), 4 model problem. ``mer batch`` also exits 1 when an input failed for an
+unexpected reason (its line says ``internal_error``).
 """
 
 from __future__ import annotations
@@ -81,26 +82,36 @@ def _parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("analyze", help="analyze clips (video or audio files)")
     a.add_argument("paths", nargs="+", help="media files (mp4, mov, mkv, webm, avi, flv, wav, ...)")
-    a.add_argument("--fusion", choices=FUSION_CHOICES, default=None,
-                   help="fusion strategy (default: the model's, product: the calibrated "
-                        "experts' product)")
-    a.add_argument("--model", default=None, help="model folder (default: the shipped model)")
-    a.add_argument("--window", type=number(0.0, 3600.0, lo_open=True), default=10.0,
-                   help="seconds per segment for long clips (default 10; at most 3600)")
-    a.add_argument("--fps", type=number(*FPS_RANGE), default=4.0,
-                   help=f"video frames sampled per second ({FPS_RANGE[0]:g} to "
-                        f"{FPS_RANGE[1]:g}; default 4)")
-    a.add_argument("--max-duration", type=number(0.0, 86400.0, lo_open=True),
-                   default=MAX_DURATION_DEFAULT, metavar="SECONDS",
-                   help="refuse files longer than this (default 3600): memory and time grow "
-                        "with duration")
+    _analysis_options(a)
     a.add_argument("--json", action="store_true", help="one JSON object per input per line")
-    a.add_argument("--labels", metavar="YAML", default=None,
-                   help="a label map of your own categories (e.g. satisfied / neutral / "
-                        "frustrated) shown beside the emotion; see docs/label_map.yaml")
-    a.add_argument("--explain", action="store_true",
-                   help="also list the transcript words that moved the text expert most")
     a.set_defaults(func=_analyze)
+
+    b = sub.add_parser(
+        "batch", help="analyze many files (paths, folders, manifests) into a JSON-lines file; "
+        "resumable; local worker processes or a Ray cluster",
+        description="One line per input in --out: what `mer analyze --json` prints for it (an "
+        "error line for a file that cannot be read). A rerun skips inputs the file already "
+        "answers, so an interrupted run resumes where it stopped. Exit 3 when an input failed.")
+    b.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="media files, folders (searched recursively for audio and video files) "
+                        "or manifests (.csv with a 'path' column, .txt with one path a line)")
+    b.add_argument("--out", required=True, metavar="JSONL", help="results file (appended to)")
+    b.add_argument("--workers", type=number(1, 1024, integer=True), default=None,
+                   help="worker processes (Ray: actors), each loading the models once "
+                        "(default: one per 2 CPU cores; Ray: as many as the cluster's CPUs "
+                        "hold at --ray-cpus each)")
+    b.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run on a Ray cluster with Ray Data: 'auto' (the cluster this node "
+                        "belongs to), 'ray://head:10001', or nothing for a local one; needs "
+                        "pip install 'multimodal-emotion[ray]'. Write --ray=ADDRESS or put it "
+                        "after the inputs")
+    b.add_argument("--ray-cpus", type=number(0.0, 1024.0, lo_open=True), default=1.0,
+                   metavar="N", help="CPUs each Ray actor reserves (default 1)")
+    b.add_argument("--retry-failed", action="store_true",
+                   help="analyze again the inputs whose earlier line is an error")
+    b.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    _analysis_options(b)
+    b.set_defaults(func=_batch)
 
     e = sub.add_parser("evaluate", help="score a model on a dataset or a manifest CSV")
     src = e.add_mutually_exclusive_group(required=True)
@@ -187,6 +198,28 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _analysis_options(p: argparse.ArgumentParser) -> None:
+    """The options of one analysis, shared by ``analyze`` and ``batch``."""
+    p.add_argument("--fusion", choices=FUSION_CHOICES, default=None,
+                   help="fusion strategy (default: the model's, product: the calibrated "
+                        "experts' product)")
+    p.add_argument("--model", default=None, help="model folder (default: the shipped model)")
+    p.add_argument("--window", type=number(0.0, 3600.0, lo_open=True), default=10.0,
+                   help="seconds per segment for long clips (default 10; at most 3600)")
+    p.add_argument("--fps", type=number(*FPS_RANGE), default=4.0,
+                   help=f"video frames sampled per second ({FPS_RANGE[0]:g} to "
+                        f"{FPS_RANGE[1]:g}; default 4)")
+    p.add_argument("--max-duration", type=number(0.0, 86400.0, lo_open=True),
+                   default=MAX_DURATION_DEFAULT, metavar="SECONDS",
+                   help="refuse files longer than this (default 3600): memory and time grow "
+                        "with duration")
+    p.add_argument("--labels", metavar="YAML", default=None,
+                   help="a label map of your own categories (e.g. satisfied / neutral / "
+                        "frustrated) shown beside the emotion; see docs/label_map.yaml")
+    p.add_argument("--explain", action="store_true",
+                   help="also list the transcript words that moved the text expert most")
+
+
 def _analyze(args: argparse.Namespace) -> int:
     from .errors import MediaError
     from .label_maps import load_label_map
@@ -242,6 +275,43 @@ def _progress_bar(name: str):
     finally:
         if bar is not None:
             bar.close()
+
+def _batch(args: argparse.Namespace) -> int:
+    from .batch import AnalyzeSpec, Batch, job
+    from .errors import InputError
+    from .label_maps import load_label_map
+
+    if args.ray is not None and args.ray not in ("local", "auto") and ":" not in args.ray:
+        raise InputError(f"--ray {args.ray!r} is not a Ray address ('auto', 'host:port' or "
+                         "'ray://host:10001'); to start a local cluster, put --ray after the "
+                         "inputs or write --ray=local")
+    spec = AnalyzeSpec(model=args.model, fusion=args.fusion, window_s=args.window, fps=args.fps,
+                       max_duration_s=args.max_duration, explain=args.explain,
+                       labels=load_label_map(args.labels))  # a bad map fails before workers
+    batch = Batch(args.inputs, args.out, retry_failed=args.retry_failed)
+    s = batch.summary
+    if s.repaired_bytes and not args.quiet:
+        print(f"note: {args.out}: cut off a partial last line ({s.repaired_bytes} bytes) left "
+              "by an interrupted run; that input is analyzed again", file=sys.stderr)
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(batch.todo), unit="file", file=sys.stderr, dynamic_ncols=True,
+               disable=args.quiet or not sys.stderr.isatty(),
+               desc=f"mer batch ({s.skipped} skipped)" if s.skipped else "mer batch")
+    try:
+        # the factory is looked up here, at call time, and sent to the workers by reference
+        summary = batch.run(spec, workers=args.workers, ray=args.ray, ray_cpus=args.ray_cpus,
+                            factory=job.load_recognizer, on_result=lambda r: bar.update(1))
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"interrupted: {s.done + s.failed} written to {args.out}; run the same command "
+              "again to resume", file=sys.stderr)
+        return 130
+    finally:
+        bar.close()  # before any error message, so it starts on a line of its own
+    if not args.quiet:
+        print(summary.line(), file=sys.stderr)
+    return 1 if "internal_error" in summary.errors else 3 if summary.failed else 0
 
 
 def format_prediction(d: dict) -> str:
