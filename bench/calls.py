@@ -205,18 +205,22 @@ def score_call(call: LabelledCall, speakers: int | None) -> dict:
 
 _CHILD = r"""
 import json, resource, sys, time
+rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 t0 = time.perf_counter()
 from multimodal_emotion.segmenting import find_turns
+from multimodal_emotion.segmenting import diarize, vad
+vad._session(); diarize._encoder()  # models loaded: what any call pays before the first chunk
+t1, base = time.perf_counter(), rss()
 r = find_turns(sys.argv[1], max_duration=None)
-print(json.dumps({"seconds": time.perf_counter() - t0, "turns": len(r.turns),
-                  "speakers": len(r.speakers),
-                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+print(json.dumps({"seconds": time.perf_counter() - t1, "load_s": t1 - t0, "turns": len(r.turns),
+                  "speakers": len(r.speakers), "base_mb": base, "peak_mb": rss()}))
 """
 
 
 def measure(path: Path) -> dict:
-    """Time and peak memory of ``find_turns`` in a fresh process (imports and model loading
-    included)."""
+    """Time and peak memory of ``find_turns`` in a fresh process: the seconds of the call itself
+    (imports and model loading apart), the resident memory once imports and models are loaded,
+    and the peak (``ru_maxrss``) after the call."""
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     out = subprocess.run([sys.executable, "-c", _CHILD, str(path)], env=env, check=True,
                          capture_output=True, text=True)
@@ -255,31 +259,15 @@ def tune(data: Path, out: Path, seconds: float) -> None:
 
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", default=os.environ.get("MER_DATA", str(REPO.parent / "shared" /
-                                                                  "data")))
-    p.add_argument("--seconds", type=float, default=180.0, help="length of each scored call")
-    p.add_argument("--minutes", type=float, nargs="*", default=[10, 60],
-                   help="lengths of the calls timed (empty: none)")
-    p.add_argument("--out", default=None, help="folder for the built calls (default: temp)")
-    p.add_argument("--tune", action="store_true",
-                   help="print DER per clustering distance on actors 1-12 instead")
-    args = p.parse_args()
-    data = Path(args.data)
-    out = Path(args.out or tempfile.mkdtemp(prefix="calls_"))
-    cmd = "python bench/calls.py " + " ".join(sys.argv[1:])
-    print(f"# {cmd}\n")
-    if args.tune:
-        tune(data, out, args.seconds)
-        return 0
+def score_all(data: Path, out: Path, seconds: float) -> None:
+    """The turn and DER table over the benchmark pairs."""
     print("| call (agent/customer actors) | turns | stereo P / R / F1 | stereo start / end err "
           "| overtalk true / found / hit s | mono DER, 2 given (miss / FA / conf) "
           "| mono DER, estimated (speakers) | mono P / R / F1 (estimated) |")
     print("|---|---|---|---|---|---|---|---|")
     ders = {True: [], False: []}
     for agent, cust in PAIRS:
-        call = build_call(data, out, args.seconds, agent, cust, seed=agent)
+        call = build_call(data, out, seconds, agent, cust, seed=agent)
         given = score_call(call, 2)
         est = score_call(call, None)
         s, dg, de, me = given["stereo"], given["der"], est["der"], est["mono"]
@@ -295,16 +283,41 @@ def main() -> int:
               f"{me.precision:.2f} / {me.recall:.2f} / {me.f1:.2f} |", flush=True)
     print(f"\nmean DER: {np.mean(ders[True]):.1%} (2 speakers given), "
           f"{np.mean(ders[False]):.1%} (count estimated)\n")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default=os.environ.get("MER_DATA", str(REPO.parent / "shared" /
+                                                                  "data")))
+    p.add_argument("--seconds", type=float, default=180.0, help="length of each scored call")
+    p.add_argument("--minutes", type=float, nargs="*", default=[10, 60],
+                   help="lengths of the calls timed (empty: none)")
+    p.add_argument("--out", default=None, help="folder for the built calls (default: temp)")
+    p.add_argument("--no-scoring", action="store_true",
+                   help="only the time and memory table")
+    p.add_argument("--tune", action="store_true",
+                   help="print DER per clustering distance on actors 1-12 instead")
+    args = p.parse_args()
+    data = Path(args.data)
+    out = Path(args.out or tempfile.mkdtemp(prefix="calls_"))
+    cmd = "python bench/calls.py " + " ".join(sys.argv[1:])
+    print(f"# {cmd}\n")
+    if args.tune:
+        tune(data, out, args.seconds)
+        return 0
+    if not args.no_scoring:
+        score_all(data, out, args.seconds)
     if args.minutes:
-        print("| call | file | find_turns wall s | peak RSS MB | turns found |")
-        print("|---|---|---|---|---|")
+        print("| call | file | find_turns wall s (imports + models apart) | RSS after imports + "
+              "models MB | peak RSS MB | turns found |")
+        print("|---|---|---|---|---|---|")
         for minutes in args.minutes:
             call = build_call(data, out, minutes * 60, 13, 14, seed=1,
                               name=f"long_{int(minutes)}min")
             for kind, path in (("stereo", call.stereo), ("mono", call.mono)):
                 r = measure(path)
-                print(f"| {minutes:g} min | {kind} | {r['seconds']:.1f} | {r['peak_mb']:.0f} | "
-                      f"{r['turns']} (true {len(call.turns)}) |", flush=True)
+                print(f"| {minutes:g} min | {kind} | {r['seconds']:.1f} | {r['base_mb']:.0f} | "
+                      f"{r['peak_mb']:.0f} | {r['turns']} (true {len(call.turns)}) |", flush=True)
     return 0
 
 

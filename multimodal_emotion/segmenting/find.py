@@ -210,22 +210,17 @@ def mono_turns(probs: np.ndarray, duration: float, windows: SpeakerWindows, cfg:
             segments.append((a, b, 0))
             continue
         segments.extend(_cut_region(a, b, windows, labels, probs, min_run_s))
-    names = [f"S{k + 1}" for k in range(max(len(cents), 1 if segments else 0))]
-    used = sorted({k for *_, k in segments})
-    turns = [Turn(x, y, names[k]) for a, b, k in segments
+    # speakers are named by their first turn (a cluster may own no turn once short runs are
+    # absorbed, so the clusters' own order is not enough)
+    order: list[int] = []
+    for _, _, k in sorted(segments):
+        if k not in order:
+            order.append(k)
+    name = {k: f"S{i + 1}" for i, k in enumerate(order)}
+    turns = [Turn(x, y, name[k]) for a, b, k in sorted(segments)
              for x, y in split_long(a, b, probs, max_turn_s)]
-    turns.sort(key=lambda t: (t.start, t.end))
-    # renumber so that S1 is the first to speak and no name is skipped
-    first = []
-    for t in turns:
-        if t.speaker not in first:
-            first.append(t.speaker)
-    rename = {old: f"S{i + 1}" for i, old in enumerate(first)}
-    for t in turns:
-        t.speaker = rename[t.speaker]
-    centroids = {rename[names[k]]: cents[k] for k in used if k < len(cents)
-                 and names[k] in rename}
-    return TurnsResult(turns, duration, 1, [rename[s] for s in first], [], centroids,
+    centroids = {name[k]: cents[k] for k in order if k < len(cents)}
+    return TurnsResult(turns, duration, 1, [name[k] for k in order], [], centroids,
                        "given" if speakers is not None else "estimated", list(warnings or []))
 
 
