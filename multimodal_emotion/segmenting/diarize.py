@@ -240,13 +240,11 @@ class WindowEmbedder:
             self.next_start = 0
 
     def _close_piece(self) -> None:
-        n = len(self.buf)
-        if self.emitted_end == 0 and n >= self.min_win and n < self.win:
-            self._emit(0, n)  # a short piece: one window of its own length
-        elif n >= self.win and n - self.emitted_end >= self.hop // 2:
-            self._emit(n - self.win, n)  # the tail: one last window ending with the piece
-        elif self.emitted_end == 0 and n >= self.win:
-            self._emit(n - self.win, n)
+        """End the open piece. A piece shorter than one window (but at least ``min_window_s``)
+        gets one window of its own length; the tail of a longer piece after its last window
+        (under ``hop_s``) is left to that window (frames take the nearest window's speaker)."""
+        if self.emitted_end == 0 and len(self.buf) >= self.min_win:
+            self._emit(0, len(self.buf))
         self.buf, self.idx = [], []
         self.next_start = self.emitted_end = 0
         self.piece_no += 1
