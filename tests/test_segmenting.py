@@ -6,6 +6,7 @@ real RAVDESS actors of different sex and skip where the shared data is absent.""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +78,9 @@ def test_streaming_vad_scores_equal_the_whole_array_call():
 
 def test_stereo_gives_one_speaker_per_channel_and_the_overtalk(stereo_call):
     path, truth = stereo_call
-    r = find_turns(path)
+    seen: list[float] = []
+    r = find_turns(path, progress=lambda done, total: seen.append(done))
+    assert seen == sorted(seen) and seen[-1] == pytest.approx(r.duration, abs=0.05)
     assert r.channels == 2 and r.speakers == ["left", "right"]
     assert [(t.speaker, t.channel) for t in r.turns] == [("left", 0), ("right", 1), ("left", 0)]
     for t, (a, b, ch) in zip(r.turns, truth):
@@ -86,6 +89,9 @@ def test_stereo_gives_one_speaker_per_channel_and_the_overtalk(stereo_call):
     lo, hi = r.overtalk[0]
     assert abs(lo - truth[1][0]) < 0.3 and abs(hi - truth[0][1]) < 0.3
     assert r.centroids == {} and r.speaker_count == "channels"
+    d = json.loads(json.dumps(r.to_dict()))
+    assert [t["channel"] for t in d["turns"]] == [0, 1, 0] and len(d["overtalk"]) == 1
+    assert r.talk_time()["right"] == pytest.approx(truth[1][1] - truth[1][0], abs=0.3)
 
 
 def test_long_turns_are_split_below_the_limit(stereo_call):
