@@ -122,20 +122,25 @@ def _mel_basis() -> np.ndarray:
 
 def _mel(wav: np.ndarray) -> np.ndarray:
     """``[T, 40]`` power mel frames as resemblyzer computes them (volume raised to -30 dBFS,
-    centred 400-sample Hann frames every 160 samples, zero padding), with numpy."""
-    wav = np.asarray(wav, np.float64)
-    rms = np.sqrt(np.mean(wav ** 2)) if wav.size else 0.0
+    centred 400-sample Hann frames every 160 samples, zero padding), with numpy in float32."""
+    wav = np.asarray(wav, np.float32)
+    rms = float(np.sqrt(np.mean(wav.astype(np.float64) ** 2))) if wav.size else 0.0
     if rms > 0:
         change = NORM_DBFS - 20 * np.log10(rms)
         if change > 0:
-            wav = wav * 10 ** (change / 20)
-    pad = MEL_N_FFT // 2
-    y = np.pad(wav, pad)
+            wav = wav * np.float32(10 ** (change / 20))
+    y = np.pad(wav, MEL_N_FFT // 2)
     n = 1 + (y.size - MEL_N_FFT) // MEL_HOP
-    idx = np.arange(MEL_N_FFT)[None, :] + MEL_HOP * np.arange(n)[:, None]
-    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(MEL_N_FFT) / MEL_N_FFT)
-    power = np.abs(np.fft.rfft(y[idx] * window, axis=1)) ** 2
-    return (power @ _mel_basis().T.astype(np.float64)).astype(np.float32)
+    frames = np.lib.stride_tricks.sliding_window_view(y, MEL_N_FFT)[::MEL_HOP][:n]
+    spec = np.fft.rfft(frames * _hann(), axis=1)
+    power = (spec.real ** 2 + spec.imag ** 2).astype(np.float32)
+    return power @ _mel_basis().T
+
+
+@functools.lru_cache(maxsize=1)
+def _hann() -> np.ndarray:
+    """The periodic Hann window librosa uses for its STFT."""
+    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(MEL_N_FFT) / MEL_N_FFT)).astype(np.float32)
 
 
 def embed_windows(wavs: list[np.ndarray]) -> np.ndarray:
