@@ -260,6 +260,33 @@ def tune(data: Path, out: Path, seconds: float) -> None:
 
 
 
+def centroid_distances(data: Path, out: Path, seconds: float) -> None:
+    """Why same-sex pairs are hard: cosine distances between the centroids of the speaker
+    windows of the agent, the calm customer and the angry customer (grouped by the truth)."""
+    from multimodal_emotion.media_stream import iter_chunks
+    from multimodal_emotion.segmenting.find import mono_pass
+    from multimodal_emotion.segmenting.vad import VadConfig
+
+    print("| call | windows agent / calm cust. / angry cust. | agent-calm | agent-angry "
+          "| calm-angry |")
+    print("|---|---|---|---|---|")
+    for agent, cust in PAIRS:
+        call = build_call(data, out, seconds, agent, cust, seed=agent)
+        _, _, win = mono_pass(iter_chunks(call.mono, 10.0), VadConfig(), [])
+        groups: dict[str, list[np.ndarray]] = {"agent": [], "calm": [], "angry": []}
+        for (a, b), v in zip(win.spans, win.vectors):
+            mid = (a + b) / 2
+            t = next((t for t in call.turns if t.start <= mid < t.end), None)
+            if t is not None:
+                groups["agent" if t.speaker == "agent" else
+                       ("angry" if t.angry else "calm")].append(v)
+        c = {k: np.mean(v, 0) / np.linalg.norm(np.mean(v, 0)) for k, v in groups.items()}
+        dist = lambda x, y: 1 - float(c[x] @ c[y])  # noqa: E731
+        print(f"| {agent} / {cust} | {len(groups['agent'])} / {len(groups['calm'])} / "
+              f"{len(groups['angry'])} | {dist('agent', 'calm'):.2f} | "
+              f"{dist('agent', 'angry'):.2f} | {dist('calm', 'angry'):.2f} |", flush=True)
+
+
 def score_all(data: Path, out: Path, seconds: float) -> None:
     """The turn and DER table over the benchmark pairs."""
     print("| call (agent/customer actors) | turns | stereo P / R / F1 | stereo start / end err "
@@ -294,6 +321,9 @@ def main() -> int:
     p.add_argument("--minutes", type=float, nargs="*", default=[10, 60],
                    help="lengths of the calls timed (empty: none)")
     p.add_argument("--out", default=None, help="folder for the built calls (default: temp)")
+    p.add_argument("--centroids", action="store_true",
+                   help="print the distances between agent, calm and angry customer voices "
+                        "instead")
     p.add_argument("--no-scoring", action="store_true",
                    help="only the time and memory table")
     p.add_argument("--tune", action="store_true",
@@ -305,6 +335,9 @@ def main() -> int:
     print(f"# {cmd}\n")
     if args.tune:
         tune(data, out, args.seconds)
+        return 0
+    if args.centroids:
+        centroid_distances(data, out, args.seconds)
         return 0
     if not args.no_scoring:
         score_all(data, out, args.seconds)
