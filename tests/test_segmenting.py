@@ -127,6 +127,10 @@ def test_bad_input_gets_a_clear_error(tmp_path, stereo_call):
         find_turns(mono, mode="stereo")
     with pytest.raises(MediaError, match="no such file"):
         find_turns(tmp_path / "missing.wav")
+    video = demo.make_demo_clip(tmp_path / "mute.mp4", seconds=1.0, audio=False, fps=5,
+                                size=(64, 48))
+    with pytest.raises(MediaError, match="no audio track"):
+        find_turns(video)
 
 
 # -- mono: clustering voices (real speech) ---------------------------------------------------
