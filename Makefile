@@ -18,6 +18,10 @@ $(VENV)/.installed: pyproject.toml
 	# face models; it pins numpy<2 / protobuf<5 yet runs with numpy 2 and protobuf 7, so no deps
 	# (the two it imports, attrs and protobuf, are in pyproject.toml).
 	$(PY) -m pip install -q --no-deps mediapipe==0.10.21
+	# resemblyzer's speaker encoder (mono diarization): only its weights file is loaded
+	# (multimodal_emotion/segmenting/diarize.py builds the LSTM); it declares webrtcvad, which has
+	# no wheel for this Python, so no deps (webrtcvad-wheels, in the test extra, stands in).
+	$(PY) -m pip install -q --no-deps resemblyzer==0.1.4
 	touch $@
 
 install: $(VENV)/.installed
