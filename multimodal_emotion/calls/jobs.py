@@ -7,9 +7,10 @@ state), the uploaded media until it has been analyzed (then it is deleted: the r
 is kept), and ``result.json``. :meth:`JobStore.delete` removes the folder, whatever state the
 job is in (a running one stops at its next turn).
 
-Restart: a job found ``running`` when the store opens was cut off by the server stopping; it is
-marked ``failed`` with a message saying so and its media is deleted. Jobs still ``queued`` have
-their media and are queued again, in the order they were submitted.
+Restart: a server that stops cleanly (:meth:`JobStore.stop`) halts the running job at its next
+turn and puts it back in the queue, media and all. A job found ``running`` when the store opens
+was cut off by a crash: it is marked ``failed`` with a message saying so, and its media is
+deleted. Jobs ``queued`` are queued again, in the order they were submitted.
 
 Ids are 32 random hex digits: a job's result holds what a customer said, and its id is the only
 key to it besides the API key.
@@ -219,10 +220,11 @@ class JobStore:
             result = self.runner(folder / MEDIA, state.get("options", {}), progress,
                                  lambda: job_id in self._deleted or self._stop.is_set())
         except InterruptedError:
-            if job_id not in self._deleted:  # the server is stopping: as a restart would
-                state.update(status="failed", error={"error": "interrupted",
-                                                     "message": INTERRUPTED})
-                self._finish(job_id, state)
+            if job_id not in self._deleted:  # the server is stopping: queued again, with its
+                state.update(status="queued",  # media, for the next start to resume
+                             progress={"turns_done": 0, "turns_total": None, "fraction": 0.0})
+                state.pop("started", None)
+                self._write(job_id, state)
             return
         except MediaError as exc:
             state.update(status="failed", error={"error": "unreadable_media",
