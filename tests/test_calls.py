@@ -478,3 +478,17 @@ def test_fit_satisfaction_command_then_apply(fake_cli, stereo_call, tmp_path, ca
     sat = json.loads(capsys.readouterr().out)["summary"]["satisfaction"]
     assert 0 <= sat["probability"] <= 1 and sat["label"] in ("yes", "no")
     assert sat["model"]["n_calls"] == 12
+
+
+def test_progress_bar_draws_only_on_a_terminal():
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty, pipe = Tty(), io.StringIO()
+    for stream in (tty, pipe):
+        bar = command.ProgressBar(stream, width=10)
+        bar(3, 6, 75.0, 600.0)
+        bar.close()
+    assert tty.getvalue().startswith("\r[#####-----] 3/6 turns 1:15 / 10:00")
+    assert tty.getvalue().endswith("\n") and pipe.getvalue() == ""

@@ -20,7 +20,7 @@ from ..labels import LABELS
 COLORS = {"neutral": "#9aa5b1", "happy": "#f2b705", "sad": "#3f7cc4", "angry": "#d64541",
           "fearful": "#8e44ad", "disgust": "#4d8b31", "surprised": "#f07f2e", None: "#e3e7eb"}
 EVENT_COLORS = {"escalation": "#d64541", "recovery": "#2e9d5b"}
-WIDTH, LEFT, ROW, GAP = 960, 150, 26, 8
+WIDTH, LEFT, RIGHT, ROW, GAP = 960, 170, 24, 26, 8
 
 
 def _clock(seconds: float) -> str:
@@ -40,7 +40,7 @@ def timeline_svg(result: Mapping[str, Any]) -> str:
     speakers = [s["id"] for s in result["speakers"]]
     roles = {s["id"]: s.get("role", "") for s in result["speakers"]}
     duration = max(float(result.get("duration") or 0.0), 1e-6)
-    span = WIDTH - LEFT - 10
+    span = WIDTH - LEFT - RIGHT
     x = (lambda t: LEFT + span * min(max(t, 0.0), duration) / duration)
     height = len(speakers) * (ROW + GAP) + 40
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" '
@@ -53,8 +53,10 @@ def timeline_svg(result: Mapping[str, Any]) -> str:
                      f'{_clock(ev["start"])}-{_clock(ev["end"])}</title></rect>')
     for i, s in enumerate(speakers):
         y = 6 + i * (ROW + GAP)
-        parts.append(f'<text x="4" y="{y + ROW * 0.68:.1f}" font-size="13">'
-                     f'{escape(str(s))} ({escape(str(roles[s]))})</text>')
+        name = str(s) if len(str(s)) <= 14 else str(s)[:13] + "…"
+        parts.append(f'<text x="4" y="{y + ROW * 0.68:.1f}" font-size="12">'
+                     f'<title>{escape(str(s))}</title>{escape(name)} '
+                     f'({escape(str(roles[s]))})</text>')
         parts.append(f'<rect x="{LEFT}" y="{y}" width="{span}" height="{ROW}" fill="#f6f7f9"/>')
         for t in result["turns"]:
             if t["speaker"] != s:
