@@ -350,13 +350,17 @@ def test_csv_has_one_row_per_turn_and_no_formula_cells(stereo_call):
 
 
 def test_html_report_is_self_contained_and_escapes_what_was_said(stereo_call):
-    r = analyzed_call(stereo_call)
+    r = analyzed_call(stereo_call, labels={"labels": {"fine": ["neutral", "happy", "surprised"],
+                                                      "upset": ["angry", "sad", "fearful",
+                                                                "disgust"]}})
+    assert r["turns"][3]["business"]["label"] == "upset"
     r["turns"][1]["transcript"] = "<script>alert(1)</script>"
     page = html_report(r)
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert "<svg" in page and page.count("<rect") >= len(r["turns"])
     assert not re.search(r"(src|href)=\"?(https?:)?//", page)  # nothing loaded from outside
     assert "escalation" in page and "agent-ch" in page and "Satisfaction" not in page
+    assert "(upset)" in page and "(fine)" in page
 
 
 # -- satisfaction ----------------------------------------------------------------------------

@@ -147,9 +147,12 @@ def html_report(result: Mapping[str, Any], title: str | None = None) -> str:
         words = '<span class="muted">(transcript not kept)</span>' if words is None else \
             escape(words) or '<span class="muted">(no words)</span>'
         conf = t.get("confidence")
+        business = (t.get("business") or {}).get("label")
         lines.append(f"<tr><td>{_clock(t['start'])}</td><td>{escape(str(t['speaker']))}</td>"
                      f"<td>{_chip(t.get('label'))}"
-                     f"{'' if conf is None else f' {conf:.2f}'}</td><td>{words}</td></tr>")
+                     f"{'' if conf is None else f' {conf:.2f}'}"
+                     f"{'' if business is None else f' ({escape(str(business))})'}</td>"
+                     f"<td>{words}</td></tr>")
     transcript = ("<table><tr><th>Time</th><th>Speaker</th><th>Emotion</th><th>Said</th></tr>"
                   + "".join(lines) + "</table>")
     return ("<!doctype html><html lang=en><head><meta charset=utf-8>"
