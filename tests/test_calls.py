@@ -472,16 +472,18 @@ def test_fit_satisfaction_command_then_apply(fake_cli, stereo_call, tmp_path, ca
     for i, (r, y) in enumerate(zip(results, labels)):
         (tmp_path / f"c{i}.json").write_text(json.dumps(r))
         rows.append(f"c{i}.json,{y}")
+    rows.append(f"{stereo_call},yes")  # media: analyzed with the same options
     (tmp_path / "labelled.csv").write_text("\n".join(rows) + "\n")
     model = tmp_path / "model.json"
     assert cli.main(["call", "fit-satisfaction", "--calls", str(tmp_path / "labelled.csv"),
                      "--out", str(model), "--folds", "3"]) == 0
     out = capsys.readouterr().out
     assert "3-fold" in out and "mean AUC" in out and model.is_file()
+    assert "13 calls (7 yes)" in out
     assert cli.main(["call", str(stereo_call), "--json", "--satisfaction", str(model)]) == 0
     sat = json.loads(capsys.readouterr().out)["summary"]["satisfaction"]
     assert 0 <= sat["probability"] <= 1 and sat["label"] in ("yes", "no")
-    assert sat["model"]["n_calls"] == 12
+    assert sat["model"]["n_calls"] == 13
 
 
 def test_progress_bar_draws_only_on_a_terminal():

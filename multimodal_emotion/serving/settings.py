@@ -35,7 +35,8 @@ ENV_HELP: dict[str, str] = {
     "MER_UPLOAD_DIR": "uploads stream to <dir>/mer-uploads/; default: the system temp folder",
     "MER_LOG_CONTENT": "1 logs file names, labels, transcripts; default 0",
     "MER_FEEDBACK": "1 turns on POST /v1/feedback (needs MER_DATA_DIR); default 0",
-    "MER_DATA_DIR": "folder of the feedback store; default unset",
+    "MER_DATA_DIR": "folder of the feedback store and of call jobs (calls/); default unset "
+                    "(call jobs then live under MER_UPLOAD_DIR/mer-calls)",
 }
 
 
@@ -85,7 +86,8 @@ class Settings:
     """``POST /v1/feedback`` on, and each analysis's expert logits kept (never the media) under
     ``data_dir`` so a person's label can later refit the fusion (``mer adapt --feedback``)."""
     data_dir: str | None = None
-    """Where the server keeps what it must keep (the feedback store); needed by ``feedback``."""
+    """Where the server keeps what it must keep: the feedback store (needed by ``feedback``)
+    and the call jobs of ``/v1/calls`` (``calls/``; without it they live next to the uploads)."""
 
     @property
     def max_upload_bytes(self) -> int:
