@@ -114,7 +114,7 @@ class NullRecognizer:
         return Prediction("neutral", p, views, "product", clip.duration, confidence=1.0)
 
 
-def child(call_path: str, truth_path: str, recognizer: str) -> None:
+def child(call_path: str, truth_path: str, recognizer: str, keep: str = "") -> None:
     from types import SimpleNamespace
 
     from multimodal_emotion.calls import analyze_call, call_result
@@ -137,6 +137,8 @@ def child(call_path: str, truth_path: str, recognizer: str) -> None:
         assign_roles=lambda result, **kw: {"agent": "agent", "customer": "customer"})
     result = call_result(call)
     wall = time.perf_counter() - t1
+    if keep:
+        Path(keep).write_text(json.dumps(result))
     esc = [e for e in result["events"] if e["type"] == "escalation"]
     a, b = truth["angry"]
     print(json.dumps({
@@ -154,7 +156,8 @@ def main() -> None:
     ap.add_argument("--recognizer", choices=["null", "real"], default="null")
     ap.add_argument("--data", default=os.environ.get("MER_DATA", str(REPO.parent / "shared" /
                                                                      "data")))
-    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--keep", metavar="DIR", help="also write each call's result JSON here")
+    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(*args.child)
@@ -166,8 +169,9 @@ def main() -> None:
             truth = build_call(call, minutes, Path(args.data))
             truth_path = Path(tmp) / "truth.json"
             truth_path.write_text(json.dumps(truth))
+            keep = str(Path(args.keep) / f"call_{minutes:g}min.json") if args.keep else ""
             proc = subprocess.run([sys.executable, __file__, "--child", str(call),
-                                   str(truth_path), args.recognizer], capture_output=True,
+                                   str(truth_path), args.recognizer, keep], capture_output=True,
                                   text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
             if proc.returncode:
                 raise SystemExit(proc.stderr[-3000:])
