@@ -14,7 +14,8 @@ turns and summarizing, which is what must stay flat. ``--recognizer real`` is th
 EmotionRecognizer (load time reported apart).
 
     .venv/bin/python bench/call_scale.py --recognizer null --minutes 10 60
-    .venv/bin/python bench/call_scale.py --recognizer real --minutes 2 10
+    .venv/bin/python bench/call_scale.py --recognizer real --minutes 2 10 --keep kept/
+    .venv/bin/python bench/call_scale.py --rescore kept/   # escalations under today's rule
 """
 
 from __future__ import annotations
@@ -139,15 +140,41 @@ def child(call_path: str, truth_path: str, recognizer: str, keep: str = "") -> N
     wall = time.perf_counter() - t1
     if keep:
         Path(keep).write_text(json.dumps(result))
-    esc = [e for e in result["events"] if e["type"] == "escalation"]
-    a, b = truth["angry"]
     print(json.dumps({
         "load_s": load_s, "wall_s": wall, "turns": len(result["turns"]),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "escalations": len(esc),
-        "escalation_in_angry_stretch": any(e["start"] < b and e["end"] > a for e in esc),
-        "false_alarms": sum(1 for e in esc if not (e["start"] < b and e["end"] > a)),
-        "sentiment": result["summary"]["sentiment"]["score"]}))
+        "sentiment": result["summary"]["sentiment"]["score"], **escalation_check(result)}))
+
+
+def escalation_check(result: dict, rule=None) -> dict:
+    """Escalations of a call result under ``rule`` (default: the current default) against the
+    angry middle third the call was built with."""
+    from multimodal_emotion.calls.events import EscalationRule
+    from multimodal_emotion.calls.summary import roles_of, summarize, turns_of
+
+    rule = rule or EscalationRule()
+    duration = float(result["duration"])
+    roles = roles_of(result)
+    events, _ = summarize(turns_of(result), duration, roles, list(roles), rule)
+    a, b = duration / 3, 2 * duration / 3
+    esc = [e for e in events if e["type"] == "escalation"]
+    hit = [e for e in esc if e["start"] < b and e["end"] > a]
+    return {"escalations": len(esc), "escalation_in_angry_stretch": bool(hit),
+            "false_alarms": len(esc) - len(hit),
+            "found_after_s": round(hit[0]["start"] - a, 1) if hit else None}
+
+
+def rescore(folder: Path) -> None:
+    """``--rescore DIR``: the escalation check of kept results under the current rule."""
+    print("| call | turns | escalations | in the angry third | false alarms | starts (s after the "
+          "angry third began) |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for path in sorted(folder.glob("call_*.json")):
+        result = json.loads(path.read_text())
+        c = escalation_check(result)
+        print(f"| {result['duration'] / 60:g} min | {len(result['turns'])} | {c['escalations']} "
+              f"| {'yes' if c['escalation_in_angry_stretch'] else 'no'} | {c['false_alarms']} "
+              f"| {c['found_after_s']} |")
 
 
 def main() -> None:
@@ -157,8 +184,13 @@ def main() -> None:
     ap.add_argument("--data", default=os.environ.get("MER_DATA", str(REPO.parent / "shared" /
                                                                      "data")))
     ap.add_argument("--keep", metavar="DIR", help="also write each call's result JSON here")
+    ap.add_argument("--rescore", metavar="DIR", help="only re-check the escalations of "
+                    "results kept with --keep, under the current rule (no model)")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.rescore:
+        rescore(Path(args.rescore))
+        return
     if args.child:
         child(*args.child)
         return
