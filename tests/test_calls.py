@@ -452,6 +452,20 @@ def test_mer_call_text_output_and_privacy_flags(fake_cli, stereo_call, capsys):
     assert "4111" in capsys.readouterr().out
 
 
+def test_mer_call_without_a_turn_finder_says_so_before_loading_models(monkeypatch, stereo_call,
+                                                                      capsys):
+    import sys
+
+    import multimodal_emotion
+
+    monkeypatch.setitem(sys.modules, "multimodal_emotion.speakers", None)  # import fails
+    monkeypatch.delattr(multimodal_emotion, "speakers", raising=False)
+    loaded = []
+    monkeypatch.setattr(command, "load_recognizer", lambda args: loaded.append(1))
+    assert cli.main(["call", str(stereo_call)]) == 4
+    assert "turn finder" in capsys.readouterr().err and loaded == []
+
+
 def test_mer_call_bad_input_gets_mer_analyzes_errors(fake_cli, corrupt_file, tmp_path, capsys):
     assert cli.main(["call", str(corrupt_file), "--json"]) == 3
     out = capsys.readouterr()

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from ..errors import InputError, MediaError
-from .analysis import analyze_call
+from .analysis import analyze_call, default_turn_finder
 from .events import EscalationRule
 
 LABEL_COLUMNS = ("satisfaction", "satisfied", "label")
@@ -86,13 +86,21 @@ def load_rule(path: str | None) -> EscalationRule:
         raise InputError(f"escalation rule {path}: {exc}") from exc
 
 
+def resolve_turn_finder() -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """:func:`turn_finder`, else the real one: a missing one fails before the models load."""
+    find, roles = turn_finder()
+    if find is None or roles is None:
+        find, roles = default_turn_finder()
+    return find, roles
+
+
 def analyze_to_result(path: str, rec: Any, args: argparse.Namespace, rule: EscalationRule,
                       label_map: Any, progress: Callable[..., None] | None = None
                       ) -> dict[str, Any]:
     """One call analyzed and summarized (no satisfaction)."""
     from .summary import call_result
 
-    find, roles = turn_finder()
+    find, roles = resolve_turn_finder()
     call = analyze_call(path, rec, find_turns=find, assign_roles=roles, speakers=args.speakers,
                         agent_channel=args.agent_channel, agent=args.agent,
                         fusion=args.fusion, labels=label_map,
@@ -118,6 +126,7 @@ def call_cli(args: argparse.Namespace) -> int:
             and rule.category not in label_map.categories:
         raise InputError(f"the escalation rule's category {rule.category!r} is not in the label"
                          f" map ({', '.join(label_map.categories)})")
+    resolve_turn_finder()
     rec = load_recognizer(args)
     bar = ProgressBar()
     try:
