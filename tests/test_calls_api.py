@@ -137,6 +137,9 @@ def test_bad_fields_ids_and_media(tmp_path, call_wav, truncated_clip):
                      "invalid_request")
         assert_error(c.get("/v1/calls/../../etc"), 404, "not_found")
         assert_error(c.get("/v1/calls/not-an-id"), 404, "unknown_call")
+        spec = c.get("/openapi.json").json()["paths"]
+        assert "202" in spec["/v1/calls"]["post"]["responses"]
+        assert "409" in spec["/v1/calls/{job_id}"]["get"]["responses"]
         bad = submit(c, truncated_clip.read_bytes()).json()
         failed = wait_status(c, bad["id"], {"done", "failed"})
         assert failed["status"] == "failed" and failed["error"]["error"] == "unreadable_media"

@@ -216,7 +216,8 @@ def create_app(recognizer_factory: RecognizerFactory | None = None,
         return await _analyze(request, rec, state)
 
     add_feedback_route(app, settings, guarded)  # POST /v1/feedback (MER_FEEDBACK=1)
-    calls = add_call_routes(app, state, settings, guarded, call_turns)  # /v1/calls
+    calls = add_call_routes(app, state, settings, guarded, call_turns,  # /v1/calls
+                            _error_responses)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

@@ -100,10 +100,10 @@ def call_option(name: str, value: str) -> dict[str, Any]:
 
 
 def add_call_routes(app: FastAPI, state: Any, settings: Settings,
-                    dependencies: Sequence[Any], turn_finder: TurnFinder | None = None
-                    ) -> JobStore:
+                    dependencies: Sequence[Any], turn_finder: TurnFinder | None = None,
+                    responses: Callable[..., dict] = lambda *codes: {}) -> JobStore:
     """Register the ``/v1/calls`` routes and build the job store (its worker is started and
-    stopped by the app's lifespan)."""
+    stopped by the app's lifespan). ``responses(*codes)``: the OpenAPI error answers."""
     root = calls_root(settings)
     root.mkdir(parents=True, exist_ok=True)
     sweep_stale_uploads(root)
@@ -116,6 +116,10 @@ def add_call_routes(app: FastAPI, state: Any, settings: Settings,
                         "(MER_QUEUE_SIZE); retry later", headers={"Retry-After": "30"})
 
     @app.post("/v1/calls", dependencies=guarded, tags=["calls"], status_code=202,
+              responses=responses("empty_upload", "malformed_request", "unauthorized",
+                                  "upload_timeout", "upload_too_large",
+                                  "unsupported_media_type", "invalid_request", "queue_full",
+                                  "too_many_uploads", "not_ready"),
               openapi_extra={"requestBody": {"required": True, "content": {
                   "multipart/form-data": {"schema": {
                       "type": "object", "required": ["file"], "properties": {
@@ -160,7 +164,9 @@ def add_call_routes(app: FastAPI, state: Any, settings: Settings,
             if upload is not None:
                 upload.path.unlink(missing_ok=True)  # moved into the job, or not wanted
 
-    @app.get("/v1/calls/{job_id}", dependencies=guarded, tags=["calls"])
+    @app.get("/v1/calls/{job_id}", dependencies=guarded, tags=["calls"],
+             responses=responses("unauthorized", "unknown_call", "call_not_done",
+                                 "invalid_request"))
     async def get_call(job_id: str, format: str = "json") -> Response:
         """Status and progress, then the result (``?format=html``: the report page)."""
         if format not in ("json", "html"):
@@ -180,7 +186,8 @@ def add_call_routes(app: FastAPI, state: Any, settings: Settings,
                                                "Cache-Control": "no-store"})
         return JSONResponse(_public(job), headers={"Cache-Control": "no-store"})
 
-    @app.delete("/v1/calls/{job_id}", dependencies=guarded, tags=["calls"])
+    @app.delete("/v1/calls/{job_id}", dependencies=guarded, tags=["calls"],
+                responses=responses("unauthorized", "unknown_call"))
     async def delete_call(job_id: str) -> JSONResponse:
         """Delete the job: its media, state and result."""
         if not JOB_ID.match(job_id) or not await asyncio.to_thread(store.delete, job_id):
