@@ -512,3 +512,17 @@ def test_progress_bar_draws_only_on_a_terminal():
         bar.close()
     assert tty.getvalue().startswith("\r[#####-----] 3/6 turns 1:15 / 10:00")
     assert tty.getvalue().endswith("\n") and pipe.getvalue() == ""
+
+
+def test_a_damaged_tail_is_reported_and_turns_past_it_have_no_answer(stereo_call, tmp_path):
+    flac = write_stereo(tmp_path / "call.flac", AGENT, CUSTOMER, 35.0)
+    cut = tmp_path / "cut.flac"
+    data = flac.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])  # STREAMINFO still says 35 s
+    finder = FakeFinder(stereo_turns())
+    call = analyze_call(str(cut), LoudnessRecognizer(), find_turns=finder.find,
+                        assign_roles=finder.roles)
+    assert any("could be decoded" in w for w in call.warnings)
+    assert call.turns[3].label == "angry"  # 12.5-16.5 s: decoded
+    assert call.turns[-1].label is None and call.turns[-1].reason  # 30-33.5 s: gone
+    assert call_result(call)["warnings"] == call.warnings

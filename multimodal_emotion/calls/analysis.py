@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from ..errors import InputError, ModelError
 from ..label_maps import LabelMap, load_label_map
@@ -174,10 +174,10 @@ def analyze_call(source: Any, recognizer: Any, *, find_turns: FindTurns | None =
     results: list[TurnAnalysis] = []
     if progress is not None:
         progress(0, len(turns), 0.0, duration)
+    warnings: list[str] = []
     if turns:
-        chunks = media_stream.iter_chunks(
-            source, fps=fps, keep_channels=True,
-            max_duration=getattr(recognizer, "max_duration_s", media_stream.DEFAULT_MAX_DURATION_S))
+        chunks = _noting_warnings(media_stream.iter_chunks(
+            source, fps=fps, keep_channels=True, max_duration=limit), warnings)
         for turn, clip in iter_turn_clips(chunks, turns, fps, name=str(source)):
             if should_stop is not None and should_stop():
                 raise InterruptedError("the call analysis was stopped")
@@ -185,11 +185,20 @@ def analyze_call(source: Any, recognizer: Any, *, find_turns: FindTurns | None =
             results.append(_turn_result(turn, pred, transcripts, keep_digits))
             if progress is not None:
                 progress(len(results), len(turns), turn.end, duration)
+        for _ in chunks:  # the tail after the last turn: what the decoder says about it
+            pass
     for s in {t.speaker for t in results} - set(roles):
         roles[s] = "unknown"  # the role rule named no role for this voice
     return CallAnalysis(duration, results, roles, channels, label_map,
                         {"turns": round(t_found - t0, 3),
-                         "emotion": round(time.perf_counter() - t_found, 3)})
+                         "emotion": round(time.perf_counter() - t_found, 3)}, warnings)
+
+
+def _noting_warnings(chunks: Iterator[Any], into: list[str]) -> Iterator[Any]:
+    """``chunks`` unchanged, their decoder warnings (a damaged tail) added to ``into``."""
+    for chunk in chunks:
+        into.extend(chunk.warnings)
+        yield chunk
 
 
 def _duration(found: Any, declared: float | None, turns: Sequence[Turn]) -> float:
