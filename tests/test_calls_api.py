@@ -212,3 +212,19 @@ def test_a_clean_stop_puts_the_running_job_back_in_the_queue(tmp_path):
     again.stop()
     assert again.get(job_id)["result"] == {"turns": []}
     assert not (tmp_path / job_id / "media").exists()
+
+
+def test_finished_jobs_expire_after_the_keeping_time(tmp_path):
+    now = time.time()
+    for name, status, finished in (("a", "done", now - 7200), ("b", "failed", now - 7200),
+                                   ("c", "done", now - 60), ("d", "queued", None)):
+        folder = tmp_path / (name * 32)
+        folder.mkdir()
+        write_json_atomic(folder / "job.json", {"id": name * 32, "status": status,
+                                                "created": now - 9000, "finished": finished})
+        if status == "queued":
+            (folder / "media").write_bytes(b"x")
+    store = JobStore(tmp_path, runner=lambda *a: {}, keep_s=3600)
+    assert sorted(p.name[0] for p in tmp_path.iterdir()) == ["c", "d"]
+    assert store.expire(now=now + 3600) == 1  # c; the queued job is never expired
+    assert [p.name[0] for p in tmp_path.iterdir()] == ["d"]

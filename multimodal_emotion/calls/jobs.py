@@ -13,7 +13,8 @@ was cut off by a crash: it is marked ``failed`` with a message saying so, and it
 deleted. Jobs ``queued`` are queued again, in the order they were submitted.
 
 Ids are 32 random hex digits: a job's result holds what a customer said, and its id is the only
-key to it besides the API key.
+key to it besides the API key. Finished jobs are deleted ``keep_s`` after they finish
+(``MER_CALL_KEEP_H``), so results do not pile up forever.
 """
 
 from __future__ import annotations
@@ -58,11 +59,12 @@ class JobStore:
     """Jobs on disk under ``root`` and the one worker thread that runs them."""
 
     def __init__(self, root: str | os.PathLike, runner: Runner, max_waiting: int = 8,
-                 ready: Callable[[], bool] = lambda: True, progress_every_s: float = 0.5
-                 ) -> None:
+                 ready: Callable[[], bool] = lambda: True, progress_every_s: float = 0.5,
+                 keep_s: float | None = None) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.runner, self.max_waiting, self.ready = runner, max_waiting, ready
+        self.keep_s = keep_s  # finished jobs older than this are deleted (None: kept)
         self.progress_every_s = progress_every_s
         self._lock = threading.RLock()
         self._queue: queue.Queue[str | None] = queue.Queue()
@@ -71,6 +73,7 @@ class JobStore:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._recover()
+        self.expire()
 
     # -- state on disk ---------------------------------------------------------------------
     def _dir(self, job_id: str) -> Path:
@@ -122,6 +125,26 @@ class JobStore:
             self._waiting += 1
             self._queue.put(job_id)
 
+    def expire(self, now: float | None = None) -> int:
+        """Delete finished jobs (done or failed) that finished more than ``keep_s`` ago: a
+        result holds what a customer said, and nobody may come back for it. Returns how many
+        were deleted. Runs when the store opens and at each submission."""
+        if self.keep_s is None:
+            return 0
+        now = time.time() if now is None else now
+        gone = 0
+        for folder in self.root.iterdir():
+            if not JOB_ID.match(folder.name):
+                continue
+            state = self._read(folder.name)
+            if state and state.get("status") in ("done", "failed") \
+                    and now - float(state.get("finished") or state.get("created") or now) \
+                    > self.keep_s:
+                gone += self.delete(folder.name)
+        if gone:
+            log.info("deleted %d finished call job(s) older than %g h", gone, self.keep_s / 3600)
+        return gone
+
     # -- the API's operations --------------------------------------------------------------
     def full(self) -> bool:
         with self._lock:
@@ -130,6 +153,7 @@ class JobStore:
     def submit(self, media: Path, filename: str | None, options: Mapping[str, Any]
                ) -> dict[str, Any]:
         """Move the uploaded ``media`` into a new job and queue it. Raises :class:`JobsFull`."""
+        self.expire()
         with self._lock:
             if self._waiting >= self.max_waiting:
                 raise JobsFull(self.max_waiting)

@@ -108,7 +108,8 @@ def add_call_routes(app: FastAPI, state: Any, settings: Settings,
     root.mkdir(parents=True, exist_ok=True)
     sweep_stale_uploads(root)
     store = JobStore(root, make_runner(state, turn_finder), max_waiting=max(1,
-                     settings.queue_size), ready=state.ready.is_set)
+                     settings.queue_size), ready=state.ready.is_set,
+                     keep_s=settings.call_keep_h * 3600)
     guarded = list(dependencies)
 
     def full() -> ApiError:
