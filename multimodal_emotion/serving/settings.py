@@ -147,12 +147,14 @@ class Settings:
                                    ("MER_MAX_DURATION_S", self.max_duration_s, 0, 86400),
                                    ("MER_READ_TIMEOUT_S", self.read_timeout_s, 0, 3600),
                                    ("MER_MIN_UPLOAD_KBPS", self.min_upload_kbps, -1, 1e6),
-                                   ("MER_MAX_JSON_KB", self.max_json_kb, 0, 1024 * 1024),
-                                   ("MER_CALL_KEEP_H", self.call_keep_h, 0, 24 * 3650)):
+                                   ("MER_MAX_JSON_KB", self.max_json_kb, 0, 1024 * 1024)):
             # nan and inf parse as floats; each made a server that answered 500 forever
             if not (math.isfinite(value) and lo < value <= hi):
                 raise InputError(f"{var}={value!r} is out of range: give a number > {lo:g} "
                                  f"and <= {hi:g}")
+        if not (math.isfinite(self.call_keep_h) and 0 < self.call_keep_h <= 24 * 3650):
+            raise InputError(f"MER_CALL_KEEP_H={self.call_keep_h!r} is out of range: give a "
+                             "number of hours > 0 and <= 87600")
         if self.max_receiving < 1:
             raise InputError("MER_MAX_RECEIVING must be >= 1")
         if self.api_key is not None and self.api_key.strip() == "":
