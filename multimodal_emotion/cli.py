@@ -195,11 +195,12 @@ def _add_call_parsers(sub: argparse._SubParsersAction) -> None:
     opts = _Parser(add_help=False)
     opts.add_argument("--speakers", type=number(1, 32, integer=True), default=None,
                       help="voices in a mono recording (default: estimated)")
-    opts.add_argument("--agent-channel", choices=["left", "right"], default=None,
-                      help="stereo: the channel the agent is recorded on")
-    opts.add_argument("--agent", default=None, metavar="WHO",
-                      help="which voice is the agent when channels do not say (e.g. first: "
-                           "the first to speak); see README, Calls")
+    who = opts.add_mutually_exclusive_group()
+    who.add_argument("--agent-channel", choices=["left", "right"], default=None,
+                     help="stereo: the channel the agent is recorded on")
+    who.add_argument("--agent", default=None, metavar="WHO",
+                     help="which voice is the agent: first (the first to speak), most (who "
+                          "talks most) or a speaker id; see README, Calls")
     opts.add_argument("--fusion", choices=FUSION_CHOICES, default=None)
     opts.add_argument("--model", default=None, help="model folder (default: the shipped model)")
     opts.add_argument("--fps", type=number(*FPS_RANGE), default=4.0,

@@ -118,7 +118,7 @@ def stereo_turns() -> list[Turn]:
 
 
 class FakeFinder:
-    """Stands in for multimodal_emotion.speakers: fixed turns, roles by channel."""
+    """Stands in for multimodal_emotion.segmenting: fixed turns, roles by channel."""
 
     def __init__(self, turns: list[Turn]) -> None:
         self.turns, self.calls = turns, []
@@ -458,8 +458,8 @@ def test_mer_call_without_a_turn_finder_says_so_before_loading_models(monkeypatc
 
     import multimodal_emotion
 
-    monkeypatch.setitem(sys.modules, "multimodal_emotion.speakers", None)  # import fails
-    monkeypatch.delattr(multimodal_emotion, "speakers", raising=False)
+    monkeypatch.setitem(sys.modules, "multimodal_emotion.segmenting", None)  # import fails
+    monkeypatch.delattr(multimodal_emotion, "segmenting", raising=False)
     loaded = []
     monkeypatch.setattr(command, "load_recognizer", lambda args: loaded.append(1))
     assert cli.main(["call", str(stereo_call)]) == 4
@@ -472,9 +472,10 @@ def test_mer_call_bad_input_gets_mer_analyzes_errors(fake_cli, corrupt_file, tmp
     assert json.loads(out.out)["error"] == "unreadable_media" and out.err.startswith("error: ")
     assert cli.main(["call", str(tmp_path / "nope.wav")]) == 3
     assert "no such file" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exc:
-        cli.main(["call", str(corrupt_file), "--agent-channel", "middle"])
-    assert exc.value.code == 2
+    for bad in (["--agent-channel", "middle"], ["--agent-channel", "left", "--agent", "first"]):
+        with pytest.raises(SystemExit) as exc:
+            cli.main(["call", str(corrupt_file), *bad])
+        assert exc.value.code == 2
     (tmp_path / "rule.yaml").write_text("threshold: 7\n")
     assert cli.main(["call", str(corrupt_file), "--rule", str(tmp_path / "rule.yaml")]) == 2
     assert "threshold" in capsys.readouterr().err

@@ -2,7 +2,7 @@
 
 :func:`analyze_call` is the one library call behind ``mer call`` and ``POST /v1/calls``. It asks
 a *turn finder* for the turns (voice activity, channels, speaker clustering: not this package's
-business, see ``multimodal_emotion.speakers``), streams the recording once more through
+business, see ``multimodal_emotion.segmenting``), streams the recording once more through
 :func:`~multimodal_emotion.turns.iter_turn_clips` so each turn gets its own voice, words and the
 frames shown while it was spoken (on a video call the face on screen is given to whoever is
 talking), and runs :meth:`EmotionRecognizer.analyze_segment` on it. Memory is bounded by the
@@ -117,11 +117,11 @@ def redact_digits(text: str) -> str:
 def default_turn_finder() -> tuple[FindTurns, AssignRoles]:
     """The real turn finder (VAD, channels, speaker clustering), imported only when used."""
     try:
-        from .. import speakers
+        from .. import segmenting
     except ImportError as exc:
-        raise ModelError("the turn finder (multimodal_emotion.speakers: voice activity and "
+        raise ModelError("the turn finder (multimodal_emotion.segmenting: voice activity and "
                          f"speaker clustering) is not available here ({exc})") from exc
-    return speakers.find_turns, speakers.assign_roles
+    return segmenting.find_turns, segmenting.assign_roles
 
 
 def analyze_call(source: Any, recognizer: Any, *, find_turns: FindTurns | None = None,
@@ -174,7 +174,7 @@ def analyze_call(source: Any, recognizer: Any, *, find_turns: FindTurns | None =
     results: list[TurnAnalysis] = []
     if progress is not None:
         progress(0, len(turns), 0.0, duration)
-    warnings: list[str] = []
+    warnings: list[str] = [str(w) for w in getattr(found, "warnings", None) or []]
     if turns:
         chunks = _noting_warnings(media_stream.iter_chunks(
             source, fps=fps, keep_channels=True, max_duration=limit), warnings)
@@ -187,6 +187,7 @@ def analyze_call(source: Any, recognizer: Any, *, find_turns: FindTurns | None =
                 progress(len(results), len(turns), turn.end, duration)
         for _ in chunks:  # the tail after the last turn: what the decoder says about it
             pass
+    warnings = list(dict.fromkeys(warnings))  # the finder's pass and this one see one tail
     for s in {t.speaker for t in results} - set(roles):
         roles[s] = "unknown"  # the role rule named no role for this voice
     return CallAnalysis(duration, results, roles, channels, label_map,

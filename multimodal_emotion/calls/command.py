@@ -33,7 +33,7 @@ def load_recognizer(args: argparse.Namespace) -> Any:
 
 def turn_finder() -> tuple[Callable[..., Any], Callable[..., Any]] | tuple[None, None]:
     """``(find_turns, assign_roles)`` for :func:`analyze_call`; ``(None, None)`` takes the real
-    one (``multimodal_emotion.speakers``). Tests replace this function."""
+    one (``multimodal_emotion.segmenting``). Tests replace this function."""
     return None, None
 
 

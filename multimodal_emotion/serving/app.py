@@ -98,7 +98,7 @@ def create_app(recognizer_factory: RecognizerFactory | None = None,
     :class:`~multimodal_emotion.recognizer.EmotionRecognizer` (``analyze``, ``model``,
     ``model_dir``, ``fps``); by default the one in ``settings.model_dir`` (the shipped model).
     Tests pass light fakes and settings with a tiny upload limit or queue. ``call_turns``:
-    ``(find_turns, assign_roles)`` for ``/v1/calls`` (default: ``multimodal_emotion.speakers``).
+    ``(find_turns, assign_roles)`` for ``/v1/calls`` (default: ``multimodal_emotion.segmenting``).
     """
     settings = settings or Settings.from_env()
     if recognizer_factory is None:
