@@ -163,6 +163,15 @@ def test_progress_is_reported_after_every_turn_and_stop_is_honoured(stereo_call)
                  assign_roles=finder.roles, progress=lambda *a: seen.append(a))
     assert [s[0] for s in seen] == list(range(9)) and all(s[1] == 8 for s in seen)
     assert seen[-1][2] == pytest.approx(33.5)
+    finding = []
+
+    def find_with_progress(source, speakers=None, progress=None):
+        progress(17.5, 35.0)
+        return finder.find(source, speakers)
+
+    analyze_call(str(stereo_call), LoudnessRecognizer(), find_turns=find_with_progress,
+                 assign_roles=finder.roles, progress=lambda *a: finding.append(a))
+    assert finding[0] == (0, 0, 17.5, 35.0) and finding[1][:2] == (0, 8)
     with pytest.raises(InterruptedError):
         analyze_call(str(stereo_call), LoudnessRecognizer(), find_turns=finder.find,
                      assign_roles=finder.roles, should_stop=lambda: True)
@@ -509,9 +518,11 @@ def test_progress_bar_draws_only_on_a_terminal():
     tty, pipe = Tty(), io.StringIO()
     for stream in (tty, pipe):
         bar = command.ProgressBar(stream, width=10)
+        bar(0, 0, 300.0, 600.0)
         bar(3, 6, 75.0, 600.0)
         bar.close()
-    assert tty.getvalue().startswith("\r[#####-----] 3/6 turns 1:15 / 10:00")
+    assert tty.getvalue().startswith("\r[#####-----] finding turns 5:00 / 10:00")
+    assert "\r[#####-----] 3/6 turns 1:15 / 10:00" in tty.getvalue()
     assert tty.getvalue().endswith("\n") and pipe.getvalue() == ""
 
 

@@ -23,7 +23,8 @@ from ..errors import InputError, ModelError
 from ..label_maps import LabelMap, load_label_map
 from ..turns import Turn
 
-# progress(turns_done, turns_total, seconds_done, call_duration)
+# progress(turns_done, turns_total, seconds_done, call_duration); turns_total 0 while the turn
+# finder is still reading the call (when it reports progress)
 Progress = Callable[[int, int, float, float], None]
 FindTurns = Callable[..., Any]
 AssignRoles = Callable[..., Mapping[str, str]]
@@ -161,7 +162,12 @@ def analyze_call(source: Any, recognizer: Any, *, find_turns: FindTurns | None =
         from ..media import _too_long
 
         raise _too_long(info.name, limit, f"its header says {info.declared_duration:.0f} s")
-    found = find_turns(source, speakers=speakers)
+    find_args: dict[str, Any] = {"speakers": speakers}
+    if progress is not None and _accepts(find_turns, "progress"):
+        # the finder's own pass: reported as 0 turns of an unknown number, at this second
+        find_args["progress"] = lambda done_s, total_s: progress(
+            0, 0, float(done_s), float(total_s or info.declared_duration or 0.0))
+    found = find_turns(source, **find_args)
     turns: list[Turn] = sorted(found.turns, key=lambda t: (t.start, t.end))
     role_args = {k: v for k, v in (("agent_channel", agent_channel), ("agent", agent))
                  if v is not None}
@@ -200,6 +206,15 @@ def _noting_warnings(chunks: Iterator[Any], into: list[str]) -> Iterator[Any]:
     for chunk in chunks:
         into.extend(chunk.warnings)
         yield chunk
+
+
+def _accepts(fn: Callable[..., Any], name: str) -> bool:
+    import inspect
+
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _duration(found: Any, declared: float | None, turns: Sequence[Turn]) -> float:

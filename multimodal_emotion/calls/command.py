@@ -48,9 +48,12 @@ class ProgressBar:
     def __call__(self, done: int, total: int, at_s: float, duration: float) -> None:
         if not self.on:
             return
-        frac = done / total if total else 1.0
-        fill = int(frac * self.width)
-        self.stream.write(f"\r[{'#' * fill}{'-' * (self.width - fill)}] {done}/{total} turns "
+        if total == 0:  # the turn finder's pass
+            frac, what = (at_s / duration if duration else 0.0), "finding turns"
+        else:
+            frac, what = done / total, f"{done}/{total} turns"
+        fill = int(min(1.0, frac) * self.width)
+        self.stream.write(f"\r[{'#' * fill}{'-' * (self.width - fill)}] {what} "
                           f"{_clock(at_s)} / {_clock(duration)}  {time.monotonic() - self.t0:.0f}"
                           " s ")
         self.stream.flush()

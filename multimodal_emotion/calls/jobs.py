@@ -232,11 +232,12 @@ class JobStore:
         last = [0.0]
 
         def progress(done: int, total: int, at_s: float, duration: float) -> None:
-            state["progress"] = {"turns_done": done, "turns_total": total,
+            state["progress"] = {"phase": "turns" if total == 0 else "emotion",
+                                 "turns_done": done, "turns_total": total or None,
                                  "seconds_done": round(at_s, 2), "duration": round(duration, 2),
-                                 "fraction": round(done / total, 4) if total else 1.0}
+                                 "fraction": round(done / total, 4) if total else 0.0}
             now = time.monotonic()
-            if now - last[0] >= self.progress_every_s or done == total:
+            if now - last[0] >= self.progress_every_s or (total and done == total):
                 last[0] = now
                 self._write(job_id, state)
 

@@ -51,7 +51,8 @@ async function pollCall() {
   if (body.status === "queued") callStatus("Waiting for the worker…");
   if (body.status === "running") {
     callStatus(p.turns_total ? "Analyzing: turn " + p.turns_done + " of " + p.turns_total
-      : "Finding the turns…");
+      : "Finding the turns…" + (p.duration ? " " + Math.round(100 * p.seconds_done / p.duration)
+        + "%" : ""));
   }
   if (body.status === "failed") { callError(body.error); callStatus("Failed."); return; }
   if (body.status === "done") { showReport(body); return; }
