@@ -62,6 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights ship in packages; never call a hub
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["call", "fit-satisfaction"]:  # a sub-command of `call`, which takes a PATH
+        argv = ["call-fit-satisfaction", *argv[2:]]
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
         parser.print_help()
@@ -187,6 +190,8 @@ def _parser() -> argparse.ArgumentParser:
     ad.add_argument("--json", action="store_true", help="print the report as JSON")
     ad.set_defaults(func=_adapt)
 
+    _add_call_parsers(sub)
+
     from .serving.settings import env_help  # stdlib only: --help stays fast
 
     s = sub.add_parser("serve", help="start the HTTP API and web page (FastAPI under uvicorn)",
@@ -218,6 +223,70 @@ def _analysis_options(p: argparse.ArgumentParser) -> None:
                         "frustrated) shown beside the emotion; see docs/label_map.yaml")
     p.add_argument("--explain", action="store_true",
                    help="also list the transcript words that moved the text expert most")
+
+def _add_call_parsers(sub: argparse._SubParsersAction) -> None:
+    """``mer call PATH`` and ``mer call fit-satisfaction`` (see calls/command.py)."""
+    opts = _Parser(add_help=False)
+    opts.add_argument("--speakers", type=number(1, 32, integer=True), default=None,
+                      help="voices in a mono recording (default: estimated)")
+    who = opts.add_mutually_exclusive_group()
+    who.add_argument("--agent-channel", choices=["left", "right"], default=None,
+                     help="stereo: the channel the agent is recorded on")
+    who.add_argument("--agent", default=None, metavar="WHO",
+                     help="which voice is the agent: first (the first to speak), most (who "
+                          "talks most) or a speaker id; see README, Calls")
+    opts.add_argument("--fusion", choices=FUSION_CHOICES, default=None)
+    opts.add_argument("--model", default=None, help="model folder (default: the shipped model)")
+    opts.add_argument("--fps", type=number(*FPS_RANGE), default=4.0,
+                      help="video frames sampled per second (default 4)")
+    opts.add_argument("--max-duration", type=number(0.0, 86400.0, lo_open=True),
+                      default=MAX_DURATION_DEFAULT, metavar="SECONDS",
+                      help="refuse recordings longer than this (default 3600)")
+    opts.add_argument("--rule", metavar="YAML", default=None,
+                      help="escalation rule fields (threshold, min_turns, ...; README, Calls)")
+    opts.add_argument("--no-transcript", action="store_true",
+                      help="keep no words: transcripts are left out of every output")
+    opts.add_argument("--keep-digits", action="store_true",
+                      help="keep digits in transcripts (redacted to # by default)")
+    c = sub.add_parser("call", parents=[opts],
+                       help="a customer-service call: per-turn emotion, events, report",
+                       epilog="mer call fit-satisfaction --calls labelled.csv --out model.json "
+                              "fits a satisfaction model on your own labelled calls (see "
+                              "mer call fit-satisfaction --help)")
+    c.add_argument("path", help="the call recording (stereo: one party per channel)")
+    c.add_argument("--json", action="store_true", help="print the call as one JSON object")
+    c.add_argument("--report", metavar="HTML", help="also write a self-contained HTML report")
+    c.add_argument("--csv", metavar="CSV", help="also write one row per turn")
+    c.add_argument("--labels", metavar="YAML", default=None,
+                   help="a label map of your own categories, shown on each turn")
+    c.add_argument("--satisfaction", metavar="MODEL", default=None,
+                   help="a model from mer call fit-satisfaction; without one no "
+                        "satisfaction is shown")
+    c.set_defaults(func=_call)
+    f = sub.add_parser("call-fit-satisfaction", parents=[opts], prog="mer call fit-satisfaction",
+                       help="(mer call fit-satisfaction) fit satisfaction on labelled calls")
+    f.add_argument("--calls", required=True, metavar="CSV",
+                   help="columns path (a mer call --json output, or the call's media) and "
+                        "satisfaction (two values, e.g. 1/0)")
+    f.add_argument("--out", required=True, metavar="JSON", help="where to write the model")
+    f.add_argument("--positive", default=None,
+                   help="the label value meaning satisfied (default: 1, yes, true, satisfied)")
+    f.add_argument("--folds", type=number(2, 20, integer=True), default=5,
+                   help="cross-validation folds (default 5; fewer with few calls)")
+    f.add_argument("--json", action="store_true", help="print the cross-validation as JSON")
+    f.set_defaults(func=_call_fit)
+
+
+def _call(args: argparse.Namespace) -> int:
+    from .calls.command import call_cli
+
+    return call_cli(args)
+
+
+def _call_fit(args: argparse.Namespace) -> int:
+    from .calls.command import fit_cli
+
+    return fit_cli(args)
 
 
 def _analyze(args: argparse.Namespace) -> int:

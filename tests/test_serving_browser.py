@@ -133,3 +133,31 @@ def test_page_asks_for_the_api_key_when_the_server_needs_one(page, real_rec, tmp
         page.click("#go")
         page.wait_for_selector("#result:not([hidden])", timeout=120_000)
         assert len(bar_widths(page)) == 4 * len(LABELS)
+
+
+def test_page_uploads_a_call_and_shows_its_report(page, tmp_path):
+    """The call panel with the light fakes of test_calls (no model): upload, progress, the
+    report in its sandboxed frame, then delete."""
+    from test_calls import AGENT, CUSTOMER, FakeFinder, LoudnessRecognizer, stereo_turns, \
+        write_stereo
+
+    wav = write_stereo(tmp_path / "call.wav", AGENT, CUSTOMER, 35.0)
+    finder = FakeFinder(stereo_turns())
+    app = create_app(LoudnessRecognizer, Settings(upload_dir=str(tmp_path / "up"),
+                                                  data_dir=str(tmp_path / "data")),
+                     call_turns=(finder.find, finder.roles))
+    with serve_in_thread(app) as url:
+        page.goto(url)
+        page.wait_for_selector("#status.pill-ok", timeout=30_000)
+        page.set_input_files("#call-file", str(wav))
+        page.select_option("#call-agent-channel", "left")
+        page.click("#call-go")
+        page.wait_for_selector("#call-report:not([hidden])", timeout=30_000)
+        assert "1 escalation" in page.text_content("#call-status")
+        report = page.frame_locator("#call-report")
+        assert "Call report: call.wav" in report.locator("h1").text_content()
+        assert report.locator("svg rect").count() > 8
+        page.click("#call-delete")
+        page.wait_for_function("document.getElementById('call-status').textContent"
+                               ".startsWith('Deleted')")
+    assert [p for p in (tmp_path / "data" / "calls").glob("*/*") if p.is_file()] == []

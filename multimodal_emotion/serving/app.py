@@ -4,6 +4,7 @@
 * ``POST /v1/analyze`` -- multipart ``file`` (+ ``fusion``, ``fps``) -> ``mer analyze --json``'s
   object, with ``path`` set to the client's file name (or ``null``), never a server path.
 * ``POST /v1/fuse``  -- fuse embeddings (trained fusion) or probabilities (late-fusion rule).
+* ``POST /v1/calls``, ``GET|DELETE /v1/calls/{id}`` -- a long call as a job (:mod:`.calls`).
 * ``GET /v1/models`` -- encoders, sizes, fusions, labels, versions, provenance.
 * ``GET /``          -- one static page (``static/``) that drives the API from a browser.
 
@@ -41,6 +42,7 @@ from ..types import MODALITIES
 from .errors import ERRORS, ApiError, error_response
 from ..fusion import FUSIONS
 from ..label_maps import LabelMap
+from .calls import add_call_routes
 from .feedback import add_feedback_route, record_analysis
 from .fuse import LATE_FUSION_RULES, FuseRequest, fuse
 from .settings import Settings
@@ -89,11 +91,15 @@ class ServerState:
 
 
 def create_app(recognizer_factory: RecognizerFactory | None = None,
-               settings: Settings | None = None) -> FastAPI:
+               settings: Settings | None = None,
+               call_turns: tuple[Callable[..., Any], Callable[..., Any]] | None = None
+               ) -> FastAPI:
     """Build the app. ``recognizer_factory()`` returns an object shaped like
     :class:`~multimodal_emotion.recognizer.EmotionRecognizer` (``analyze``, ``model``,
     ``model_dir``, ``fps``); by default the one in ``settings.model_dir`` (the shipped model).
-    Tests pass light fakes and settings with a tiny upload limit or queue."""
+    Tests pass light fakes and settings with a tiny upload limit or queue. ``call_turns``:
+    ``(find_turns, assign_roles)`` for ``/v1/calls`` (default: ``multimodal_emotion.segmenting``).
+    """
     settings = settings or Settings.from_env()
     if recognizer_factory is None:
         def recognizer_factory() -> Any:
@@ -112,7 +118,9 @@ def create_app(recognizer_factory: RecognizerFactory | None = None,
         state.started = time.monotonic()
         threading.Thread(target=state.load, args=(recognizer_factory,), name="mer-load",
                          daemon=True).start()
+        calls.start()
         yield
+        calls.stop()
         state.queue.shutdown()
 
     # /docs from the swagger-ui-bundle-v2 package's files, not FastAPI's default CDN (which
@@ -208,6 +216,8 @@ def create_app(recognizer_factory: RecognizerFactory | None = None,
         return await _analyze(request, rec, state)
 
     add_feedback_route(app, settings, guarded)  # POST /v1/feedback (MER_FEEDBACK=1)
+    calls = add_call_routes(app, state, settings, guarded, call_turns,  # /v1/calls
+                            _error_responses)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

@@ -18,9 +18,11 @@ ERRORS: dict[str, tuple[int, str]] = {
     "not_found": (404, "no such route"),
     "feedback_disabled": (404, "POST /v1/feedback while MER_FEEDBACK is off"),
     "unknown_analysis": (404, "the analysis_id was never returned by /v1/analyze here"),
+    "unknown_call": (404, "no call job has that id (never created, or deleted)"),
     "method_not_allowed": (405, "wrong HTTP method for the route"),
     "upload_timeout": (408, "the body stalled for MER_READ_TIMEOUT_S or came slower than "
                             "MER_MIN_UPLOAD_KBPS"),
+    "call_not_done": (409, "GET /v1/calls/{id}?format=html before the call's analysis is done"),
     "upload_too_large": (413, "the upload passes MER_MAX_UPLOAD_MB"),
     "body_too_large": (413, "a JSON body over its route's limit (fuse: MER_MAX_JSON_KB; "
                             "feedback: 4 KB)"),

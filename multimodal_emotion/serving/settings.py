@@ -37,7 +37,10 @@ ENV_HELP: dict[str, str] = {
     "MER_UPLOAD_DIR": "uploads stream to <dir>/mer-uploads/; default: the system temp folder",
     "MER_LOG_CONTENT": "1 logs file names, labels, transcripts; default 0",
     "MER_FEEDBACK": "1 turns on POST /v1/feedback (needs MER_DATA_DIR); default 0",
-    "MER_DATA_DIR": "folder of the feedback store; default unset",
+    "MER_CALL_KEEP_H": "hours a finished call job (its result) is kept before it is deleted; "
+                       "default 168 (a week)",
+    "MER_DATA_DIR": "folder of the feedback store and of call jobs (calls/); default unset "
+                    "(call jobs then live under MER_UPLOAD_DIR/mer-calls)",
 }
 
 
@@ -90,8 +93,11 @@ class Settings:
     feedback: bool = False
     """``POST /v1/feedback`` on, and each analysis's expert logits kept (never the media) under
     ``data_dir`` so a person's label can later refit the fusion (``mer adapt --feedback``)."""
+    call_keep_h: float = 168.0
+    """Hours a finished ``/v1/calls`` job (its result: transcripts, emotions) is kept."""
     data_dir: str | None = None
-    """Where the server keeps what it must keep (the feedback store); needed by ``feedback``."""
+    """Where the server keeps what it must keep: the feedback store (needed by ``feedback``)
+    and the call jobs of ``/v1/calls`` (``calls/``; without it they live next to the uploads)."""
 
     @property
     def max_upload_bytes(self) -> int:
@@ -124,6 +130,7 @@ class Settings:
             "max_json_kb": ("MER_MAX_JSON_KB", float),
             "feedback": ("MER_FEEDBACK", lambda s: s.strip().lower() in _TRUE),
             "data_dir": ("MER_DATA_DIR", str),
+            "call_keep_h": ("MER_CALL_KEEP_H", float),
         }
         for name, (var, parse) in readers.items():
             raw = env.get(var)
@@ -153,6 +160,9 @@ class Settings:
             if not (math.isfinite(value) and lo < value <= hi):
                 raise InputError(f"{var}={value!r} is out of range: give a number > {lo:g} "
                                  f"and <= {hi:g}")
+        if not (math.isfinite(self.call_keep_h) and 0 < self.call_keep_h <= 24 * 3650):
+            raise InputError(f"MER_CALL_KEEP_H={self.call_keep_h!r} is out of range: give a "
+                             "number of hours > 0 and <= 87600")
         if self.max_receiving < 1:
             raise InputError("MER_MAX_RECEIVING must be >= 1")
         if self.api_key is not None and self.api_key.strip() == "":

@@ -1,0 +1,238 @@
+"""A call, turn by turn: find who spoke when, then give each turn its own emotion.
+
+:func:`analyze_call` is the one library call behind ``mer call`` and ``POST /v1/calls``. It asks
+a *turn finder* for the turns (voice activity, channels, speaker clustering: not this package's
+business, see ``multimodal_emotion.segmenting``), streams the recording once more through
+:func:`~multimodal_emotion.turns.iter_turn_clips` so each turn gets its own voice, words and the
+frames shown while it was spoken (on a video call the face on screen is given to whoever is
+talking), and runs :meth:`EmotionRecognizer.analyze_segment` on it. Memory is bounded by the
+longest turn, not by the call.
+
+The turn finder is a parameter (``find_turns``, ``assign_roles``) so tests and other segmenters
+can stand in for the real one, which is imported only when none is given.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+from ..errors import InputError, ModelError
+from ..label_maps import LabelMap, load_label_map
+from ..turns import Turn
+
+# progress(turns_done, turns_total, seconds_done, call_duration); turns_total 0 while the turn
+# finder is still reading the call (when it reports progress)
+Progress = Callable[[int, int, float, float], None]
+FindTurns = Callable[..., Any]
+AssignRoles = Callable[..., Mapping[str, str]]
+
+ROLES = ("agent", "customer")
+
+
+@dataclass
+class TurnAnalysis:
+    """One turn and what the recognizer made of it (``label`` is ``None`` when no modality was
+    there, with the ``reason``). ``transcript`` is ``None`` when transcripts are not kept."""
+
+    start: float
+    end: float
+    speaker: str
+    channel: int | None
+    label: str | None
+    probabilities: dict[str, float] | None
+    confidence: float | None
+    transcript: str | None = None
+    business: dict[str, Any] | None = None
+    modalities: list[str] = field(default_factory=list)  # the modalities the turn had
+    reason: str | None = None
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"speaker": self.speaker, "channel": self.channel,
+                             "start": round(self.start, 3), "end": round(self.end, 3),
+                             "label": self.label, "probabilities": self.probabilities,
+                             "confidence": None if self.confidence is None
+                             else round(self.confidence, 5),
+                             "transcript": self.transcript, "modalities": list(self.modalities)}
+        if self.business is not None:
+            d["business"] = self.business
+        if self.reason:
+            d["reason"] = self.reason
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TurnAnalysis":
+        try:
+            return cls(float(d["start"]), float(d["end"]), str(d["speaker"]),
+                       None if d.get("channel") is None else int(d["channel"]),
+                       d.get("label"), d.get("probabilities"), d.get("confidence"),
+                       d.get("transcript"), d.get("business"), list(d.get("modalities") or []),
+                       d.get("reason"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"a call turn needs start, end and speaker ({exc})") from exc
+
+
+@dataclass
+class CallAnalysis:
+    """Every turn of a call, its speakers' roles, and the call's length."""
+
+    duration: float
+    turns: list[TurnAnalysis]
+    roles: dict[str, str]
+    channels: int | None = None  # audio channels of the recording (2: one party per channel)
+    label_map: LabelMap | None = None
+    timings_s: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def speakers(self) -> list[str]:
+        """Speakers in order of first appearance, then any the roles name but never spoke."""
+        seen: list[str] = []
+        for t in sorted(self.turns, key=lambda t: t.start):
+            if t.speaker not in seen:
+                seen.append(t.speaker)
+        return seen + [s for s in self.roles if s not in seen]
+
+
+# -- privacy ---------------------------------------------------------------------------------
+_DIGIT_WORDS = r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine)"
+_SPOKEN_NUMBER = re.compile(rf"\b{_DIGIT_WORDS}(?:[\s,-]+{_DIGIT_WORDS}){{2,}}\b", re.I)
+
+
+def redact_digits(text: str) -> str:
+    """Each digit becomes ``#``, and three or more digit words in a row (a card or phone number
+    read out: "four one one one") become ``###``: call recordings carry account numbers, and a
+    stored transcript should not. Amounts keep their shape (``$##.##``) so the words still read.
+    """
+    text = _SPOKEN_NUMBER.sub("###", text)
+    return re.sub(r"\d", "#", text)
+
+
+# -- the run ---------------------------------------------------------------------------------
+def default_turn_finder() -> tuple[FindTurns, AssignRoles]:
+    """The real turn finder (VAD, channels, speaker clustering), imported only when used."""
+    try:
+        from .. import segmenting
+    except ImportError as exc:
+        raise ModelError("the turn finder (multimodal_emotion.segmenting: voice activity and "
+                         f"speaker clustering) is not available here ({exc})") from exc
+    return segmenting.find_turns, segmenting.assign_roles
+
+
+def analyze_call(source: Any, recognizer: Any, *, find_turns: FindTurns | None = None,
+                 assign_roles: AssignRoles | None = None, speakers: int | None = None,
+                 agent_channel: str | None = None, agent: str | None = None,
+                 fusion: str | None = None, labels: LabelMap | str | None = None,
+                 transcripts: bool = True, keep_digits: bool = False,
+                 progress: Progress | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> CallAnalysis:
+    """Find the turns of ``source`` (a path) and analyze each one with ``recognizer`` (shaped
+    like :class:`~multimodal_emotion.recognizer.EmotionRecognizer`: ``analyze_segment``,
+    ``fps``, ``max_duration_s``).
+
+    ``speakers``: how many voices a mono recording holds (``None``: estimated by the finder).
+    ``agent_channel`` (``"left"``/``"right"``) and ``agent`` (e.g. ``"first"``) are handed to the
+    finder's role rule, only when given. ``transcripts=False`` keeps no words; otherwise digits
+    are redacted unless ``keep_digits``. ``progress`` is called after each turn;
+    ``should_stop()`` returning true stops between turns (a deleted API job).
+    """
+    from .. import media_stream
+    from ..turns import iter_turn_clips
+
+    if find_turns is None or assign_roles is None:
+        real_find, real_roles = default_turn_finder()
+        find_turns, assign_roles = find_turns or real_find, assign_roles or real_roles
+    if agent_channel is not None and agent_channel not in ("left", "right"):
+        raise InputError(f"agent channel must be 'left' or 'right', not {agent_channel!r}")
+    if speakers is not None and not 1 <= int(speakers) <= 32:
+        raise InputError(f"speakers must be between 1 and 32, not {speakers}")
+    label_map = load_label_map(labels)
+    t0 = time.perf_counter()
+    # unreadable or missing media fails here, with mer analyze's messages, whatever the finder
+    info = media_stream.probe(source)
+    limit = getattr(recognizer, "max_duration_s", media_stream.DEFAULT_MAX_DURATION_S)
+    if limit and info.declared_duration and info.declared_duration > limit + 1.0:
+        # refused before the turn finder reads an hour of it
+        from ..media import _too_long
+
+        raise _too_long(info.name, limit, f"its header says {info.declared_duration:.0f} s")
+    find_args: dict[str, Any] = {"speakers": speakers}
+    if progress is not None and _accepts(find_turns, "progress"):
+        # the finder's own pass: reported as 0 turns of an unknown number, at this second
+        find_args["progress"] = lambda done_s, total_s: progress(
+            0, 0, float(done_s), float(total_s or info.declared_duration or 0.0))
+    found = find_turns(source, **find_args)
+    turns: list[Turn] = sorted(found.turns, key=lambda t: (t.start, t.end))
+    role_args = {k: v for k, v in (("agent_channel", agent_channel), ("agent", agent))
+                 if v is not None}
+    roles = {str(s): str(r) for s, r in dict(assign_roles(found, **role_args)).items()}
+    channels = getattr(found, "channels", None)
+    channels = channels if isinstance(channels, int) else info.channels or None
+    duration = _duration(found, info.declared_duration, turns)
+    t_found = time.perf_counter()
+    fps = float(getattr(recognizer, "fps", 4.0))
+    results: list[TurnAnalysis] = []
+    if progress is not None:
+        progress(0, len(turns), 0.0, duration)
+    warnings: list[str] = [str(w) for w in getattr(found, "warnings", None) or []]
+    if turns:
+        chunks = _noting_warnings(media_stream.iter_chunks(
+            source, fps=fps, keep_channels=True, max_duration=limit), warnings)
+        for turn, clip in iter_turn_clips(chunks, turns, fps, name=str(source)):
+            if should_stop is not None and should_stop():
+                raise InterruptedError("the call analysis was stopped")
+            pred = recognizer.analyze_segment(clip, fusion=fusion, labels=label_map)
+            results.append(_turn_result(turn, pred, transcripts, keep_digits))
+            if progress is not None:
+                progress(len(results), len(turns), turn.end, duration)
+        for _ in chunks:  # the tail after the last turn: what the decoder says about it
+            pass
+    warnings = list(dict.fromkeys(warnings))  # the finder's pass and this one see one tail
+    for s in {t.speaker for t in results} - set(roles):
+        roles[s] = "unknown"  # the role rule named no role for this voice
+    return CallAnalysis(duration, results, roles, channels, label_map,
+                        {"turns": round(t_found - t0, 3),
+                         "emotion": round(time.perf_counter() - t_found, 3)}, warnings)
+
+
+def _noting_warnings(chunks: Iterator[Any], into: list[str]) -> Iterator[Any]:
+    """``chunks`` unchanged, their decoder warnings (a damaged tail) added to ``into``."""
+    for chunk in chunks:
+        into.extend(chunk.warnings)
+        yield chunk
+
+
+def _accepts(fn: Callable[..., Any], name: str) -> bool:
+    import inspect
+
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _duration(found: Any, declared: float | None, turns: Sequence[Turn]) -> float:
+    """The finder's duration, else the file header's, else the end of the last turn."""
+    value = getattr(found, "duration", None)
+    if value is None:
+        value = declared
+    last = max((t.end for t in turns), default=0.0)
+    return float(max(value or 0.0, last))
+
+
+def _turn_result(turn: Turn, pred: Any, transcripts: bool, keep_digits: bool) -> TurnAnalysis:
+    text = None
+    if transcripts:
+        view = pred.modalities.get("text")
+        text = (view.extras.get("transcript") or "") if view is not None else ""
+        text = text if keep_digits else redact_digits(text)
+    present = [m for m, v in pred.modalities.items() if v.available]
+    return TurnAnalysis(turn.start, turn.end, str(turn.speaker), turn.channel, pred.label,
+                        pred.probabilities, pred.confidence, text, pred.business, present,
+                        pred.reason)
