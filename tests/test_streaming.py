@@ -1,0 +1,238 @@
+"""Real-time analysis (issue 17): the streaming engine with a fake analyze function (window and
+hop timing, lag, video dropped before audio under a slow analyzer, bounded buffers), ``mer
+stream`` replaying the demo clip, and ``/v1/stream`` through Starlette's TestClient."""
+
+from __future__ import annotations
+
+import json
+import struct
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from multimodal_emotion import LABELS
+from multimodal_emotion.errors import InputError
+from multimodal_emotion.streaming import Collector, StreamEngine
+from multimodal_emotion.types import Clip, ModalityView, Prediction
+
+SR = 16_000
+
+
+def fake_prediction(clip: Clip) -> Prediction:
+    """'happy' when the window is loud, 'neutral' otherwise; the face view says how many frames
+    the window had, so tests can see what reached the analyzer."""
+    loud = clip.audio is not None and float(np.abs(clip.audio).mean()) > 0.3
+    label = "happy" if loud else "neutral"
+    probs = {n: (0.7 if n == label else 0.05) for n in LABELS}
+    n = 0 if clip.frames is None else len(clip.frames)
+    views = {"audio": ModalityView(clip.audio is not None, label, probs),
+             "text": ModalityView(False, None, None, "fake"),
+             "face": ModalityView(n > 0, label if n else None, probs if n else None,
+                                  None if n else "no frames", {"frames": n})}
+    return Prediction(label, probs, views, "product", clip.duration, confidence=0.7)
+
+
+class SlowAnalyzer:
+    """Takes ``seconds`` per window (``video_seconds`` more when it has frames), records what it
+    was given."""
+
+    def __init__(self, seconds: float = 0.0, video_seconds: float = 0.0) -> None:
+        self.seconds, self.video_seconds = seconds, video_seconds
+        self.clips: list[Clip] = []
+
+    def __call__(self, clip: Clip) -> Prediction:
+        self.clips.append(clip)
+        time.sleep(self.seconds + (self.video_seconds if clip.frames is not None else 0.0))
+        return fake_prediction(clip)
+
+
+def frame(value: int = 128) -> np.ndarray:
+    return np.full((24, 32, 3), value, np.uint8)
+
+
+def feed(engine: StreamEngine, seconds: float, piece_s: float = 0.125, fps: float = 8.0,
+         loud_from: float | None = None, pace: float = 0.0) -> None:
+    """Push ``seconds`` of audio in ``piece_s`` pieces and frames at ``fps``, in capture order
+    (``pace``: wall seconds per second of media; 0 as fast as possible)."""
+    n = int(round(seconds / piece_s))
+    next_frame = 0.0
+    for i in range(n):
+        t = i * piece_s
+        while next_frame < t + piece_s - 1e-9:
+            engine.push_frame(frame(), next_frame)
+            next_frame += 1.0 / fps
+        level = 0.5 if loud_from is not None and t >= loud_from else 0.01
+        engine.push_audio(np.full(int(piece_s * SR), level, np.float32), t)
+        if pace:
+            time.sleep(piece_s * pace)
+
+
+# -- the engine ------------------------------------------------------------------------------
+def test_windows_are_cut_every_hop_with_their_media_and_a_lag():
+    analyzer, got = SlowAnalyzer(), Collector()
+    engine = StreamEngine(analyzer, got, window_s=2.0, hop_s=0.5, fps=4.0, block=True)
+    feed(engine, 4.0, loud_from=2.0, fps=8.0)  # sampled down to 4 fps
+    engine.close()
+    bounds = [(r.start, r.end) for r in got.results]
+    assert bounds == [(0.0, 2.0), (0.5, 2.5), (1.0, 3.0), (1.5, 3.5), (2.0, 4.0)]
+    assert [r.index for r in got.results] == list(range(5))
+    for clip in analyzer.clips:  # each window: 2 s of audio, frames at 4 fps, times relative
+        assert clip.duration == pytest.approx(2.0) and len(clip.audio) == 2 * SR
+        assert len(clip.frames) == 8
+        assert clip.frame_times[0] == pytest.approx(0.0) and clip.frame_times[-1] < 2.0
+    assert [r.prediction.label for r in got.results] == \
+        ["neutral", "neutral", "neutral", "happy", "happy"]
+    assert all(0 <= r.lag_ms < 5000 and r.dropped == {"frames": 0, "windows": 0}
+               for r in got.results)
+    d = got.results[-1].to_dict()
+    assert d["label"] == "happy" and d["start"] == 2.0 and d["end"] == 4.0
+    assert d["modalities"]["face"]["frames"] == 8 and set(d["probabilities"]) == set(LABELS)
+    assert engine.stats.windows == engine.stats.analyzed == 5
+
+
+def test_a_stream_shorter_than_a_window_gives_one_window_at_close():
+    analyzer, got = SlowAnalyzer(), Collector()
+    engine = StreamEngine(analyzer, got, window_s=4.0, hop_s=1.0)
+    feed(engine, 1.5)
+    assert got.results == []
+    engine.close()
+    assert [(r.start, r.end) for r in got.results] == [(0.0, 1.5)]
+
+
+def test_the_tail_after_the_last_full_window_is_analyzed_once():
+    got = Collector()
+    engine = StreamEngine(SlowAnalyzer(), got, window_s=2.0, hop_s=1.0, block=True)
+    feed(engine, 3.5)
+    engine.close()
+    assert [(r.start, r.end) for r in got.results] == [(0.0, 2.0), (1.0, 3.0), (1.5, 3.5)]
+
+
+def test_lag_is_measured_from_the_push_that_completed_the_window():
+    got = Collector()
+    engine = StreamEngine(SlowAnalyzer(seconds=0.2), got, window_s=1.0, hop_s=1.0)
+    feed(engine, 3.0, pace=1.0)  # real time: the analyzer (0.2 s) keeps up
+    engine.close()
+    assert len(got.results) == 3
+    for r in got.results:
+        assert r.analysis_ms >= 190 and r.lag_ms >= r.analysis_ms
+        assert r.lag_ms < 600, r.lag_ms  # no queueing: the lag is the analysis
+        assert r.dropped == {"frames": 0, "windows": 0} and r.frames == 4
+
+
+def test_a_slow_analyzer_loses_video_before_audio_and_says_so():
+    """Analysis takes 0.35 s (0.25 s more with frames) per window, one comes every 0.1 s: the
+    engine first analyzes windows without their frames, then skips windows, and every result
+    says what it lost; the pending queue never passes its bound."""
+    analyzer, got = SlowAnalyzer(seconds=0.1, video_seconds=0.25), Collector()
+    engine = StreamEngine(analyzer, got, window_s=1.0, hop_s=0.125, fps=8.0, max_pending=2)
+    highest = [0]
+
+    def watch():
+        while not done.is_set():
+            highest[0] = max(highest[0], engine.pending)
+            time.sleep(0.005)
+
+    done = threading.Event()
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    feed(engine, 4.0, pace=1.0)
+    stats = engine.close()
+    done.set()
+    watcher.join()
+    assert highest[0] <= 2
+    first = got.results[0]
+    assert first.frames == 8 and first.dropped == {"frames": 0, "windows": 0}
+    stripped = [r for r in got.results if r.dropped["frames"]]
+    skipped = [r for r in got.results if r.dropped["windows"]]
+    assert stripped and skipped
+    # video went first: the first loss of any kind is frames, not a window
+    first_loss = next(r for r in got.results if r.dropped["frames"] or r.dropped["windows"])
+    assert first_loss.dropped["frames"] > 0 and first_loss.dropped["windows"] == 0
+    # a window that lost its frames still has all its audio
+    for r, clip in zip(got.results, analyzer.clips):
+        assert len(clip.audio) == SR
+        if r.dropped["frames"]:
+            assert clip.frames is None and r.to_dict()["modalities"]["face"]["available"] is False
+    assert stats.skipped_windows == sum(r.dropped["windows"] for r in got.results)
+    # the totals also count the frames of the skipped windows
+    assert stats.dropped_frames >= sum(r.dropped["frames"] for r in got.results)
+    assert stats.windows == stats.analyzed + stats.skipped_windows
+
+
+def test_buffers_stay_bounded_over_a_long_stream():
+    """An hour of 16 kHz audio and 10 fps frames through a fast analyzer: the media held never
+    passes what one window, a hop and the grace need."""
+    got = Collector()
+    engine = StreamEngine(lambda clip: fake_prediction(clip), got, window_s=4.0, hop_s=1.0,
+                          fps=4.0, block=True)
+    piece = np.zeros(SR, np.float32)  # 1 s pieces
+    held = []
+    for s in range(3600):
+        for k in range(10):
+            engine.push_frame(frame(), s + k / 10)
+        engine.push_audio(piece, float(s))
+        if s % 300 == 0:
+            held.append(engine.held_bytes())
+    engine.close()
+    assert len(got.results) == 3597
+    bound = (4 + 1 + 0.5 + 1) * SR * 4 + 30 * frame().nbytes + 2 * (4 * SR * 4 + 16 *
+                                                                    frame().nbytes)
+    assert len(held) == 12 and max(held) <= bound  # the same bound at minute 0 and minute 55
+
+
+def test_capture_gaps_and_overlaps():
+    analyzer, got = SlowAnalyzer(), Collector()
+    engine = StreamEngine(analyzer, got, window_s=1.0, hop_s=1.0, block=True)
+    engine.push_audio(np.full(SR, 0.01, np.float32), 0.0)
+    engine.push_audio(np.full(SR // 2, 0.5, np.float32), 0.75)  # overlaps: 0.25 s are new
+    engine.push_audio(np.full(SR // 2, 0.5, np.float32), 1.5)   # a 0.25 s gap: silence
+    engine.push_audio(np.full(SR * 2, 0.5, np.float32), 10.0)   # capture stopped 8 s: restart
+    engine.close()
+    assert [(r.start, r.end) for r in got.results] == [(0.0, 1.0), (1.0, 2.0), (10.0, 11.0),
+                                                       (11.0, 12.0)]
+    second = analyzer.clips[1].audio
+    assert len(second) == SR and second[:SR // 4].min() == 0.5  # the overlap's new part
+    assert np.all(second[SR // 4:SR // 2] == 0.0)  # the gap
+    assert engine.stats.windows == 4
+
+
+def test_int16_audio_and_bad_input():
+    analyzer, got = SlowAnalyzer(), Collector()
+    engine = StreamEngine(analyzer, got, window_s=1.0, hop_s=1.0, block=True)
+    engine.push_audio(np.full(SR, 16384, np.int16), 0.0)
+    engine.close()
+    assert analyzer.clips[0].audio.dtype == np.float32
+    assert analyzer.clips[0].audio.max() == pytest.approx(0.5)
+    engine = StreamEngine(analyzer, got)
+    with pytest.raises(InputError, match="mono"):
+        engine.push_audio(np.zeros((2, 100), np.float32), 0.0)
+    with pytest.raises(InputError, match="uint8 RGB"):
+        engine.push_frame(np.zeros((4, 4), np.uint8), 0.0)
+    with pytest.raises(InputError, match="finite"):
+        engine.push_frame(frame(), float("nan"))
+    engine.close()
+    with pytest.raises(InputError, match="closed"):
+        engine.push_audio(np.zeros(10, np.float32), 5.0)
+    with pytest.raises(InputError, match="hop"):
+        StreamEngine(analyzer, window_s=1.0, hop_s=2.0)
+
+
+def test_an_analyzer_error_is_reported_and_the_stream_goes_on():
+    calls = [0]
+
+    def flaky(clip: Clip) -> Prediction:
+        calls[0] += 1
+        if calls[0] == 2:
+            raise InputError("this window is bad")
+        return fake_prediction(clip)
+
+    got = Collector()
+    engine = StreamEngine(flaky, got, window_s=1.0, hop_s=1.0, block=True)
+    feed(engine, 3.0)
+    engine.close()
+    assert [r.error for r in got.results] == [None, "this window is bad", None]
+    assert got.results[1].to_dict()["label"] is None and engine.stats.errors == 1
