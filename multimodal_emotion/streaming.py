@@ -217,6 +217,9 @@ class StreamEngine:
         self._busy = False
         self._closed = False
         self._lock = threading.Lock()
+        # sources may push audio and frames from two capture threads; the cutting is not
+        # meant to run twice at once
+        self._push_lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._worker = threading.Thread(target=self._run, name="mer-stream", daemon=True)
         self._worker.start()
@@ -227,6 +230,16 @@ class StreamEngine:
         16 kHz mono, float32 in [-1, 1] or int16. Overlaps with audio already pushed are cut;
         a gap up to a second is filled with silence, a longer one restarts the windows after
         it."""
+        with self._push_lock:
+            self._push_audio(pcm, t)
+
+    def push_frame(self, rgb: np.ndarray, t: float) -> None:
+        """One video frame (``[H, W, 3]`` uint8 RGB) captured at ``t`` seconds. Frames closer
+        than ``1 / fps`` to the previous kept one are counted and not stored."""
+        with self._push_lock:
+            self._push_frame(rgb, t)
+
+    def _push_audio(self, pcm: np.ndarray, t: float | None = None) -> None:
         pcm = _as_float_audio(pcm)
         if not pcm.size:
             return
@@ -256,9 +269,7 @@ class StreamEngine:
         self.stats.audio_s += len(pcm) / SAMPLE_RATE
         self._append_audio(pcm)
 
-    def push_frame(self, rgb: np.ndarray, t: float) -> None:
-        """One video frame (``[H, W, 3]`` uint8 RGB) captured at ``t`` seconds. Frames closer
-        than ``1 / fps`` to the previous kept one are counted and not stored."""
+    def _push_frame(self, rgb: np.ndarray, t: float) -> None:
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise InputError(f"a frame must be an [H, W, 3] uint8 RGB array, not "
                              f"{rgb.dtype} {tuple(rgb.shape)}")
@@ -302,7 +313,8 @@ class StreamEngine:
         with self._lock:
             if self._closed:
                 return self.stats
-        self._cut(final=True)
+        with self._push_lock:
+            self._cut(final=True)
         with self._cond:
             self._closed = True
             if not drain:

@@ -236,3 +236,148 @@ def test_an_analyzer_error_is_reported_and_the_stream_goes_on():
     engine.close()
     assert [r.error for r in got.results] == [None, "this window is bad", None]
     assert got.results[1].to_dict()["label"] is None and engine.stats.errors == 1
+
+
+# -- /v1/stream ------------------------------------------------------------------------------
+class StreamFake:
+    """Shaped like the recognizer as far as the server needs: ``analyze_segment`` answers
+    :func:`fake_prediction` (loud windows 'happy'), ``model`` names the fusions."""
+
+    fps, window_s, model_dir = 2.0, 10.0, "fake-model"
+
+    def __init__(self) -> None:
+        from types import SimpleNamespace
+
+        self.model = SimpleNamespace(default_fusion="product", fusions={"product": None,
+                                                                         "late": None})
+        self.clips: list[Clip] = []
+
+    def analyze_segment(self, clip: Clip, fusion: str | None = None) -> Prediction:
+        self.clips.append(clip)
+        return fake_prediction(clip)
+
+
+def stream_client(tmp_path: Path, fake: StreamFake, **settings: Any):
+    from fastapi.testclient import TestClient
+
+    from multimodal_emotion.serving.app import create_app
+    from multimodal_emotion.serving.settings import Settings
+
+    app = create_app(lambda: fake, Settings(upload_dir=str(tmp_path), **settings))
+    client = TestClient(app)
+    client.__enter__()
+    deadline = time.monotonic() + 30
+    while client.get("/healthz").status_code != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    return client
+
+
+def audio_msg(t: float, seconds: float, level: int) -> bytes:
+    return struct.pack("<Bd", 1, t) + np.full(int(seconds * SR), level, "<i2").tobytes()
+
+
+def jpeg_msg(t: float) -> bytes:
+    import cv2
+
+    ok, data = cv2.imencode(".jpg", np.full((120, 160, 3), 90, np.uint8))
+    assert ok
+    return struct.pack("<Bd", 2, t) + data.tobytes()
+
+
+def close_info(ws) -> tuple[dict, int, str]:
+    """The error message the server sent, then its close code and reason."""
+    from starlette.websockets import WebSocketDisconnect
+
+    err = ws.receive_json()
+    with pytest.raises(WebSocketDisconnect) as info:
+        ws.receive_json()
+    return err, info.value.code, info.value.reason
+
+
+def test_websocket_streams_results_per_window(tmp_path):
+    fake = StreamFake()
+    client = stream_client(tmp_path, fake)
+    with client.websocket_connect("/v1/stream") as ws:
+        ws.send_text(json.dumps({"type": "start", "window_s": 2, "hop_s": 1}))
+        ready = ws.receive_json()
+        assert ready["type"] == "ready" and ready["window_s"] == 2 and ready["hop_s"] == 1
+        assert ready["labels"] == list(LABELS)
+        t0 = 1000.0  # any origin: results come back in the client's clock
+        for i in range(8):  # 4 s: quiet then loud, and a frame every half second
+            ws.send_bytes(jpeg_msg(t0 + i * 0.5))
+            ws.send_bytes(audio_msg(t0 + i * 0.5, 0.5, 200 if i < 4 else 16000))
+        ws.send_text(json.dumps({"type": "stop"}))
+        msgs = []
+        while True:
+            m = ws.receive_json()
+            msgs.append(m)
+            if m["type"] == "end":
+                break
+    results = [m for m in msgs if m["type"] == "result"]
+    assert [(r["start"], r["end"]) for r in results] == [(1000.0, 1002.0), (1001.0, 1003.0),
+                                                         (1002.0, 1004.0)]
+    assert [r["label"] for r in results] == ["neutral", "neutral", "happy"]
+    assert all(r["lag_ms"] >= 0 and r["dropped"] == {"frames": 0, "windows": 0}
+               for r in results)
+    assert results[0]["modalities"]["face"]["frames"] == 4  # JPEGs decoded, sampled at 2 fps
+    assert fake.clips[0].frames.shape[1:] == (120, 160, 3)
+    assert msgs[-1]["stats"]["analyzed"] == 3
+
+
+def test_websocket_needs_the_key_before_media(tmp_path):
+    fake = StreamFake()
+    client = stream_client(tmp_path, fake, api_key="s3cret")
+    with client.websocket_connect("/v1/stream") as ws:  # media first, no key
+        ws.send_bytes(audio_msg(0.0, 0.1, 0))
+        err, code, reason = close_info(ws)
+    assert err["error"] == "unauthorized" and code == 4401 and reason.startswith("unauthorized")
+    with client.websocket_connect("/v1/stream?key=wrong") as ws:
+        assert close_info(ws)[1] == 4401
+    with client.websocket_connect("/v1/stream?key=s3cret") as ws:  # "ready" answers the
+        ws.send_bytes(audio_msg(0.0, 0.1, 0))                        # first message
+        assert ws.receive_json()["type"] == "ready"
+    with client.websocket_connect("/v1/stream") as ws:  # the key in the start message
+        ws.send_text(json.dumps({"type": "start", "key": "s3cret"}))
+        assert ws.receive_json()["type"] == "ready"
+
+
+def test_websocket_limits_concurrent_streams(tmp_path):
+    client = stream_client(tmp_path, StreamFake(), max_streams=1)
+    with client.websocket_connect("/v1/stream") as first:
+        first.send_text(json.dumps({"type": "start"}))
+        assert first.receive_json()["type"] == "ready"
+        with client.websocket_connect("/v1/stream") as second:
+            err, code, _ = close_info(second)
+        assert err["error"] == "too_many_streams" and code == 4429
+        assert "MER_MAX_STREAMS" in err["message"]
+    with client.websocket_connect("/v1/stream") as third:  # the slot was given back
+        third.send_text(json.dumps({"type": "start"}))
+        assert third.receive_json()["type"] == "ready"
+
+
+@pytest.mark.parametrize("message, code, words", [
+    (b"\x01\x00", 4400, "9-byte header"),
+    (struct.pack("<Bd", 7, 0.0) + b"xx", 4400, "unknown media kind 7"),
+    (struct.pack("<Bd", 1, 0.0) + b"abc", 4400, "even number of bytes"),
+    (struct.pack("<Bd", 1, float("inf")) + b"ab", 4400, "finite"),
+    (struct.pack("<Bd", 2, 0.0) + b"GIF89a not a jpeg", 4400, "JPEG"),
+    (struct.pack("<Bd", 2, 0.0) + b"\xff\xd8\xff\xe0 broken", 4400, "could not be decoded"),
+    (struct.pack("<Bd", 1, 0.0) + bytes(70_000), 4413, "at most 64000 bytes"),
+    ('{"type": "start", "hop_s": -1}', 4400, "hop_s must be a number"),
+    ('{"type": "start", "fusion": "magic"}', 4400, "fusion 'magic'"),
+    ('{"type": "begin"}', 4400, "first text message"),
+    ("not json", 4400, "JSON object"),
+])
+def test_websocket_closes_bad_messages_with_a_reason(tmp_path, message, code, words):
+    client = stream_client(tmp_path, StreamFake())
+    with client.websocket_connect("/v1/stream") as ws:
+        if isinstance(message, str):
+            ws.send_text(message)
+        else:
+            ws.send_text(json.dumps({"type": "start"}))
+            assert ws.receive_json()["type"] == "ready"
+            ws.send_bytes(message)
+        err, got_code, reason = close_info(ws)
+    assert got_code == code and words in err["message"], (err, got_code)
+    assert reason.split(":")[0] == err["error"]

@@ -6,6 +6,8 @@
 * ``POST /v1/fuse``  -- fuse embeddings (trained fusion) or probabilities (late-fusion rule).
 * ``GET /v1/models`` -- encoders, sizes, fusions, labels, versions, provenance.
 * ``GET /``          -- one static page (``static/``) that drives the API from a browser.
+* ``WS /v1/stream``  -- live analysis: PCM16 audio and JPEG frames in, a result per window out
+  (:mod:`.stream` documents the messages); ``GET /live`` is its page (camera + microphone).
 
 Models load once, in a background thread started by the app's lifespan, so the port opens at
 once and ``/healthz`` can say "not yet". Inference runs on a bounded pool
@@ -44,6 +46,7 @@ from ..label_maps import LabelMap
 from .feedback import add_feedback_route, record_analysis
 from .fuse import LATE_FUSION_RULES, FuseRequest, fuse
 from .settings import Settings
+from .stream import add_stream_route
 from .upload import paced, receive_upload, sweep_stale_uploads
 from .work import Slots, WorkQueue
 
@@ -208,10 +211,15 @@ def create_app(recognizer_factory: RecognizerFactory | None = None,
         return await _analyze(request, rec, state)
 
     add_feedback_route(app, settings, guarded)  # POST /v1/feedback (MER_FEEDBACK=1)
+    add_stream_route(app, state, settings)  # WS /v1/stream (its own key check and limit)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/live", include_in_schema=False)
+    async def live() -> FileResponse:
+        return FileResponse(STATIC_DIR / "live.html", headers={"Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _add_offline_docs(app)
