@@ -294,7 +294,7 @@ def format_prediction(d: dict) -> str:
 def _stream(args: argparse.Namespace) -> int:
     from .live_sources import file_chunks, open_devices, replay
     from .recognizer import EmotionRecognizer
-    from .streaming import recognizer_engine
+    from .streaming import recognizer_engine, warm_up
 
     if args.hop > args.window:
         print(f"error: --hop ({args.hop:g}) must not be longer than --window ({args.window:g})",
@@ -310,6 +310,7 @@ def _stream(args: argparse.Namespace) -> int:
 
         probe(args.path)  # an unreadable file fails before the models load
     rec = EmotionRecognizer.from_pretrained(args.model, fps=args.fps)
+    warm_up(rec.analyze_segment)
 
     def show(result) -> None:
         d = result.to_dict()

@@ -381,3 +381,56 @@ def test_websocket_closes_bad_messages_with_a_reason(tmp_path, message, code, wo
         err, got_code, reason = close_info(ws)
     assert got_code == code and words in err["message"], (err, got_code)
     assert reason.split(":")[0] == err["error"]
+
+
+# -- mer stream ------------------------------------------------------------------------------
+def test_mer_stream_replays_the_demo_clip_as_json_lines(demo_clip, monkeypatch, capsys):
+    from multimodal_emotion import cli
+    from multimodal_emotion.recognizer import EmotionRecognizer
+
+    fake = StreamFake()
+    monkeypatch.setattr(EmotionRecognizer, "from_pretrained",
+                        classmethod(lambda cls, *a, **k: fake))
+    t = time.monotonic()
+    rc = cli.main(["stream", str(demo_clip), "--json", "--speed", "0", "--window", "2",
+                   "--hop", "1"])
+    assert rc == 0 and time.monotonic() - t < 4  # --speed 0: no waiting for the clock
+    out = capsys.readouterr()
+    lines = [json.loads(x) for x in out.out.splitlines()]
+    assert [(d["start"], d["end"]) for d in lines] == [(0.0, 2.0), (1.0, 3.0), (2.0, 4.0),
+                                                       (3.0, 5.0)]
+    for d in lines:
+        assert d["label"] in LABELS and set(d["probabilities"]) == set(LABELS)
+        assert d["dropped"] == {"frames": 0, "windows": 0} and d["lag_ms"] >= 0
+        assert d["modalities"]["face"]["frames"] == 4  # 2 s at the default 2 fps
+    assert "windows 4, analyzed 4" in out.err
+    assert len(fake.clips) == 5  # the warm-up, then one clip per window
+    assert all(len(c.audio) == 2 * SR for c in fake.clips[1:])
+
+
+def test_mer_stream_at_real_time_pace_takes_the_clip_length(demo_clip, monkeypatch, capsys):
+    from multimodal_emotion import cli
+    from multimodal_emotion.recognizer import EmotionRecognizer
+
+    monkeypatch.setattr(EmotionRecognizer, "from_pretrained",
+                        classmethod(lambda cls, *a, **k: StreamFake()))
+    t = time.monotonic()
+    assert cli.main(["stream", str(demo_clip), "--speed", "4", "--window", "2",
+                     "--hop", "2"]) == 0
+    assert 1.0 < time.monotonic() - t < 4.0  # 5 s of media at 4x: about 1.25 s
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) >= 2 and "[    0.0-    2.0]" in lines[0] and "lag" in lines[0]
+
+
+def test_mer_stream_without_devices_or_with_a_bad_file(tmp_path, capsys):
+    from multimodal_emotion import cli
+
+    rc = cli.main(["stream", "--mic", "--camera", "7"])
+    err = capsys.readouterr().err
+    if rc == 0:  # pragma: no cover -- a machine with a microphone
+        pytest.skip("this machine has a capture device")
+    assert rc == 5 and "no microphone or camera" in err and "mer stream FILE" in err
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("not a video")
+    assert cli.main(["stream", str(bad)]) == 3
+    assert cli.main(["stream", str(bad), "--window", "2", "--hop", "3"]) == 2
