@@ -374,9 +374,9 @@ class StreamEngine:
                 if self._last_end is not None and media_end <= self._last_end + 1e-3 \
                         or media_end - a <= 1e-3:
                     return  # covered already
-                # the tail: the last window_s seconds (or all there is), once
+                # the tail: from the next window's start (what the buffers still hold) to the
+                # end, once; a sliver under a quarter hop past the last window is left out
                 b = media_end
-                a = max(self._origin, b - self.window_s)
                 if self._last_end is not None and b - self._last_end < self.hop_s / 4:
                     return
                 self._emit(a, b)

@@ -108,7 +108,7 @@ def test_the_tail_after_the_last_full_window_is_analyzed_once():
     engine = StreamEngine(SlowAnalyzer(), got, window_s=2.0, hop_s=1.0, block=True)
     feed(engine, 3.5)
     engine.close()
-    assert [(r.start, r.end) for r in got.results] == [(0.0, 2.0), (1.0, 3.0), (1.5, 3.5)]
+    assert [(r.start, r.end) for r in got.results] == [(0.0, 2.0), (1.0, 3.0), (2.0, 3.5)]
 
 
 def test_lag_is_measured_from_the_push_that_completed_the_window():
@@ -304,11 +304,13 @@ def test_websocket_streams_results_per_window(tmp_path):
         assert ready["type"] == "ready" and ready["window_s"] == 2 and ready["hop_s"] == 1
         assert ready["labels"] == list(LABELS)
         t0 = 1000.0  # any origin: results come back in the client's clock
+        msgs = []
         for i in range(8):  # 4 s: quiet then loud, and a frame every half second
             ws.send_bytes(jpeg_msg(t0 + i * 0.5))
             ws.send_bytes(audio_msg(t0 + i * 0.5, 0.5, 200 if i < 4 else 16000))
+            if i in (3, 5):  # a window is complete: wait for it, as a real-time sender would
+                msgs.append(ws.receive_json())
         ws.send_text(json.dumps({"type": "stop"}))
-        msgs = []
         while True:
             m = ws.receive_json()
             msgs.append(m)

@@ -528,6 +528,8 @@ def serve_cli(args: Any) -> int:
              "content logging %s)", args.host, args.port, settings.workers, settings.queue_size,
              settings.max_upload_mb, "on" if settings.api_key else "off",
              "on" if settings.log_content else "off")
+    # a WebSocket message is at most a 1 MB JPEG (serving/stream.py): refuse bigger ones before
+    # they are buffered, not after
     uvicorn.run(create_app(settings=settings), host=args.host, port=args.port,
-                log_level="info")
+                log_level="info", ws_max_size=2 * 1024 * 1024)
     return 0

@@ -179,7 +179,8 @@ async def _serve(ws: WebSocket, state: Any, settings: Settings) -> None:
     await ws.send_text(json.dumps({"type": "ready", "window_s": window_s, "hop_s": hop_s,
                                    "fps": fps, "fusion": fusion or rec.model.default_fusion,
                                    "labels": list(LABELS)}))
-    sender = asyncio.create_task(_send_results(ws, unsent, wake, lost))
+    finished = asyncio.Event()
+    sender = asyncio.create_task(_send_results(ws, unsent, wake, finished))
     origin: float | None = None
     stopped = False
     try:
@@ -211,27 +212,27 @@ async def _serve(ws: WebSocket, state: Any, settings: Settings) -> None:
     finally:
         # the tail is analyzed only after a stop; otherwise what waits is dropped
         stats = await asyncio.to_thread(engine.close, stopped)
-        if stopped:
-            await asyncio.sleep(0)  # let the last results reach the queue
-        sender.cancel()
-        try:
-            await sender
-        except (asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
-            pass
-    while unsent:
-        await ws.send_text(json.dumps({"type": "result", **unsent.popleft()}))
+        if not stopped:
+            sender.cancel()
+    await asyncio.sleep(0)  # the last results' hand-over (call_soon_threadsafe) runs first
+    finished.set()
+    wake.set()
+    await sender  # sends what is queued, then returns
     await ws.send_text(json.dumps({"type": "end", "stats": {**stats.to_dict(),
                                                             "unsent_results_dropped": lost[0]}}))
     await ws.close(1000)
 
 
-async def _send_results(ws: WebSocket, unsent: deque, wake: asyncio.Event, lost: list[int]
-                        ) -> None:
+async def _send_results(ws: WebSocket, unsent: deque, wake: asyncio.Event,
+                        finished: asyncio.Event) -> None:
+    """Send results as they come; return once ``finished`` is set and none is left."""
     while True:
         await wake.wait()
         wake.clear()
         while unsent:
             await ws.send_text(json.dumps({"type": "result", **unsent.popleft()}))
+        if finished.is_set():
+            return
 
 
 async def _receive(ws: WebSocket, settings: Settings) -> dict[str, Any]:
