@@ -11,11 +11,12 @@ source's clock, the answer, and ``lag_ms``: wall time from the push that complet
 its result, i.e. what a viewer waits for beyond the window itself.
 
 Why drop, and in that order: a live answer that is ten seconds late is worth nothing, so the
-engine never queues without bound. When a completed window finds another one already waiting
-(the analysis is slower than the hop), the waiting windows and the new one lose their video
-frames first (the face is the cheaper modality to lose: the voice and the words carry the
-conversation), and when ``max_pending`` windows already wait, the oldest waiting ones are skipped
-(the newest window overlaps them by ``window_s - hop_s`` anyway). Every result says what was
+engine never queues without bound. When a completed window finds the worker still busy (the
+analysis is slower than the hop), that window and any waiting one lose their video frames first
+(the face is the cheaper modality to lose: the voice and the words carry the conversation, and
+a window without frames is analyzed faster), and when ``max_pending`` windows already wait
+(default 1), the oldest waiting ones are skipped: the newest window overlaps them by
+``window_s - hop_s`` anyway, and it is the freshest answer a viewer wants. Every result says what was
 dropped on its way (``dropped``: frames taken from this window, windows skipped since the
 previous result); :attr:`StreamEngine.stats` keeps the totals. A replay that wants every window
 (``mer stream --speed 0``) passes ``block=True``: pushes then wait for the worker instead.
@@ -181,7 +182,7 @@ class StreamEngine:
     def __init__(self, analyze: Callable[[Clip], Prediction],
                  on_result: Callable[[StreamResult], None] | None = None, *,
                  window_s: float = DEFAULT_WINDOW_S, hop_s: float = DEFAULT_HOP_S,
-                 fps: float = DEFAULT_FPS, max_pending: int = 2, block: bool = False,
+                 fps: float = DEFAULT_FPS, max_pending: int = 1, block: bool = False,
                  grace_s: float = 0.5, origin: float | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         for name, value in (("window_s", window_s), ("hop_s", hop_s), ("fps", fps)):
@@ -403,7 +404,7 @@ class StreamEngine:
             if self.block:
                 while len(self._pending) >= self.max_pending and not self._closed:
                     self._cond.wait()
-            elif self._pending:  # behind: video goes first ...
+            elif self._busy or self._pending:  # this window will wait: video goes first ...
                 for w in (*self._pending, win):
                     self.stats.dropped_frames += w.strip_video()
                 while len(self._pending) >= self.max_pending:  # ... then whole windows
