@@ -445,3 +445,29 @@ def test_mer_stream_without_devices_or_with_a_bad_file(tmp_path, capsys):
     bad.write_text("not a video")
     assert cli.main(["stream", str(bad)]) == 3
     assert cli.main(["stream", str(bad), "--window", "2", "--hop", "3"]) == 2
+
+
+def test_websocket_closes_an_idle_stream_and_refuses_while_models_load(tmp_path):
+    client = stream_client(tmp_path, StreamFake(), read_timeout_s=0.3)
+    with client.websocket_connect("/v1/stream") as ws:
+        ws.send_text(json.dumps({"type": "start"}))
+        assert ws.receive_json()["type"] == "ready"
+        err, code, _ = close_info(ws)  # then nothing is sent
+    assert err["error"] == "idle" and code == 4408 and "MER_READ_TIMEOUT_S" in err["message"]
+
+    from fastapi.testclient import TestClient
+
+    from multimodal_emotion.serving.app import create_app
+    from multimodal_emotion.serving.settings import Settings
+
+    gate = threading.Event()
+
+    def slow_factory() -> StreamFake:
+        gate.wait(10)
+        return StreamFake()
+
+    with TestClient(create_app(slow_factory, Settings(upload_dir=str(tmp_path)))) as c:
+        with c.websocket_connect("/v1/stream") as ws:
+            err, code, _ = close_info(ws)
+        gate.set()
+    assert err["error"] == "not_ready" and code == 4503
