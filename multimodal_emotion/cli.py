@@ -2,8 +2,8 @@
 training entry points. It parses arguments, prints, and maps errors to exit codes; nothing else.
 
 Exit codes: 0 success, 1 unexpected error, 2 bad arguments, 3 unreadable media (at least one
-input failed), 4 model problem. ``mer batch`` also exits 1 when an input failed for an
-unexpected reason (its line says ``internal_error``).
+input failed), 4 model problem, 5 no capture device (``mer stream --mic``). ``mer batch`` also
+exits 1 when an input failed for an unexpected reason (its line says ``internal_error``).
 """
 
 from __future__ import annotations
@@ -191,6 +191,38 @@ def _parser() -> argparse.ArgumentParser:
     ad.set_defaults(func=_adapt)
 
     _add_call_parsers(sub)
+
+    st = sub.add_parser(
+        "stream", help="live analysis: sliding windows over a recording replayed in real time, "
+        "or a microphone and camera; one result per window as soon as it is ready",
+        description="Replays PATH at real-time pace (or --speed) through the streaming engine, "
+        "or captures the microphone and camera (--mic), and prints one result per window "
+        "(--json: one JSON object per line, with start, end, label, probabilities, "
+        "confidence, modalities, lag_ms and dropped). When the analysis falls behind, video "
+        "frames are dropped before whole windows, and each result says so.")
+    src_st = st.add_mutually_exclusive_group(required=True)
+    src_st.add_argument("path", nargs="?", help="a recording to replay")
+    src_st.add_argument("--mic", action="store_true",
+                        help="capture the default microphone (sounddevice) and camera (OpenCV); "
+                             "exit 5 when the machine has neither")
+    st.add_argument("--speed", type=number(0.0, 1000.0), default=1.0,
+                    help="replay speed: 1 real time (default), 4 four times faster, 0 as fast "
+                         "as possible (then no window is dropped)")
+    st.add_argument("--window", type=number(0.5, 60.0), default=4.0,
+                    help="seconds per window (default 4)")
+    st.add_argument("--hop", type=number(0.1, 60.0), default=2.0,
+                    help="seconds between window starts (default 2: what keeps up on 2 cores; "
+                         "see the README's Live section)")
+    st.add_argument("--fps", type=number(*FPS_RANGE), default=2.0,
+                    help="video frames analyzed per second (default 2)")
+    st.add_argument("--camera", type=number(-1, 64, integer=True), default=0,
+                    help="camera index for --mic (-1: microphone only)")
+    st.add_argument("--seconds", type=number(0.0, 86400.0, lo_open=True), default=None,
+                    help="stop --mic capture after this long (default: Ctrl-C)")
+    st.add_argument("--fusion", choices=FUSION_CHOICES, default=None)
+    st.add_argument("--model", default=None, help="model folder (default: the shipped model)")
+    st.add_argument("--json", action="store_true", help="one JSON object per window per line")
+    st.set_defaults(func=_stream)
 
     from .serving.settings import env_help  # stdlib only: --help stays fast
 
@@ -426,6 +458,60 @@ def format_prediction(d: dict) -> str:
     t = d.get("timings_ms", {})
     lines.append("  time ms: " + ", ".join(f"{k} {v:.0f}" for k, v in t.items()))
     return "\n".join(lines)
+
+
+def _stream(args: argparse.Namespace) -> int:
+    from .live_sources import file_chunks, open_devices, replay
+    from .recognizer import EmotionRecognizer
+    from .streaming import recognizer_engine, warm_up
+
+    if args.hop > args.window:
+        print(f"error: --hop ({args.hop:g}) must not be longer than --window ({args.window:g})",
+              file=sys.stderr)
+        return 2
+    devices = None
+    if args.mic:  # before loading models: a machine without devices is told at once
+        devices = open_devices(camera=None if args.camera < 0 else int(args.camera))
+        print(f"streaming from the {devices.describe()}"
+              + "".join(f" ({p})" for p in devices.problems), file=sys.stderr, flush=True)
+    else:
+        from .media_stream import probe
+
+        probe(args.path)  # an unreadable file fails before the models load
+    rec = EmotionRecognizer.from_pretrained(args.model, fps=args.fps)
+    warm_up(rec.analyze_segment)
+
+    def show(result) -> None:
+        d = result.to_dict()
+        print(json.dumps(d) if args.json else format_window(d), flush=True)
+
+    engine = recognizer_engine(rec, show, fusion=args.fusion, window_s=args.window,
+                               hop_s=args.hop, fps=args.fps,
+                               block=not args.mic and args.speed == 0)
+    try:
+        if devices is not None:
+            devices.run(engine, seconds=args.seconds)
+        else:
+            for w in replay(file_chunks(args.path, args.fps), engine, speed=args.speed):
+                print(f"warning: {args.path}: {w}", file=sys.stderr, flush=True)
+    finally:
+        stats = engine.close(drain=not args.mic)
+        print("stream: " + ", ".join(f"{k} {v}" for k, v in stats.to_dict().items()),
+              file=sys.stderr, flush=True)
+    return 0
+
+
+def format_window(d: dict) -> str:
+    """One line per live window: time span, fused label, each modality's label, lag, drops."""
+    span = f"[{d['start']:7.1f}-{d['end']:7.1f}]"
+    if d.get("error"):
+        return f"{span} error: {d['error']}"
+    head = f"{span} {d['label'] or '-':<9} {d['confidence'] or 0:.2f}"
+    mods = "  ".join(f"{m} {v['label'] or '-'}" for m, v in d["modalities"].items())
+    drop = d["dropped"]
+    extra = "".join([f"  dropped {drop['frames']} frames" if drop["frames"] else "",
+                     f"  skipped {drop['windows']} windows" if drop["windows"] else ""])
+    return f"{head}   {mods}   lag {d['lag_ms']:.0f} ms{extra}"
 
 
 def _evaluate(args: argparse.Namespace) -> int:

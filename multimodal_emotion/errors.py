@@ -29,3 +29,10 @@ class InputError(MerError):
     """The caller passed arguments that make no sense (wrong shape, unknown name, ...)."""
 
     exit_code = 2
+
+
+class DeviceError(MerError):
+    """A capture device (microphone, camera) that was asked for is not there or not usable;
+    the message says which and what to install or plug in."""
+
+    exit_code = 5

@@ -2,7 +2,8 @@
 
 Modules: ``app`` (factory, routes, ``serve_cli``), ``settings`` (``MER_*`` variables),
 ``upload`` (streaming upload with size limit and type sniffing), ``work`` (bounded inference
-queue), ``fuse`` (``/v1/fuse``), ``errors`` (the JSON error contract), ``live`` (uvicorn in a
+queue), ``fuse`` (``/v1/fuse``), ``stream`` (``/v1/stream``, live analysis over a WebSocket),
+``errors`` (the JSON error contract), ``live`` (uvicorn in a
 thread, for tests), ``static/`` (the web page). FastAPI is imported only when ``app`` is first
 used, so ``mer serve --help`` can list the settings without loading it.
 """

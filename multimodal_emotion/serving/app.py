@@ -7,6 +7,8 @@
 * ``POST /v1/calls``, ``GET|DELETE /v1/calls/{id}`` -- a long call as a job (:mod:`.calls`).
 * ``GET /v1/models`` -- encoders, sizes, fusions, labels, versions, provenance.
 * ``GET /``          -- one static page (``static/``) that drives the API from a browser.
+* ``WS /v1/stream``  -- live analysis: PCM16 audio and JPEG frames in, a result per window out
+  (:mod:`.stream` documents the messages); ``GET /live`` is its page (camera + microphone).
 
 Models load once, in a background thread started by the app's lifespan, so the port opens at
 once and ``/healthz`` can say "not yet". Inference runs on a bounded pool
@@ -46,6 +48,7 @@ from .calls import add_call_routes
 from .feedback import add_feedback_route, record_analysis
 from .fuse import LATE_FUSION_RULES, FuseRequest, fuse
 from .settings import Settings
+from .stream import add_stream_route
 from .upload import paced, receive_upload, sweep_stale_uploads
 from .work import Slots, WorkQueue
 
@@ -219,9 +222,15 @@ def create_app(recognizer_factory: RecognizerFactory | None = None,
     calls = add_call_routes(app, state, settings, guarded, call_turns,  # /v1/calls
                             _error_responses)
 
+    add_stream_route(app, state, settings)  # WS /v1/stream (its own key check and limit)
+
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/live", include_in_schema=False)
+    async def live() -> FileResponse:
+        return FileResponse(STATIC_DIR / "live.html", headers={"Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _add_offline_docs(app)
@@ -524,6 +533,9 @@ def serve_cli(args: Any) -> int:
              "on" if settings.log_content else "off")
     from .connection import header_deadline_protocol
 
+    # a WebSocket message is at most a 1 MB JPEG (serving/stream.py): refuse bigger ones before
+    # they are buffered, not after
     uvicorn.run(create_app(settings=settings), host=args.host, port=args.port,
-                log_level="info", http=header_deadline_protocol(settings.header_timeout_s))
+                log_level="info", http=header_deadline_protocol(settings.header_timeout_s),
+                ws_max_size=2 * 1024 * 1024)
     return 0

@@ -41,6 +41,11 @@ ENV_HELP: dict[str, str] = {
                        "default 168 (a week)",
     "MER_DATA_DIR": "folder of the feedback store and of call jobs (calls/); default unset "
                     "(call jobs then live under MER_UPLOAD_DIR/mer-calls)",
+
+    "MER_MAX_STREAMS": "live /v1/stream connections at once, then closed 4429; default 2",
+    "MER_STREAM_WINDOW_S": "seconds per live window (a client may ask 1..30); default 4",
+    "MER_STREAM_HOP_S": "seconds between live windows (a client may ask 0.5..window); "
+                        "default 2",
 }
 
 
@@ -99,6 +104,15 @@ class Settings:
     """Where the server keeps what it must keep: the feedback store (needed by ``feedback``)
     and the call jobs of ``/v1/calls`` (``calls/``; without it they live next to the uploads)."""
 
+    max_streams: int = 2
+    """Live ``/v1/stream`` connections at once: each runs its own analysis thread (a window
+    every hop), so on two cores two streams already share the CPU."""
+    stream_window_s: float = 4.0
+    """Default seconds per live window (a client may ask for 1 to 30 in its ``start``)."""
+    stream_hop_s: float = 2.0
+    """Default seconds between live windows: 2 s is what the full model keeps up with on two
+    shared cores (``bench/stream.py``)."""
+
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
@@ -131,6 +145,10 @@ class Settings:
             "feedback": ("MER_FEEDBACK", lambda s: s.strip().lower() in _TRUE),
             "data_dir": ("MER_DATA_DIR", str),
             "call_keep_h": ("MER_CALL_KEEP_H", float),
+
+            "max_streams": ("MER_MAX_STREAMS", int),
+            "stream_window_s": ("MER_STREAM_WINDOW_S", float),
+            "stream_hop_s": ("MER_STREAM_HOP_S", float),
         }
         for name, (var, parse) in readers.items():
             raw = env.get(var)
@@ -163,6 +181,14 @@ class Settings:
         if not (math.isfinite(self.call_keep_h) and 0 < self.call_keep_h <= 24 * 3650):
             raise InputError(f"MER_CALL_KEEP_H={self.call_keep_h!r} is out of range: give a "
                              "number of hours > 0 and <= 87600")
+
+        if not (math.isfinite(self.stream_window_s) and 1 <= self.stream_window_s <= 30):
+            raise InputError("MER_STREAM_WINDOW_S must be between 1 and 30 seconds")
+        if not (math.isfinite(self.stream_hop_s)
+                and 0.5 <= self.stream_hop_s <= self.stream_window_s):
+            raise InputError("MER_STREAM_HOP_S must be between 0.5 s and the window length")
+        if self.max_streams < 0:
+            raise InputError("MER_MAX_STREAMS must be >= 0 (0 turns /v1/stream off)")
         if self.max_receiving < 1:
             raise InputError("MER_MAX_RECEIVING must be >= 1")
         if self.api_key is not None and self.api_key.strip() == "":
