@@ -173,13 +173,16 @@ class WhisperAudioEncoder(_AudioEncoder):
                  layers: list[int] | None = None, loudness_dbfs: float | None = None) -> None:
         from faster_whisper import WhisperModel
 
-        from .whisper_models import resolve_whisper_model, whisper_model_label
+        from .whisper_models import (loadable_whisper_folder, resolve_whisper_model,
+                                     whisper_model_label)
 
         # a registry name, a folder, or None (the packaged default); a missing one raises here
         resolved = resolve_whisper_model(model_path)
         shared = whisper_model is not None
         if whisper_model is None:
-            whisper_model = WhisperModel(resolved, device="cpu", compute_type=compute_type,
+            # int8: the cached int8 copy, the same weights CTranslate2 would make at load
+            whisper_model = WhisperModel(loadable_whisper_folder(resolved, compute_type),
+                                         device="cpu", compute_type=compute_type,
                                          cpu_threads=cpu_threads)
         self.whisper_model = whisper_model
         self.model_path = "<shared instance>" if shared and model_path is None else resolved

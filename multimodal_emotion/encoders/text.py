@@ -70,8 +70,10 @@ class FasterWhisperTranscriber:
         if not Path(model_path).exists():
             raise ModelError(f"faster-whisper model directory not found: {model_path}")
         self.model_path = str(model_path)
-        self.model = WhisperModel(self.model_path, device="cpu", compute_type="int8",
-                                  cpu_threads=cpu_threads)
+        from .whisper_models import loadable_whisper_folder
+
+        self.model = WhisperModel(loadable_whisper_folder(self.model_path), device="cpu",
+                                  compute_type="int8", cpu_threads=cpu_threads)
 
     def transcribe(self, audio: np.ndarray) -> str:
         """Return the transcript of 16 kHz mono float32 ``audio`` ("" when nothing is said)."""
