@@ -21,6 +21,7 @@ so ``w = q / scale``.
 
 from __future__ import annotations
 
+import mmap
 import os
 import struct
 from dataclasses import dataclass, field
@@ -54,14 +55,16 @@ class Ct2File:
 
 
 def read_ct2_file(path: str | os.PathLike[str], prefix: str = "") -> Ct2File:
-    """The variables (those whose names start with ``prefix``; others are skipped without a
-    copy) and aliases of a ``model.bin`` (or of the folder holding one)."""
+    """The variables (those whose names start with ``prefix``) and aliases of a ``model.bin``
+    (or of the folder holding one). The file is memory-mapped and the arrays are read-only
+    views into it, so variables outside ``prefix`` are never read from disk."""
     path = Path(path)
     if path.is_dir():
         path = path / "model.bin"
     try:
-        buf = memoryview(path.read_bytes())
-    except OSError as e:
+        with open(path, "rb") as f:
+            buf = memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+    except (OSError, ValueError) as e:  # ValueError: an empty file cannot be mapped
         raise ModelError(f"cannot read CTranslate2 model {path}: {e}") from e
     pos = 0
 

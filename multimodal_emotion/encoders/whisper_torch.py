@@ -142,7 +142,8 @@ class WhisperEncoderTorch(nn.Module):
         d_ff = v[prefix + "layer_0/ffn/linear_0/weight"].shape[0]
         heads = int(v[prefix + "num_heads"]) if prefix + "num_heads" in v else d // 64
         n_ctx = v[prefix + "position_encodings/encodings"].shape[0]
-        m = cls(n_mels, d, heads, n_layers, d_ff, n_ctx)
+        with torch.device("meta"):  # no memory and no random init: the state replaces it
+            m = cls(n_mels, d, heads, n_layers, d_ff, n_ctx)
         state = {"conv1.weight": t("conv1/weight"), "conv1.bias": t("conv1/bias"),
                  "conv2.weight": t("conv2/weight"), "conv2.bias": t("conv2/bias"),
                  "positions": t("position_encodings/encodings"),
@@ -159,7 +160,7 @@ class WhisperEncoderTorch(nn.Module):
                 p + "fc1.weight": t(ff + "linear_0/weight"), p + "fc1.bias": t(ff + "linear_0/bias"),
                 p + "fc2.weight": t(ff + "linear_1/weight"), p + "fc2.bias": t(ff + "linear_1/bias"),
             })
-        m.load_state_dict(state, strict=True)
+        m.load_state_dict(state, strict=True, assign=True)
         return m.eval()
 
     @classmethod
