@@ -327,13 +327,9 @@ def load_base(cpu_threads: int = 2, compute_type: str = "int8") -> Any:
     quantise them at every load: 1.6-1.7 s of CPU, measured), ``float32`` only widens them
     (0.5 s) but runs language ID slower (about 110 ms more CPU per 5 s clip) in twice the
     memory."""
-    from faster_whisper import WhisperModel
+    from .whisper_models import load_whisper
 
-    from .whisper_models import loadable_whisper_folder, resolve_whisper_model
-
-    folder = loadable_whisper_folder(resolve_whisper_model("base"), compute_type)
-    return WhisperModel(folder, device="cpu", compute_type=compute_type,
-                        cpu_threads=cpu_threads)
+    return load_whisper("base", compute_type, cpu_threads)
 
 
 def encode_transcript(text_encoder: Any, transcript: Transcript) -> ModalityOutput:

@@ -19,6 +19,7 @@ import importlib
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from ..cache import building_folder, join_files
 from ..errors import ModelError
@@ -148,3 +149,14 @@ def _build_int8(folder: Path, files: list[Path], target: Path) -> None:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_whisper(model: str | os.PathLike[str] | None = None, compute_type: str = "int8",
+                 cpu_threads: int = 2) -> Any:
+    """``model`` (as :func:`resolve_whisper_model` takes it) as a faster-whisper model on CPU,
+    from its int8 copy when ``compute_type`` is int8. Imports no torch, so the recognizer can
+    start it while torch is still being imported (CTranslate2 loads without the GIL)."""
+    from faster_whisper import WhisperModel
+
+    folder = loadable_whisper_folder(resolve_whisper_model(model), compute_type)
+    return WhisperModel(folder, device="cpu", compute_type=compute_type, cpu_threads=cpu_threads)
