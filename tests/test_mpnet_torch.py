@@ -15,7 +15,6 @@ import pytest
 import torch
 
 from multimodal_emotion.encoders.text import HFTextEncoder
-from multimodal_emotion.encoders.text_models import resolve_text_model
 from multimodal_emotion.errors import InputError, ModelError
 from test_text import _tiny_bert
 
@@ -25,17 +24,7 @@ TEXTS = ["I was very happy to be here.", "no", "WHAT?! No way... that's terrible
 
 def _tiny_mpnet(folder: Path, layers: int = 2) -> Path:
     """A random 32-wide MPNet saved by transformers, with the real MPNet tokenizer files."""
-    from transformers import MPNetConfig, MPNetModel
-
-    torch.manual_seed(0)
-    src = Path(resolve_text_model("mpnet")[0])
-    cfg = MPNetConfig(vocab_size=30527, hidden_size=32, num_hidden_layers=layers,
-                      num_attention_heads=2, intermediate_size=64)
-    MPNetModel(cfg).save_pretrained(folder)
-    for name in ("vocab.txt", "tokenizer_config.json", "special_tokens_map.json",
-                 "tokenizer.json"):
-        (folder / name).write_bytes((src / name).read_bytes())
-    return folder
+    return _tiny_bert(folder, layers, kind="mpnet", tokenizer="mpnet")
 
 
 def _same(a: HFTextEncoder, b: HFTextEncoder, texts: list[str], atol: float = 1e-5) -> None:
