@@ -53,3 +53,21 @@ def test_a_bad_model_folder_still_says_what_is_wrong(tmp_path: Path) -> None:
         {"encoders": {"audio": {"name": "mfcc-lstm"}, "language": {"enabled": False}}}))
     with pytest.raises(ModelError, match="not a model folder"):
         EmotionRecognizer.from_pretrained(tmp_path)
+
+
+def test_early_loads_match_what_the_encoders_would_load() -> None:
+    """The early tiny.en must be the one WhisperAudioEncoder builds by default, and the
+    default model folder the model module's (both are repeated so no torch is imported)."""
+    import inspect
+
+    from multimodal_emotion import recognizer
+    from multimodal_emotion.encoders.audio import WhisperAudioEncoder
+    from multimodal_emotion.encoders.whisper_models import DEFAULT_WHISPER
+    from multimodal_emotion.model import DEFAULT_MODEL_DIR
+
+    defaults = inspect.signature(WhisperAudioEncoder).parameters
+    early = recognizer._DEFAULT_AUDIO_WHISPER
+    assert early["model"] == DEFAULT_WHISPER and defaults["model_path"].default is None
+    assert early["compute_type"] == defaults["compute_type"].default
+    assert early["cpu_threads"] == defaults["cpu_threads"].default
+    assert recognizer._DEFAULT_MODEL_DIR == DEFAULT_MODEL_DIR
