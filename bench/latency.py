@@ -32,6 +32,7 @@ def main() -> int:
                    help="eSpeak NG voice for the built clip, e.g. de (default: English)")
     args = p.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    load_before = os.getloadavg()[0]  # the cores are shared: say how busy they were
 
     clip_path = args.clip
     if not clip_path:
@@ -77,14 +78,17 @@ def main() -> int:
         print(f"{s:<12}{statistics.median(vals):>10.0f}{min(vals):>10.0f}{max(vals):>10.0f}")
     print("(face runs in a second thread beside audio+transcribe+text, so stages overlap and "
           "do not add up to total)")
-    print(f"cold start: import {t_import:.2f} s, load models {t_load - t_import:.2f} s, "
-          f"first clip {t_cold - t_load:.2f} s, total {t_cold:.2f} s")
+    print(f"cold start: import {t_import:.2f} s, load models {t_load - t_import:.2f} s "
+          f"(torch is imported here, beside the Whisper loads), first clip "
+          f"{t_cold - t_load:.2f} s, total {t_cold:.2f} s")
     # CPU time (all threads of this process) does not grow when other jobs share the cores,
     # so it bounds what the wall time would be on an idle machine: at most this, at least
     # half of it with two cores busy.
     print(f"CPU time: warm clip median {statistics.median(cpu):.0f} ms "
           f"(min {min(cpu):.0f}); cold start {cpu_cold:.2f} s")
     print(f"peak RSS: {peak_mb:.0f} MB")
+    print(f"load average (1 min) before / after: {load_before:.2f} / {os.getloadavg()[0]:.2f} "
+          f"on {os.cpu_count()} cores")
     return 0
 
 

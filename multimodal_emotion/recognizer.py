@@ -7,11 +7,12 @@ decodes a clip once, cuts long clips into windows, and turns numbers into a
 
 from __future__ import annotations
 
+import json
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -22,11 +23,15 @@ from .explain import modality_shapley, word_occlusion
 from .label_maps import LabelMap, load_label_map
 from .serialized import serialized
 from .labels import LABELS
-from .model import DEFAULT_MODEL_DIR, EmotionModel
 from .types import MODALITIES, Clip, Explanation, ModalityOutput, ModalityView, Prediction, \
     Segment, WindowLogits, probs_to_dict
 
+if TYPE_CHECKING:  # torch comes with the model, imported in from_pretrained (see there)
+    from .model import EmotionModel
+
 DEFAULT_WINDOW_S = 10.0
+# What ``WhisperAudioEncoder`` loads when its config names no model, compute type or threads
+_DEFAULT_AUDIO_WHISPER = {"model": "tiny.en", "compute_type": "int8", "cpu_threads": 2}
 
 
 class EmotionRecognizer:
@@ -35,26 +40,31 @@ class EmotionRecognizer:
     def __init__(self, model: EmotionModel, model_dir: Path, window_s: float = DEFAULT_WINDOW_S,
                  fps: float = media.DEFAULT_FPS, threads: int | None = None,
                  max_duration_s: float | None = media.DEFAULT_MAX_DURATION_S,
-                 language_id: bool = True) -> None:
+                 language_id: bool = True, _early: "_EarlyLoads | None" = None) -> None:
         self.model, self.model_dir = model, model_dir
         self.window_s, self.fps = window_s, fps
         self.max_duration_s = max_duration_s  # longer files are refused (media.load)
         cfg: dict[str, Any] = model.config.get("encoders", {})
-        self._pool = ThreadPoolExecutor(max_workers=2)
-        # The sentence encoder (all-mpnet-base-v2, 110 M parameters) loads in a second thread
-        # while Whisper and the face CNN load here: reading its weights mostly waits on I/O and
-        # torch, which release the GIL, so cold start pays for it only in part.
+        early = _early or _EarlyLoads(ThreadPoolExecutor(max_workers=2))
+        self._pool = early.pool
+        # The sentence encoder (all-mpnet-base-v2, 110 M parameters, memory-mapped) loads in
+        # a second thread while Whisper and the face CNN load here (from_pretrained may have
+        # started the Whisper models already: _EarlyLoads).
         text_future = self._pool.submit(build_encoder, "text", cfg.get("text", {"name": "minilm"}),
                                         model_dir)
         # Whisper base for language ID (encoders/language.py) loads beside it; it routes the
         # faster-whisper transcriber's audio; language_id=False (or "language": {"enabled":
         # false} in the model config) keeps the old English-only path, for English-only input.
         lcfg = dict(cfg.get("language", {}))
-        routed = cfg.get("transcriber", {"name": "faster-whisper"})["name"] == "faster-whisper"
-        base_future = self._pool.submit(language.load_base,
-                                        compute_type=lcfg.pop("compute_type", "int8")) \
-            if lcfg.pop("enabled", True) and routed and language_id else None
-        self.audio = build_encoder("audio", cfg.get("audio", {"name": "whisper"}), model_dir)
+        base_type = _language_id_compute_type(cfg, language_id)
+        for key in ("compute_type", "enabled"):
+            lcfg.pop(key, None)
+        base_future = None if base_type is None else early.base or self._pool.submit(
+            language.load_base, compute_type=base_type)
+        acfg = dict(cfg.get("audio", {"name": "whisper"}))
+        if early.whisper is not None and _default_audio_whisper(acfg):
+            acfg.update(whisper_model=early.whisper.result(), model_path="tiny.en")
+        self.audio = build_encoder("audio", acfg, model_dir)
         shared = getattr(self.audio, "whisper_model", None)
         tcfg = dict(cfg.get("transcriber", {"name": "faster-whisper"}))
         if shared is not None and tcfg.get("name") == "faster-whisper" \
@@ -85,9 +95,21 @@ class EmotionRecognizer:
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, **kwargs: Any) -> "EmotionRecognizer":
-        """Load a model folder (``config.json`` + ``model.safetensors``); ``None`` = shipped."""
-        model_dir = Path(path) if path else DEFAULT_MODEL_DIR
-        return cls(EmotionModel.from_pretrained(model_dir), model_dir, **kwargs)
+        """Load a model folder (``config.json`` + ``model.safetensors``); ``None`` = shipped.
+
+        The Whisper models (CTranslate2, no torch) start loading in the background from
+        ``config.json`` before the model itself, whose import of torch (2.5 s of one core)
+        would otherwise leave the second core idle: CTranslate2 loads without the GIL."""
+        model_dir = Path(path) if path else _DEFAULT_MODEL_DIR
+        early = _EarlyLoads.start(model_dir, kwargs.get("language_id", True))
+        try:
+            from .model import EmotionModel
+
+            return cls(EmotionModel.from_pretrained(model_dir), model_dir, _early=early,
+                       **kwargs)
+        except BaseException:
+            early.pool.shutdown(wait=False, cancel_futures=True)
+            raise
 
     @property
     def fusions(self) -> list[str]:
@@ -247,6 +269,54 @@ class EmotionRecognizer:
         return {"fused": subsets.get(present), "subsets": subsets, "experts": experts,
                 "outputs": outputs, "timings": timings,
                 "logits": {m: None if z is None else z.tolist() for m, z in logits.items()}}
+
+
+_DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "weights" / "default"  # model.py's
+
+
+class _EarlyLoads:
+    """Whisper models already loading in the recognizer's thread pool: ``whisper`` (the audio
+    encoder's tiny.en) and ``base`` (language ID), each a Future or ``None``."""
+
+    def __init__(self, pool: ThreadPoolExecutor, whisper: "Future[Any] | None" = None,
+                 base: "Future[Any] | None" = None) -> None:
+        self.pool, self.whisper, self.base = pool, whisper, base
+
+    @classmethod
+    def start(cls, model_dir: Path, language_id: bool) -> "_EarlyLoads":
+        """Submit what ``model_dir``'s config will need. An unreadable config starts nothing:
+        ``EmotionModel.from_pretrained`` then says what is wrong with it."""
+        from .encoders.whisper_models import load_whisper
+
+        early = cls(ThreadPoolExecutor(max_workers=2))
+        try:
+            cfg = json.loads((model_dir / "config.json").read_text()).get("encoders", {})
+        except (OSError, ValueError, AttributeError):
+            return early
+        if _default_audio_whisper(dict(cfg.get("audio", {"name": "whisper"}))):
+            early.whisper = early.pool.submit(load_whisper, **_DEFAULT_AUDIO_WHISPER)
+        base_type = _language_id_compute_type(cfg, language_id)
+        if base_type is not None:
+            early.base = early.pool.submit(language.load_base, compute_type=base_type)
+        return early
+
+
+def _default_audio_whisper(acfg: dict[str, Any]) -> bool:
+    """True when the audio encoder config loads the packaged tiny.en with its defaults (the
+    only Whisper loaded early; any other choice loads in the encoder as before)."""
+    return acfg.get("name") == "whisper" and not {"model_path", "compute_type", "cpu_threads",
+                                                  "whisper_model"} & set(acfg)
+
+
+def _language_id_compute_type(cfg: dict[str, Any], language_id: bool) -> str | None:
+    """Whisper base's compute type when language ID is on for this config, else ``None``:
+    on unless ``language_id=False`` or ``"language": {"enabled": false}``, and only when the
+    transcriber is faster-whisper (the router decodes with it)."""
+    lcfg = cfg.get("language", {})
+    routed = cfg.get("transcriber", {"name": "faster-whisper"})["name"] == "faster-whisper"
+    if not (lcfg.get("enabled", True) and routed and language_id):
+        return None
+    return str(lcfg.get("compute_type", "int8"))
 
 
 def build_encoder(kind: str, cfg: dict[str, Any], model_dir: Path) -> Any:

@@ -132,3 +132,24 @@ def test_a_face_seen_in_one_frame_of_many_is_not_a_person() -> None:
     blip = Face((10, 10, 40, 40), 0.6)
     assert follow_one_face([[blip], [], [], [], []]) == [None] * 5
     assert follow_one_face([[blip], []])[0] == blip  # too few frames to tell
+
+
+def test_blazeface_does_not_import_pyplot_and_pyplot_still_works() -> None:
+    """mediapipe's drawing helpers import matplotlib.pyplot (0.6 s of a cold start): loading
+    the detector must not, and pyplot must still work for whoever imports it later (a fresh
+    interpreter, so other tests' imports do not count)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from multimodal_emotion.encoders.face_detect import create_detector\n"
+        "create_detector('blazeface')\n"
+        "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot was imported'\n"
+        "from mediapipe.python.solutions import drawing_utils\n"
+        "assert drawing_utils.plt.figure.__module__ == 'matplotlib.pyplot'\n"
+        "import matplotlib.pyplot as plt\n"
+        "assert type(plt).__name__ == 'module' and sys.modules['matplotlib.pyplot'] is plt\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]

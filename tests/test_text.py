@@ -138,19 +138,21 @@ def test_tiny_random_bert_loads_by_path(tmp_path: Path) -> None:
     assert enc.embed_texts(["hello there", "x"]).shape == (2, 32)
 
 
-def _tiny_bert(folder: Path, layers: int = 1, kind: str = "bert") -> Path:
+def _tiny_bert(folder: Path, layers: int = 1, kind: str = "bert",
+               tokenizer: str = "minilm") -> Path:
     """A randomly initialised 32-wide BERT (or MPNet, ``kind="mpnet"``: all-mpnet-base-v2's
-    architecture, with a relative position bias in every layer) with MiniLM's tokenizer,
-    saved to ``folder``."""
+    architecture, with a relative position bias in every layer) with MiniLM's tokenizer (or
+    all-mpnet-base-v2's, ``tokenizer="mpnet"``), saved to ``folder``."""
     import torch
     from transformers import BertConfig, BertModel, MPNetConfig, MPNetModel
 
     torch.manual_seed(0)
-    from multimodal_emotion.encoders.text import default_text_model_path
+    from multimodal_emotion.encoders.text_models import resolve_text_model
 
-    src = Path(default_text_model_path())
+    src = Path(resolve_text_model(tokenizer)[0])
     config, model = (MPNetConfig, MPNetModel) if kind == "mpnet" else (BertConfig, BertModel)
-    cfg = config(vocab_size=30522, hidden_size=32, num_hidden_layers=layers,
+    vocab = sum(1 for _ in open(src / "vocab.txt", encoding="utf-8"))
+    cfg = config(vocab_size=vocab, hidden_size=32, num_hidden_layers=layers,
                  num_attention_heads=2, intermediate_size=64)
     model(cfg).save_pretrained(folder)
     for name in ("vocab.txt", "tokenizer_config.json", "special_tokens_map.json",

@@ -171,16 +171,13 @@ class WhisperAudioEncoder(_AudioEncoder):
     def __init__(self, model_path: str | None = None, compute_type: str = "int8",
                  cpu_threads: int = 2, pad_to_s: float = 10.0, whisper_model: Any = None,
                  layers: list[int] | None = None, loudness_dbfs: float | None = None) -> None:
-        from faster_whisper import WhisperModel
-
-        from .whisper_models import resolve_whisper_model, whisper_model_label
+        from .whisper_models import load_whisper, resolve_whisper_model, whisper_model_label
 
         # a registry name, a folder, or None (the packaged default); a missing one raises here
         resolved = resolve_whisper_model(model_path)
         shared = whisper_model is not None
         if whisper_model is None:
-            whisper_model = WhisperModel(resolved, device="cpu", compute_type=compute_type,
-                                         cpu_threads=cpu_threads)
+            whisper_model = load_whisper(resolved, compute_type, cpu_threads)
         self.whisper_model = whisper_model
         self.model_path = "<shared instance>" if shared and model_path is None else resolved
         # What the cache key records: the packaged default by name, anything else by folder name

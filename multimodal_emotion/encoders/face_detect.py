@@ -15,9 +15,13 @@ installed with ``--no-deps`` (Makefile) beside the two small packages it really 
 
 from __future__ import annotations
 
+import importlib
+import sys
 import threading
+import types
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable, Iterator, Protocol
 
 import numpy as np
 
@@ -115,6 +119,40 @@ def _protobuf_compat() -> None:
             lambda self, descriptor: message_factory.GetMessageClass(descriptor))
 
 
+class _Deferred(types.ModuleType):
+    """Stands in for a module that has not been imported: the first attribute anyone reads
+    imports the real module (which then sits in ``sys.modules``) and answers from it."""
+
+    def __getattr__(self, attr: str) -> object:
+        return getattr(importlib.import_module(self.__name__), attr)
+
+
+@contextmanager
+def _pyplot_deferred() -> Iterator[None]:
+    """Import mediapipe without importing ``matplotlib.pyplot``.
+
+    Why: ``mediapipe.python.solutions`` imports its drawing helpers, which import pyplot at
+    the top: about 0.6 s of a cold start for plotting functions this package never calls.
+    While the block runs, ``sys.modules`` holds a :class:`_Deferred` pyplot; afterwards it is
+    removed, so any later ``import matplotlib.pyplot`` gets the real module, and mediapipe's
+    drawing helpers, should anyone call them, import it at their first use.
+    """
+    name = "matplotlib.pyplot"
+    if name in sys.modules:
+        yield
+        return
+    stand_in = _Deferred(name)
+    sys.modules[name] = stand_in
+    try:
+        yield
+    finally:
+        if sys.modules.get(name) is stand_in:
+            del sys.modules[name]
+        parent = sys.modules.get("matplotlib")
+        if parent is not None and getattr(parent, "pyplot", None) is stand_in:
+            delattr(parent, "pyplot")
+
+
 @register_detector("blazeface")
 class BlazeFaceDetector:
     """MediaPipe BlazeFace. ``model`` ``short`` (128x128 input, faces within ~2 m: webcams,
@@ -141,7 +179,8 @@ class BlazeFaceDetector:
             raise ModelError(f"BlazeFace model must be short, full or auto, not {model!r}")
         _protobuf_compat()
         try:
-            from mediapipe.python.solutions import face_detection
+            with _pyplot_deferred():
+                from mediapipe.python.solutions import face_detection
         except ImportError as e:
             raise ModelError(
                 "the blazeface face detector needs mediapipe 0.10.21: pip install --no-deps "

@@ -322,15 +322,14 @@ def _doubt(dec: Decoded) -> dict[str, float]:
 def load_base(cpu_threads: int = 2, compute_type: str = "int8") -> Any:
     """The packaged multilingual Whisper base as a faster-whisper model on CPU.
 
-    ``compute_type``: the packaged weights are float16, so ``int8`` quantises them at every
-    load (1.6-1.7 s of CPU, measured) and ``float32`` only widens them (0.5 s) but runs
-    language ID slower (about 110 ms more CPU per 5 s clip) in twice the memory."""
-    from faster_whisper import WhisperModel
+    ``compute_type``: the packaged weights are float16; ``int8`` loads the int8 copy that
+    :func:`~.whisper_models.loadable_whisper_folder` makes once (CTranslate2 would otherwise
+    quantise them at every load: 1.6-1.7 s of CPU, measured), ``float32`` only widens them
+    (0.5 s) but runs language ID slower (about 110 ms more CPU per 5 s clip) in twice the
+    memory."""
+    from .whisper_models import load_whisper
 
-    from .whisper_models import resolve_whisper_model
-
-    return WhisperModel(resolve_whisper_model("base"), device="cpu", compute_type=compute_type,
-                        cpu_threads=cpu_threads)
+    return load_whisper("base", compute_type, cpu_threads)
 
 
 def encode_transcript(text_encoder: Any, transcript: Transcript) -> ModalityOutput:

@@ -7,17 +7,7 @@ phonetic/lexical needs. The packaged model only exists in CTranslate2 form, so r
 second copy of the weights, this module parses the ``model.bin`` (pure Python + numpy, no
 ctranslate2 import) and rebuilds the encoder in ~100 lines of torch that return every layer.
 
-File layout (``ctranslate2/specs/model_spec.py``, ``ModelSpec._serialize``, binary version 6),
-little-endian::
-
-    u32 version | str spec_name | u32 revision | u32 n_variables
-    n_variables x (str name | u8 ndim | ndim x u32 dim | u8 dtype_id | u32 n_bytes | bytes)
-    u32 n_aliases | n_aliases x (str alias | str target)
-
-where ``str`` is ``u16 length-including-NUL | utf-8 bytes | NUL`` and ``dtype_id`` indexes
-``(float32, int8, int16, int32, float16, bfloat16)``. A quantised weight ``w`` comes with a
-``w_scale`` variable (int8: one float per output row, ``q = rint(w * scale)``; int16: one scalar),
-so ``w = q / scale``.
+The file format is read by :mod:`.ct2_file`.
 
 Variable names used (Whisper tiny.en, d_model 384, 6 heads, 4 layers; all float16 in the
 packaged file), with the openai-whisper module each corresponds to::
@@ -46,8 +36,6 @@ from __future__ import annotations
 
 import math
 import os
-import struct
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,11 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ModelError
+from .ct2_file import read_ct2_file, to_float32
 
-_CT2_DTYPES: tuple[str, ...] = ("float32", "int8", "int16", "int32", "float16", "bfloat16")
-_NUMPY_DTYPES: dict[str, Any] = {"float32": np.float32, "int8": np.int8, "int16": np.int16,
-                                 "int32": np.int32, "float16": np.float16, "bfloat16": np.uint16}
 SAMPLE_RATE = 16000
 FRAMES_PER_SECOND = 50  # encoder output rate (mel is 100/s, conv2 has stride 2)
 LAYER_NORM_EPS = 1e-5  # Whisper's nn.LayerNorm default; CTranslate2 uses the same
@@ -77,54 +62,13 @@ def read_ct2_variables(path: str | os.PathLike[str], prefix: str = "encoder/"
     non-float scalars (``num_heads``) keep their integer type. Variables outside ``prefix`` are
     skipped without being copied, so reading the encoder of a model does not load its decoder.
     """
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.bin"
-    try:
-        buf = memoryview(path.read_bytes())
-    except OSError as e:
-        raise ModelError(f"cannot read CTranslate2 model {path}: {e}") from e
-    pos = 0
-
-    def take(fmt: str) -> Any:
-        nonlocal pos
-        (value,) = struct.unpack_from("<" + fmt, buf, pos)
-        pos += struct.calcsize("<" + fmt)
-        return value
-
-    def take_str() -> str:
-        nonlocal pos
-        n = take("H")  # includes the trailing NUL
-        text = bytes(buf[pos:pos + n - 1]).decode("utf-8")
-        pos += n
-        return text
-
-    version = take("I")
-    if version < 5 or version > 6:
-        raise ModelError(f"{path}: unsupported CTranslate2 binary version {version}")
-    take_str()  # spec name, e.g. WhisperSpec
-    take("I")  # spec revision
-    raw: dict[str, np.ndarray] = {}
-    for _ in range(take("I")):
-        name = take_str()
-        shape = tuple(take("I") for _ in range(take("B")))
-        dtype = _CT2_DTYPES[take("B")]
-        n_bytes = take("I")
-        if name.startswith(prefix):
-            arr = np.frombuffer(buf[pos:pos + n_bytes], dtype=_NUMPY_DTYPES[dtype]).reshape(shape)
-            raw[name] = _to_float32(arr, dtype) if dtype in ("float16", "bfloat16") else arr.copy()
-        pos += n_bytes
-    for _ in range(take("I")):
-        alias, target = take_str(), take_str()
+    model = read_ct2_file(path, prefix)
+    raw = {v.name: to_float32(v.array, v.dtype) if v.dtype in ("float16", "bfloat16")
+           else v.array.copy() for v in model.variables}
+    for alias, target in model.aliases:
         if alias.startswith(prefix) and target in raw:
             raw[alias] = raw[target]
     return _dequantise(raw)
-
-
-def _to_float32(arr: np.ndarray, dtype: str) -> np.ndarray:
-    if dtype == "bfloat16":  # the high half of a float32
-        return (arr.astype(np.uint32) << 16).view(np.float32)
-    return arr.astype(np.float32)
 
 
 def _dequantise(raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -198,7 +142,8 @@ class WhisperEncoderTorch(nn.Module):
         d_ff = v[prefix + "layer_0/ffn/linear_0/weight"].shape[0]
         heads = int(v[prefix + "num_heads"]) if prefix + "num_heads" in v else d // 64
         n_ctx = v[prefix + "position_encodings/encodings"].shape[0]
-        m = cls(n_mels, d, heads, n_layers, d_ff, n_ctx)
+        with torch.device("meta"):  # no memory and no random init: the state replaces it
+            m = cls(n_mels, d, heads, n_layers, d_ff, n_ctx)
         state = {"conv1.weight": t("conv1/weight"), "conv1.bias": t("conv1/bias"),
                  "conv2.weight": t("conv2/weight"), "conv2.bias": t("conv2/bias"),
                  "positions": t("position_encodings/encodings"),
@@ -215,7 +160,7 @@ class WhisperEncoderTorch(nn.Module):
                 p + "fc1.weight": t(ff + "linear_0/weight"), p + "fc1.bias": t(ff + "linear_0/bias"),
                 p + "fc2.weight": t(ff + "linear_1/weight"), p + "fc2.bias": t(ff + "linear_1/bias"),
             })
-        m.load_state_dict(state, strict=True)
+        m.load_state_dict(state, strict=True, assign=True)
         return m.eval()
 
     @classmethod
