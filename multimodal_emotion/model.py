@@ -25,8 +25,7 @@ from .heads import ClassifierHead
 from .labels import LABELS
 from .quantization import dequantise, quantise_int8
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "weights" / "default"
-FORMAT = "multimodal-emotion/1"
+from .model_dir import DEFAULT_MODEL_DIR, FORMAT  # noqa: E402,F401  (re-exported)
 
 
 class EmotionModel(nn.Module):

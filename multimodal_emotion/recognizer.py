@@ -11,7 +11,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,9 +22,12 @@ from .explain import modality_shapley, word_occlusion
 from .label_maps import LabelMap, load_label_map
 from .serialized import serialized
 from .labels import LABELS
-from .model import DEFAULT_MODEL_DIR, EmotionModel
+from .model_dir import DEFAULT_MODEL_DIR, load_model
 from .types import MODALITIES, Clip, Explanation, ModalityOutput, ModalityView, Prediction, \
     Segment, WindowLogits, probs_to_dict
+
+if TYPE_CHECKING:  # torch is imported only for a PyTorch model folder (see model_dir.py)
+    from .model import EmotionModel
 
 DEFAULT_WINDOW_S = 10.0
 
@@ -85,9 +88,10 @@ class EmotionRecognizer:
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, **kwargs: Any) -> "EmotionRecognizer":
-        """Load a model folder (``config.json`` + ``model.safetensors``); ``None`` = shipped."""
+        """Load a model folder (``config.json`` + ``model.safetensors``, or one written by
+        ``mer export onnx``, which runs on onnxruntime without torch); ``None`` = shipped."""
         model_dir = Path(path) if path else DEFAULT_MODEL_DIR
-        return cls(EmotionModel.from_pretrained(model_dir), model_dir, **kwargs)
+        return cls(load_model(model_dir), model_dir, **kwargs)
 
     @property
     def fusions(self) -> list[str]:
@@ -177,7 +181,7 @@ class EmotionRecognizer:
         if not transcript or label is None:
             return []
         k = self.model.labels.index(label)
-        uniform = float(self.model.calibration.log_target()[k].exp())
+        uniform = float(np.exp(self.model.calibration.log_target_array()[k]))
 
         def score(texts: list[str]) -> np.ndarray:
             keep = [i for i, t in enumerate(texts) if t.strip()]
@@ -265,7 +269,7 @@ def _combine(parts: list[dict[str, Any]], bounds: list[tuple[float, float]], fus
         else:
             reasons = sorted({o.reason for o in outs if o.reason})
             views[m] = ModalityView(False, None, None, "; ".join(reasons) or None, extras)
-    base = np.exp(model.calibration.log_target().numpy())
+    base = np.exp(model.calibration.log_target_array())
     segments = []
     if len(bounds) > 1:
         for (a, b), p in zip(bounds, parts):
