@@ -1,8 +1,8 @@
 """Edge export: each expert in ONNX (float and int8) against the torch model, on real data.
 
-Usage: ``.venv/bin/python bench/onnx.py --data ../shared/data [--n 200]``. Exports the shipped
-model twice (``--int8 none`` and ``--int8 all``) into ``--work`` (reused when already there), then
-per expert on ``n`` real items spread evenly over each set:
+Usage: ``.venv/bin/python bench/onnx.py --data ../shared/data [--n 200]``. Exports the
+shipped model three times (``--int8 none``, ``all`` and ``default``) into ``--work`` (reused
+when already there), then per expert on ``n`` real items spread evenly over each set:
 
 * audio: RAVDESS speech clips (calm counted as neutral), the audio expert on Whisper layers 1-4;
 * text: MELD dev utterances, the spoken text expert on the tuned MPNet;
@@ -60,8 +60,9 @@ def spread(n_total: int, n: int) -> np.ndarray:
 def export_both(work: Path) -> dict[str, Path]:
     from multimodal_emotion.export.onnx import export_onnx, parse_int8
 
-    dirs = {"onnx float": work / "float", "onnx int8": work / "int8"}
-    for (name, d), spec in zip(dirs.items(), ("none", "all")):
+    dirs = {"onnx float": work / "float", "onnx int8": work / "int8",
+            "onnx default": work / "default"}
+    for (name, d), spec in zip(dirs.items(), ("none", "all", "default")):
         if not (d / "config.json").exists():
             t = time.perf_counter()
             export_onnx(d, None, parse_int8(spec))
@@ -192,6 +193,7 @@ def main() -> None:
     p.add_argument("--n", type=int, default=200)
     p.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "mer-bench-onnx"))
     p.add_argument("--skip-cold", action="store_true")
+    p.add_argument("--experts", default="audio,text,face", help="comma list (default all)")
     p.add_argument("--size-only", action="store_true", help="only the installed sizes")
     p.add_argument("--cold-only", action="store_true", help="only cold starts and sizes")
     a = p.parse_args()
@@ -209,7 +211,7 @@ def main() -> None:
     loaded = {name: (EmotionModel.from_pretrained() if d is None else load_model(d), embedders(d))
               for name, d in variants.items()}
     results: dict[str, dict[str, dict]] = {}
-    for m in ("audio", "text", "face"):
+    for m in a.experts.split(","):
         x, y = items[m]
         runs = run_interleaved({name: expert_call(m, built["enc"][m], model)
                                 for name, (model, built) in loaded.items()}, x)

@@ -27,9 +27,8 @@ older folders load and answer as before.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 

@@ -185,8 +185,9 @@ def _parser() -> argparse.ArgumentParser:
     xo.add_argument("out", help="new folder to write (must not exist or be empty)")
     xo.add_argument("--model", default=None, help="model folder to export (default: shipped)")
     xo.add_argument("--int8", default="default", metavar="WHICH",
-                    help="encoders to quantise to int8: default (where bench/onnx.py measured "
-                         "that it pays), none, all, or a list such as text,face")
+                    help="encoders stored as int8: default (where bench/onnx.py measured that "
+                         "it pays: text=weights), none, all (dynamic int8 everywhere), or a "
+                         "list such as audio,text=weights (dynamic unless =weights)")
     xo.set_defaults(func=_export_onnx)
 
     from .serving.settings import env_help  # stdlib only: --help stays fast
@@ -302,7 +303,7 @@ def _export_onnx(args: argparse.Namespace) -> int:
     from .export.onnx import export_onnx, parse_int8
 
     section = export_onnx(args.out, args.model, parse_int8(args.int8))
-    int8 = [m for m, on in section["int8"].items() if on]
+    int8 = [f"{m} {how}" for m, how in section["int8"].items() if how]
     print(f"wrote {args.out} (int8: {', '.join(int8) or 'none'}; largest |onnx - torch| on "
           f"probe inputs: " + ", ".join(f"{k} {v:.1e}" for k, v in section["check"].items())
           + ")")

@@ -20,6 +20,7 @@ import numpy as np
 from .calibration import ExpertCalibration
 from .encoders.onnx_runtime import load_session
 from .errors import InputError, ModelError
+from .explain import modality_subsets
 from .labels import LABELS
 from .model_dir import ONNX_FORMAT, read_config
 
@@ -152,13 +153,7 @@ class OnnxEmotionModel:
                                  f"{self.dims[m]}")
             log_q[m] = self.calibration.log_proba_array(m, self.head_logits(m, vec))[0]
         experts = {m: (np.exp(log_q[m]) if m in log_q else None) for m in self.modalities}
-        if subsets is None:
-            subsets = [tuple(m for k, m in enumerate(present) if bits >> k & 1)
-                       for bits in range(1, 2 ** len(present))]
-        subsets = [s for s in subsets if s]
-        unknown = [s for s in subsets if not set(s) <= set(present)]
-        if unknown:
-            raise InputError(f"subsets {unknown} name modalities that are not available")
+        subsets = modality_subsets(present, subsets)
         if not subsets:
             return {}, experts
         n = len(self.labels)

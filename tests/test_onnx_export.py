@@ -147,7 +147,7 @@ def test_cli_exports_and_analyzes(tiny_dir: Path, tmp_path: Path, demo_clip: Pat
     assert main(["export", "onnx", str(out), "--model", str(tiny_dir), "--int8", "text"]) == 0
     assert "wrote" in capsys.readouterr().out
     assert json.loads((out / "config.json").read_text())["onnx"]["int8"] == {
-        "audio": False, "text": True, "face": False}
+        "audio": None, "text": "dynamic", "face": None}
     # the int8 text graph: quantised MatMuls, and nearly the float encoder's vectors
     import onnx
 
@@ -167,7 +167,27 @@ def test_cli_exports_and_analyzes(tiny_dir: Path, tmp_path: Path, demo_clip: Pat
     assert main(["export", "onnx", str(out), "--model", str(tiny_dir)]) == 2
     assert "not an empty folder" in capsys.readouterr().err
     assert main(["export", "onnx", str(tmp_path / "x"), "--int8", "gpu"]) == 2
+    assert main(["export", "onnx", str(tmp_path / "x"), "--int8", "text=int4"]) == 2
     assert not (tmp_path / "x").exists()
+
+
+def test_weight_only_int8_is_a_quarter_and_keeps_the_vectors(tiny_dir: Path, onnx_dir: Path,
+                                                             tmp_path: Path) -> None:
+    """``text=weights`` (the default for text): int8 tables and matrices, float arithmetic."""
+    import shutil
+
+    from multimodal_emotion.export.onnx import _weights_int8
+
+    folder = tmp_path / "text"
+    shutil.copytree(onnx_dir / "text", folder)
+    before = (folder / "model.onnx").stat().st_size
+    assert _weights_int8(folder / "model.onnx") > 0
+    assert (folder / "model.onnx").stat().st_size < 0.4 * before
+    fl = create("text", "text-onnx", checkpoint=str(onnx_dir / "text"))
+    q = create("text", "text-onnx", checkpoint=str(folder))
+    texts = ["I am so happy to see you", "that is terrible news"]
+    cos = (fl.embed_texts(texts) * q.embed_texts(texts)).sum(1)
+    assert (cos > 0.995).all() and not np.allclose(cos, 1.0, atol=1e-7), cos
 
 
 def test_from_pretrained_runs_without_torch(onnx_dir: Path, demo_clip: Path) -> None:

@@ -30,6 +30,7 @@ from . import register
 from .audio_features import LayeredOutput, SILENCE_RULE, active_level_dbfs, check_audio, \
     clip_audio, pool_layers, whisper_pieces
 from .face_crops import face_output, followed_crops, no_video, sample_frames, standardise
+from .text import length_sorted_batches
 
 
 def load_session(path: str | Path, threads: int | None = None) -> Any:
@@ -174,7 +175,7 @@ class OnnxTextEncoder:
         try:
             cfg = json.loads((folder / "config.json").read_text())
             self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        except (OSError, ValueError, Exception) as exc:  # tokenizers raises plain Exception
+        except Exception as exc:  # OSError, JSON errors, or tokenizers' plain Exception
             raise ModelError(f"text encoder folder {folder} needs config.json and "
                              f"tokenizer.json: {exc}") from exc
         self.folder, self.cfg = folder, cfg
@@ -196,10 +197,7 @@ class OnnxTextEncoder:
     def _batches(self, texts: list[str], batch_size: int
                  ) -> Iterator[tuple[list[int], np.ndarray, np.ndarray]]:
         """(row indices, token states, mask) per length-sorted batch (as the torch encoder)."""
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for i in range(0, len(order), batch_size):
-            idx = order[i:i + batch_size]
-            yield (idx, *self._forward([texts[j] for j in idx]))
+        return length_sorted_batches(texts, batch_size, self._forward)
 
     def embed_texts(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """Sentence embeddings ``[N, dim]`` float32, unit length."""

@@ -17,9 +17,10 @@ the default dynamo exporter: it needs the extra ``onnxscript`` package, and the 
 exports all four graphs here with dynamic shapes and matches torch to ~1e-5; it is deprecated
 in torch 2.x but present in 2.13, and the dynamo path is one argument away when it goes.
 
-Int8 (``onnxruntime.quantization.quantize_dynamic``, weights int8, activations quantised at run
-time) is applied per expert where ``bench/onnx.py`` measured that it pays: see
-:data:`DEFAULT_INT8` and the README's Edge export table.
+Int8, per encoder, where ``bench/onnx.py`` measured that it pays (:data:`DEFAULT_INT8`, the
+README's Edge export table): ``dynamic`` (``onnxruntime.quantization.quantize_dynamic``: int8
+weights and int8 activations quantised at run time) or ``weights`` (int8 weights with one scale
+per row, dequantised once when the session loads: a quarter of the file, float arithmetic).
 """
 
 from __future__ import annotations
@@ -41,13 +42,15 @@ from ..model_dir import DEFAULT_MODEL_DIR, ONNX_FORMAT
 
 OPSET = 17
 ENCODERS = ("audio", "text", "face")
-# Which encoders ship as int8, from bench/onnx.py (README, Edge export; 200 real items each):
-# none. Text: dynamic int8 wrecks the tuned MPNet (MELD accuracy 54.0 -> 13.5 %; its activations
-# have outliers a per-tensor uint8 scale cannot hold). Face: the convolutions stay float, so int8
-# is neither smaller (4.8 vs 5.0 MB) nor faster. Audio: faster (733 vs 863 ms) and 2.4x smaller,
-# but it changed 4 of 200 RAVDESS labels (accuracy 97.0 -> 96.0 %): `--int8 audio` for a device
-# where 21 MB and 15 % matter more than that.
-DEFAULT_INT8: dict[str, bool] = {"audio": False, "text": False, "face": False}
+METHODS = ("dynamic", "weights")
+# How each encoder ships, from bench/onnx.py (README, Edge export; 200 real items each). Text:
+# "weights" (int8 storage with per-row scales, float compute: 4x smaller, same labels), because
+# dynamic int8 wrecks the tuned MPNet (MELD accuracy 54.0 -> 13.5 %: its activations have
+# outliers one uint8 scale per tensor cannot hold). Face: float; its convolutions stay float
+# under dynamic int8, which is then neither smaller (4.8 vs 5.0 MB) nor faster. Audio: float;
+# dynamic int8 is faster (733 vs 863 ms) and 2.4x smaller but changed 4 of 200 RAVDESS labels
+# (accuracy 97.0 -> 96.0 %): `--int8 audio` where 21 MB and 15 % matter more than that.
+DEFAULT_INT8: dict[str, str | None] = {"audio": None, "text": "weights", "face": None}
 
 
 class _WhisperLayers(nn.Module):
@@ -107,6 +110,44 @@ def _quantize(path: Path) -> None:
     quantize_dynamic(str(path), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
                      op_types_to_quantize=["MatMul", "Gemm"])
     tmp.replace(path)
+
+
+def _weights_int8(path: Path, min_size: int = 4096) -> int:
+    """Store ``path``'s large MatMul weights and Gather tables as int8 with one float scale per
+    output column (per row for a table) behind a ``DequantizeLinear``; the arithmetic stays
+    float. Returns how many tensors were replaced."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    axes: dict[str, int] = {}  # weight name -> the axis that keeps its own scale
+    for node in graph.node:
+        if node.op_type == "MatMul" and node.input[1] in inits:
+            axes[node.input[1]] = 1
+        elif node.op_type == "Gather" and node.input[0] in inits:
+            axes[node.input[0]] = 0
+    dequant = []
+    for name, axis in axes.items():
+        w = numpy_helper.to_array(inits[name])
+        if w.ndim != 2 or w.dtype != np.float32 or w.size < min_size:
+            continue
+        scale = (np.abs(w).max(axis=1 - axis) / 127.0).astype(np.float32)
+        scale[scale == 0] = 1.0
+        q = np.clip(np.round(w / (scale[:, None] if axis == 0 else scale[None])), -127, 127)
+        graph.initializer.remove(inits[name])
+        graph.initializer.extend([numpy_helper.from_array(q.astype(np.int8), name + "_int8"),
+                                  numpy_helper.from_array(scale, name + "_scale"),
+                                  numpy_helper.from_array(np.zeros(len(scale), np.int8),
+                                                          name + "_zero")])
+        dequant.append(helper.make_node("DequantizeLinear", [name + "_int8", name + "_scale",
+                                                             name + "_zero"], [name], axis=axis))
+    nodes = dequant + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.save(model, str(path))
+    return len(dequant)
 
 
 def export_audio(model_cfg: dict[str, Any], out: Path) -> tuple[dict[str, Any], float]:
@@ -211,10 +252,11 @@ def export_heads(model: EmotionModel, out: Path) -> tuple[dict[str, str], float]
 
 
 def export_onnx(out: str | Path, model_dir: str | Path | None = None,
-                int8: dict[str, bool] | None = None) -> dict[str, Any]:
+                int8: dict[str, str | None] | None = None) -> dict[str, Any]:
     """Export the model folder ``model_dir`` (default: the shipped one) to ``out`` (which must
-    not exist or be empty). ``int8``: which of audio / text / face to quantise (default
-    :data:`DEFAULT_INT8`). Returns the ``onnx`` section written into ``out/config.json``."""
+    not exist or be empty). ``int8``: encoder -> ``"dynamic"``, ``"weights"`` or ``None``
+    (float; default :data:`DEFAULT_INT8`). Returns the ``onnx`` section written into
+    ``out/config.json``."""
     model_dir = Path(model_dir) if model_dir else DEFAULT_MODEL_DIR
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -223,6 +265,9 @@ def export_onnx(out: str | Path, model_dir: str | Path | None = None,
     unknown = sorted(set(int8) - set(ENCODERS))
     if unknown:
         raise InputError(f"int8 names unknown encoders {unknown}; choose from {list(ENCODERS)}")
+    bad = {m: v for m, v in int8.items() if v not in (None, *METHODS)}
+    if bad:
+        raise InputError(f"int8 methods must be one of {list(METHODS)}, not {bad}")
     model = EmotionModel.from_pretrained(model_dir)
     if "product" not in model.fusions:
         raise ModelError(f"{model_dir} has no product fusion; only product is exported")
@@ -237,13 +282,15 @@ def export_onnx(out: str | Path, model_dir: str | Path | None = None,
         files = {"audio": out / "audio.onnx", "text": out / "text" / "model.onnx",
                  "face": out / "face.onnx"}
         for m in ENCODERS:
-            if int8.get(m, False):
+            if int8.get(m) == "dynamic":
                 _quantize(files[m])
+            elif int8.get(m) == "weights":
+                _weights_int8(files[m])
         section = {
             "exporter": f"torch {torch.__version__} torch.onnx.export(dynamo=False), "
                         f"opset {OPSET}",
             "source": str(model_dir.name), "heads": heads,
-            "int8": {m: bool(int8.get(m, False)) for m in ENCODERS},
+            "int8": {m: int8.get(m) for m in ENCODERS},
             "check": {k: float(f"{v:.3g}") for k, v in check.items()},
             "check_note": "largest |onnx - torch| on a probe input, float graphs before int8",
         }
@@ -261,18 +308,20 @@ def export_onnx(out: str | Path, model_dir: str | Path | None = None,
     return section
 
 
-def parse_int8(text: str) -> dict[str, bool]:
-    """``"default"``, ``"none"``, ``"all"`` or a comma list such as ``"text,face"``."""
+def parse_int8(text: str) -> dict[str, str | None]:
+    """``"default"``, ``"none"``, ``"all"`` (dynamic int8 everywhere) or a comma list of
+    encoders, each optionally ``=dynamic`` or ``=weights`` (``"audio,text=weights"``; a bare
+    name means dynamic)."""
     text = text.strip().lower()
     if text == "default":
         return dict(DEFAULT_INT8)
-    if text == "none":
-        return {m: False for m in ENCODERS}
-    if text == "all":
-        return {m: True for m in ENCODERS}
-    names = [t.strip() for t in text.split(",") if t.strip()]
-    bad = [n for n in names if n not in ENCODERS]
-    if bad or not names:
-        raise InputError(f"--int8 takes default, none, all or a list of {list(ENCODERS)}, "
-                         f"not {text!r}")
-    return {m: m in names for m in ENCODERS}
+    if text in ("none", "all"):
+        return {m: "dynamic" if text == "all" else None for m in ENCODERS}
+    out: dict[str, str | None] = {m: None for m in ENCODERS}
+    for part in (t.strip() for t in text.split(",")):
+        name, _, method = part.partition("=")
+        if name not in ENCODERS or (method or "dynamic") not in METHODS:
+            raise InputError(f"--int8 takes default, none, all or a list of {list(ENCODERS)} "
+                             f"(each optionally =dynamic or =weights), not {text!r}")
+        out[name] = method or "dynamic"
+    return out
