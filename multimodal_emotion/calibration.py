@@ -27,13 +27,18 @@ older folders load and answer as before.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from .errors import ModelError
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported where it is used, not here: the ONNX runtime reads calibrations through the
+# ``*_array`` methods with numpy alone (issue 19: a model that runs without torch installed).
 
 MIN_T, MAX_T = 0.05, 20.0
 MAX_POWER = 1.5
@@ -97,8 +102,29 @@ class ExpertCalibration:
             out["info"] = self.info
         return out
 
-    # -- applying it --------------------------------------------------------------------
+    # -- applying it, numpy (the torch-free runtime) ----------------------------------------
+    def log_target_array(self) -> np.ndarray:
+        """:meth:`log_target` in numpy (float32, the same arithmetic)."""
+        n = len(self.labels)
+        p = np.full(n, 1.0 / n, np.float32) if self.target_prior is None \
+            else np.asarray(self.target_prior, np.float32)
+        return np.log(p / p.sum())
+
+    def log_proba_array(self, modality: str, logits: np.ndarray) -> np.ndarray:
+        """:meth:`log_proba` in numpy: calibrated log-probabilities ``[..., C]``."""
+        z = np.asarray(logits, np.float32) / np.float32(self.temperature.get(modality, 1.0))
+        prior = self.train_prior.get(modality)
+        if prior is not None:
+            p = np.asarray(prior, np.float32)
+            b = np.float32(self.prior_power.get(modality, 1.0))
+            z = z + (self.log_target_array() - b * np.log(p / p.sum()))
+        z = z - z.max(-1, keepdims=True)
+        return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+    # -- applying it, torch ---------------------------------------------------------------
     def log_target(self) -> torch.Tensor:
+        import torch
+
         n = len(self.labels)
         p = torch.full((n,), 1.0 / n) if self.target_prior is None \
             else torch.tensor(self.target_prior, dtype=torch.float32)
@@ -107,6 +133,8 @@ class ExpertCalibration:
     def prior_offset(self, modality: str) -> torch.Tensor:
         """``log target - b * log train prior`` ``[C]``: what is added to an expert's scaled
         logits (zeros for an expert with no recorded training prior)."""
+        import torch
+
         prior = self.train_prior.get(modality)
         if prior is None:
             return torch.zeros(len(self.labels))
@@ -116,6 +144,8 @@ class ExpertCalibration:
 
     def log_proba(self, modality: str, logits: torch.Tensor) -> torch.Tensor:
         """Calibrated log-probabilities ``[..., C]`` from an expert's raw logits."""
+        import torch.nn.functional as F
+
         z = logits / float(self.temperature.get(modality, 1.0))
         z = z + self.prior_offset(modality).to(z.dtype)
         return F.log_softmax(z, -1)
@@ -128,7 +158,6 @@ class ExpertCalibration:
 
 
 # -- fitting ----------------------------------------------------------------------------
-@torch.enable_grad()
 def fit_temperature(logits: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor,
                     offset: np.ndarray | torch.Tensor | None = None) -> float:
     """The temperature minimising held-out negative log-likelihood (a 1-d convex search in
@@ -137,6 +166,17 @@ def fit_temperature(logits: np.ndarray | torch.Tensor, y: np.ndarray | torch.Ten
     ``offset`` ``[C]`` is added after the division (``softmax(z / T + offset)``): the prior
     correction of :meth:`ExpertCalibration.log_proba`, so a temperature refitted on a user's
     clips (``mer adapt``) minimises the NLL of the probabilities the model will actually show."""
+    import torch
+
+    with torch.enable_grad():
+        return _fit_temperature(logits, y, offset)
+
+
+def _fit_temperature(logits: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor,
+                     offset: np.ndarray | torch.Tensor | None) -> float:
+    import torch
+    import torch.nn.functional as F
+
     z = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
     b = torch.zeros(z.shape[-1], dtype=torch.float64) if offset is None \
         else torch.as_tensor(np.asarray(offset), dtype=torch.float64)
@@ -158,12 +198,22 @@ def fit_temperature(logits: np.ndarray | torch.Tensor, y: np.ndarray | torch.Ten
     return value if np.isfinite(value) else 1.0
 
 
-@torch.enable_grad()
 def fit_prior_power(logits: np.ndarray, y: np.ndarray, prior: list[float],
                     temperature: float = 1.0) -> float:
     """The strength ``b`` of the prior correction ``z / T - b log prior`` that maximises the
     class-balanced log-likelihood of held-out rows (each class weighing the same, as under the
     uniform target prior); bounded to [0, MAX_POWER]."""
+    import torch
+
+    with torch.enable_grad():
+        return _fit_prior_power(logits, y, prior, temperature)
+
+
+def _fit_prior_power(logits: np.ndarray, y: np.ndarray, prior: list[float],
+                     temperature: float) -> float:
+    import torch
+    import torch.nn.functional as F
+
     z = torch.as_tensor(np.asarray(logits), dtype=torch.float64) / float(temperature)
     t = torch.as_tensor(np.asarray(y), dtype=torch.long)
     n = z.shape[1]

@@ -224,6 +224,22 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true", help="one JSON object per window per line")
     st.set_defaults(func=_stream)
 
+    ex = sub.add_parser("export", help="write a model folder for another runtime")
+    exs = ex.add_subparsers(parser_class=_Parser, required=True, dest="format")
+    xo = exs.add_parser(
+        "onnx", help="a folder that runs on onnxruntime without torch (mer analyze --model OUT)",
+        description="Exports the Whisper encoder layers, the text encoder with its adapters "
+        "merged, the face CNN and the expert heads to ONNX; calibration and the product fusion "
+        "stay numbers in config.json. The folder runs with `mer analyze --model OUT` and "
+        "EmotionRecognizer.from_pretrained(OUT), with or without torch installed.")
+    xo.add_argument("out", help="new folder to write (must not exist or be empty)")
+    xo.add_argument("--model", default=None, help="model folder to export (default: shipped)")
+    xo.add_argument("--int8", default="default", metavar="WHICH",
+                    help="encoders stored as int8: default (where bench/onnx.py measured that "
+                         "it pays: text=weights), none, all (dynamic int8 everywhere), or a "
+                         "list such as audio,text=weights (dynamic unless =weights)")
+    xo.set_defaults(func=_export_onnx)
+
     from .serving.settings import env_help  # stdlib only: --help stays fast
 
     s = sub.add_parser("serve", help="start the HTTP API and web page (FastAPI under uvicorn)",
@@ -536,6 +552,17 @@ def _adapt(args: argparse.Namespace) -> int:
     from .adapt import adapt_cli
 
     return adapt_cli(args)
+
+
+def _export_onnx(args: argparse.Namespace) -> int:
+    from .export.onnx import export_onnx, parse_int8
+
+    section = export_onnx(args.out, args.model, parse_int8(args.int8))
+    int8 = [f"{m} {how}" for m, how in section["int8"].items() if how]
+    print(f"wrote {args.out} (int8: {', '.join(int8) or 'none'}; largest |onnx - torch| on "
+          f"probe inputs: " + ", ".join(f"{k} {v:.1e}" for k, v in section["check"].items())
+          + ")")
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -19,6 +19,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .errors import InputError
+
 
 def shapley_values(players: Sequence[str], value: Callable[[frozenset[str]], float]
                    ) -> dict[str, float]:
@@ -35,6 +37,21 @@ def shapley_values(players: Sequence[str], value: Callable[[frozenset[str]], flo
                 phi += w * (value(s | {p}) - value(s))
         out[p] = phi
     return out
+
+
+def modality_subsets(present: Sequence[str], subsets: list[tuple[str, ...]] | None = None
+                     ) -> list[tuple[str, ...]]:
+    """The non-empty subsets of the ``present`` modalities to fuse: all of them (what an exact
+    Shapley explanation needs; at most 7) by default, else the given ones, which may name
+    only present modalities."""
+    if subsets is None:
+        subsets = [tuple(m for k, m in enumerate(present) if bits >> k & 1)
+                   for bits in range(1, 2 ** len(present))]
+    subsets = [s for s in subsets if s]
+    unknown = [s for s in subsets if not set(s) <= set(present)]
+    if unknown:
+        raise InputError(f"subsets {unknown} name modalities that are not available")
+    return subsets
 
 
 def modality_shapley(label_index: int, subset_probs: dict[tuple[str, ...], np.ndarray],

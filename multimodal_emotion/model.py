@@ -20,13 +20,13 @@ from torch import nn
 from . import fusion as fusion_registry
 from .calibration import ExpertCalibration
 from .errors import InputError, ModelError
+from .explain import modality_subsets
 from .fusion.strategies import pool_sequence
 from .heads import ClassifierHead
 from .labels import LABELS
 from .quantization import dequantise, quantise_int8
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "weights" / "default"
-FORMAT = "multimodal-emotion/1"
+from .model_dir import DEFAULT_MODEL_DIR, FORMAT  # noqa: F401  (re-exported)
 
 
 class EmotionModel(nn.Module):
@@ -113,13 +113,7 @@ class EmotionModel(nn.Module):
                  for m in present}
         experts = {m: (log_q[m].exp().numpy() if m in log_q else None)
                    for m in self.modalities}
-        if subsets is None:
-            subsets = [tuple(m for k, m in enumerate(present) if bits >> k & 1)
-                       for bits in range(1, 2 ** len(present))]
-        subsets = [s for s in subsets if s]
-        unknown = [s for s in subsets if not set(s) <= set(present)]
-        if unknown:
-            raise InputError(f"subsets {unknown} name modalities that are not available")
+        subsets = modality_subsets(present, subsets)
         if not subsets:
             return {}, experts
         mask = torch.tensor([[m in s for m in self.modalities] for s in subsets])

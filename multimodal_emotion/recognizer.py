@@ -23,10 +23,11 @@ from .explain import modality_shapley, word_occlusion
 from .label_maps import LabelMap, load_label_map
 from .serialized import serialized
 from .labels import LABELS
+from .model_dir import DEFAULT_MODEL_DIR, load_model
 from .types import MODALITIES, Clip, Explanation, ModalityOutput, ModalityView, Prediction, \
     Segment, WindowLogits, probs_to_dict
 
-if TYPE_CHECKING:  # torch comes with the model, imported in from_pretrained (see there)
+if TYPE_CHECKING:  # torch is imported only for a PyTorch model folder (see model_dir.py)
     from .model import EmotionModel
 
 DEFAULT_WINDOW_S = 10.0
@@ -95,18 +96,16 @@ class EmotionRecognizer:
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, **kwargs: Any) -> "EmotionRecognizer":
-        """Load a model folder (``config.json`` + ``model.safetensors``); ``None`` = shipped.
+        """Load a model folder (``config.json`` + ``model.safetensors``, or one written by
+        ``mer export onnx``, which runs on onnxruntime without torch); ``None`` = shipped.
 
         The Whisper models (CTranslate2, no torch) start loading in the background from
         ``config.json`` before the model itself, whose import of torch (2.5 s of one core)
         would otherwise leave the second core idle: CTranslate2 loads without the GIL."""
-        model_dir = Path(path) if path else _DEFAULT_MODEL_DIR
+        model_dir = Path(path) if path else DEFAULT_MODEL_DIR
         early = _EarlyLoads.start(model_dir, kwargs.get("language_id", True))
         try:
-            from .model import EmotionModel
-
-            return cls(EmotionModel.from_pretrained(model_dir), model_dir, _early=early,
-                       **kwargs)
+            return cls(load_model(model_dir), model_dir, _early=early, **kwargs)
         except BaseException:
             early.pool.shutdown(wait=False, cancel_futures=True)
             raise
@@ -242,7 +241,7 @@ class EmotionRecognizer:
         if not transcript or label is None:
             return []
         k = self.model.labels.index(label)
-        uniform = float(self.model.calibration.log_target()[k].exp())
+        uniform = float(np.exp(self.model.calibration.log_target_array()[k]))
 
         def score(texts: list[str]) -> np.ndarray:
             keep = [i for i, t in enumerate(texts) if t.strip()]
@@ -271,7 +270,6 @@ class EmotionRecognizer:
                 "logits": {m: None if z is None else z.tolist() for m, z in logits.items()}}
 
 
-_DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "weights" / "default"  # model.py's
 
 
 class _EarlyLoads:
@@ -402,7 +400,7 @@ def _combine(parts: list[dict[str, Any]], bounds: list[tuple[float, float]], fus
         else:
             reasons = sorted({o.reason for o in outs if o.reason})
             views[m] = ModalityView(False, None, None, "; ".join(reasons) or None, extras)
-    base = np.exp(model.calibration.log_target().numpy())
+    base = np.exp(model.calibration.log_target_array())
     segments = []
     if len(bounds) > 1:
         for (a, b), p in zip(bounds, parts):

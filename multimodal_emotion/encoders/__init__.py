@@ -3,6 +3,10 @@
 Like whisper's ``_MODELS`` dict, each registry maps a short name to a constructor. Modules
 register on import; :func:`create` imports them lazily so ``import multimodal_emotion`` stays
 cheap and optional back-ends (openai-whisper) are only needed when asked for.
+
+Names ending in ``-onnx`` (``whisper-onnx``, ``text-onnx``, ``face-onnx``: what ``mer export
+onnx`` writes into a folder's config) live in :mod:`.onnx_runtime`, which imports neither torch
+nor transformers; asking for one imports only that module, so a torch-free install works.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ REGISTRY: dict[str, dict[str, Callable[..., Any]]] = {
     "audio": {}, "text": {}, "face": {}, "transcriber": {},
 }
 _MODULES = {"audio": "audio", "text": "text", "transcriber": "text", "face": "face"}
+ONNX_SUFFIX, _ONNX_MODULE = "-onnx", "onnx_runtime"
 
 
 def register(kind: str, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -38,7 +43,10 @@ def create(kind: str, name: str, **kwargs: Any) -> Any:
     """Build the encoder registered as ``name`` for ``kind`` with its keyword config."""
     if kind not in REGISTRY:
         raise InputError(f"unknown encoder kind {kind!r}; choose from {sorted(REGISTRY)}")
-    names = available(kind)
+    if name.endswith(ONNX_SUFFIX):  # the torch-free back-end: import it alone
+        importlib.import_module(f".{_ONNX_MODULE}", __name__)
     if name not in REGISTRY[kind]:
-        raise InputError(f"unknown {kind} encoder {name!r}; choose from {names}")
+        names = available(kind)
+        if name not in REGISTRY[kind]:
+            raise InputError(f"unknown {kind} encoder {name!r}; choose from {names}")
     return REGISTRY[kind][name](**kwargs)

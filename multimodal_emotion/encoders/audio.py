@@ -31,87 +31,12 @@ from ..errors import ModelError
 from ..types import Clip, ModalityOutput
 from . import register
 
-SAMPLE_RATE = 16000
-SILENCE_DBFS = -60.0
-LEVEL_FRAME_S = 0.02
-LEVEL_PERCENTILE = 95.0
-SILENCE_RULE = f"p{LEVEL_PERCENTILE:g} 20ms RMS < {SILENCE_DBFS:g} dBFS"
-MIN_SECONDS = 0.1
+from .audio_features import (  # noqa: F401  (re-exported: the names callers know)
+    LEVEL_FRAME_S, LEVEL_PERCENTILE, MIN_SECONDS, SAMPLE_RATE, SILENCE_DBFS, SILENCE_RULE,
+    LayeredOutput, active_level_dbfs, check_audio, clip_audio, kept_frames,
+    normalize_loudness, pool_layers, rms_dbfs, stats_pool, time_pool, whisper_pieces)
+
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights" / "default"
-
-
-def rms_dbfs(wave: np.ndarray) -> float:
-    """RMS level in dB relative to full scale (a full-scale square wave is 0 dBFS)."""
-    if wave.size == 0:
-        return float("-inf")
-    rms = float(np.sqrt(np.mean(np.square(wave, dtype=np.float64))))
-    return 20.0 * np.log10(rms) if rms > 0 else float("-inf")
-
-
-def active_level_dbfs(wave: np.ndarray) -> float:
-    """95th percentile of 20 ms frame RMS levels, in dBFS: the level of the speech itself."""
-    n = int(LEVEL_FRAME_S * SAMPLE_RATE)
-    if wave.size < n:
-        return rms_dbfs(wave)
-    frames = wave[: wave.size // n * n].reshape(-1, n).astype(np.float64)
-    rms = float(np.percentile(np.sqrt(np.mean(frames**2, axis=1)), LEVEL_PERCENTILE))
-    return 20.0 * np.log10(rms) if rms > 0 else float("-inf")
-
-
-def normalize_loudness(wave: np.ndarray, target_dbfs: float) -> np.ndarray:
-    """``wave`` scaled so its active level (:func:`active_level_dbfs`) is ``target_dbfs``.
-
-    One gain per utterance, from that utterance alone: a quiet studio and a loud one reach the
-    encoder at the same level, and no other clip is consulted. Float audio, so no clipping.
-    """
-    level = active_level_dbfs(wave)
-    if not np.isfinite(level):
-        return wave
-    return (wave * np.float32(10.0 ** ((target_dbfs - level) / 20.0))).astype(np.float32)
-
-
-def check_audio(wave: np.ndarray | None, dim: int) -> ModalityOutput | None:
-    """The ``missing`` output when there is nothing worth embedding, else ``None``."""
-    if wave is None or wave.size == 0:
-        return ModalityOutput.missing("audio", dim, reason="no audio track")
-    if wave.size < MIN_SECONDS * SAMPLE_RATE:
-        return ModalityOutput.missing("audio", dim, reason=f"audio shorter than {MIN_SECONDS} s")
-    level = active_level_dbfs(wave)
-    if level < SILENCE_DBFS:
-        return ModalityOutput.missing("audio", dim, reason=f"audio is silent (active level "
-                                      f"{level:.1f} dBFS < {SILENCE_DBFS:.0f} dBFS)",
-                                      level_dbfs=level)
-    return None
-
-
-def _clip_audio(clip: Clip) -> np.ndarray | None:
-    if not clip.has_audio:
-        return None
-    wave = np.asarray(clip.audio, dtype=np.float32)
-    if clip.sample_rate != SAMPLE_RATE:
-        import librosa
-
-        wave = librosa.resample(wave, orig_sr=clip.sample_rate, target_sr=SAMPLE_RATE)
-    return wave
-
-
-def _kept_frames(chunks: list[tuple[Any, int]]) -> np.ndarray:
-    return np.concatenate([np.asarray(sv)[0][:n] for sv, n in chunks]).astype(np.float32)
-
-
-def stats_pool(frames: np.ndarray) -> np.ndarray:
-    """Mean and standard deviation over time: [T, D] -> [2D]."""
-    return np.concatenate([frames.mean(0), frames.std(0)]).astype(np.float32)
-
-
-def time_pool(frames: np.ndarray, factor: int) -> np.ndarray:
-    """Average consecutive groups of ``factor`` frames (the last group may be shorter)."""
-    if factor <= 1 or len(frames) <= 1:
-        return frames.astype(np.float32)
-    n = len(frames)
-    starts = np.arange(0, n, factor)
-    return (np.add.reduceat(frames, starts, axis=0) / np.diff(np.append(starts, n))[:, None]
-            ).astype(np.float32)
 
 
 class _AudioEncoder:
@@ -122,7 +47,7 @@ class _AudioEncoder:
     dim = 0
 
     def encode(self, clip: Clip) -> ModalityOutput:
-        return self.encode_audio(_clip_audio(clip))
+        return self.encode_audio(clip_audio(clip))
 
     def encode_audio(self, wave: np.ndarray | None) -> ModalityOutput:
         """Embed a mono float32 16 kHz waveform; unavailable when absent or silent."""
@@ -207,25 +132,11 @@ class WhisperAudioEncoder(_AudioEncoder):
         transcriber can decode from directly, so Whisper's encoder runs once per clip, not
         twice) and how many of its 50 frames/s cover real audio.
         """
-        from faster_whisper.audio import pad_or_trim
-
-        if self.loudness_dbfs is not None:
-            wave = normalize_loudness(wave, self.loudness_dbfs)
-        fe = self.whisper_model.feature_extractor
-        chunk = fe.n_samples  # 30 s
         out: list[tuple[Any, int]] = []
-        for start in range(0, len(wave), chunk):
-            piece = wave[start:start + chunk]
-            if len(piece) < MIN_SECONDS * SAMPLE_RATE and out:
-                break
-            mel = fe(piece)  # [n_mels, frames + 1], 100 frames/s
-            n_keep = max(1, int(np.ceil(len(piece) / SAMPLE_RATE * 50)))
-            mel = mel[:, : 2 * n_keep]  # drop the extractor's extra frame
-            mel = pad_or_trim(mel, max(mel.shape[1], int(round(self.pad_to_s * 100))))
-            if mel.shape[1] % 2:  # the encoder's stride-2 conv wants an even length
-                mel = np.pad(mel, ((0, 0), (0, 1)))
+        for mel, n_keep in whisper_pieces(self.whisper_model.feature_extractor, wave,
+                                          self.pad_to_s, self.loudness_dbfs):
             if self.torch_encoder is None:
-                out.append((self.whisper_model.encode(np.ascontiguousarray(mel)), n_keep))
+                out.append((self.whisper_model.encode(mel), n_keep))
             else:
                 out.append(self._encode_torch(mel, n_keep))
         return out
@@ -239,14 +150,14 @@ class WhisperAudioEncoder(_AudioEncoder):
         with torch.inference_mode():
             states = self.torch_encoder(torch.from_numpy(np.ascontiguousarray(mel))[None])
         final = ctranslate2.StorageView.from_array(np.ascontiguousarray(states[-1].numpy()))
-        return _LayeredOutput(final, [states[i][0, :n_keep].numpy() for i in self.layers]), n_keep
+        return LayeredOutput(final, [states[i][0, :n_keep].numpy() for i in self.layers]), n_keep
 
     def frames(self, wave: np.ndarray) -> np.ndarray:
         """Final-layer encoder states [T, width] at 50 frames/s over the real audio only."""
         chunks = self.encode_chunks(wave)
         if self.layers:
             chunks = [(enc.final, n) for enc, n in chunks]
-        return _kept_frames(chunks)
+        return kept_frames(chunks)
 
     def encode_audio(self, wave: np.ndarray | None) -> ModalityOutput:
         """As the base class, plus ``extras["whisper_encoder_output"]``: the ``(encoder_output,
@@ -267,12 +178,9 @@ class WhisperAudioEncoder(_AudioEncoder):
     def _pool(self, chunks: list[tuple[Any, int]]) -> tuple[np.ndarray, np.ndarray]:
         """(embedding, sequence) from :meth:`encode_chunks` output."""
         if not self.layers:
-            f = _kept_frames(chunks)
+            f = kept_frames(chunks)
             return stats_pool(f), time_pool(f, 5)
-        per_layer = [np.concatenate([enc.layers[j] for enc, _ in chunks]).astype(np.float32)
-                     for j in range(len(self.layers))]
-        embedding = np.concatenate([stats_pool(f) for f in per_layer])
-        return embedding, time_pool(np.mean(per_layer, axis=0), 5)
+        return pool_layers(chunks, len(self.layers))
 
     def _embed(self, wave: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         return self._pool(self.encode_chunks(wave))
@@ -286,15 +194,6 @@ class WhisperAudioEncoder(_AudioEncoder):
         if self.loudness_dbfs is not None:  # absent when off, so older cache keys still hold
             cfg["loudness_dbfs"] = self.loudness_dbfs
         return cfg
-
-
-class _LayeredOutput:
-    """One piece's torch-encoder result: ``final`` (StorageView) + the listed layers' frames."""
-
-    __slots__ = ("final", "layers")
-
-    def __init__(self, final: Any, layers: list[np.ndarray]) -> None:
-        self.final, self.layers = final, layers
 
 
 def _encoder_width(model: Any) -> int:

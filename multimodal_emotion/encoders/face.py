@@ -21,33 +21,9 @@ from ..labels import LABELS
 from ..types import Clip, ModalityOutput
 from . import register
 
-FACE_SIZE = 48  # FER2013 crops are 48x48 grey
-
-
-def preprocess_face(crop: np.ndarray) -> np.ndarray:
-    """A face crop (grey or RGB, any size, uint8 or float) -> ``[48, 48]`` float32, standardised.
-
-    Used identically for FER2013 training images and video crops. Per-image standardisation (zero
-    mean, unit variance) removes most of the exposure and contrast gap between the two sources.
-    """
-    import cv2
-
-    img = np.asarray(crop)
-    if img.ndim == 3:
-        img = cv2.cvtColor(img.astype(np.uint8), cv2.COLOR_RGB2GRAY) if img.shape[2] == 3 \
-            else img[..., 0]
-    if img.shape != (FACE_SIZE, FACE_SIZE):
-        interp = cv2.INTER_AREA if min(img.shape) > FACE_SIZE else cv2.INTER_LINEAR
-        img = cv2.resize(img.astype(np.float32), (FACE_SIZE, FACE_SIZE), interpolation=interp)
-    return standardise(img.astype(np.float32)[None])[0]
-
-
-def standardise(images: np.ndarray) -> np.ndarray:
-    """Per-image zero mean / unit variance for a batch ``[N, H, W]`` (vectorised)."""
-    x = images.astype(np.float32)
-    mean = x.mean(axis=(1, 2), keepdims=True)
-    std = x.std(axis=(1, 2), keepdims=True)
-    return (x - mean) / np.maximum(std, 1.0)
+from .face_crops import (  # noqa: F401  (re-exported: the names callers know)
+    FACE_SIZE, box_crop, face_output, followed_crops, followed_face, no_video, preprocess_face,
+    sample_frames, standardise)
 
 
 class FaceCNN(nn.Module):
@@ -101,19 +77,6 @@ def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
         return x
     top, left = (h - size) // 2, (w - size) // 2
     return x[..., top:top + size, left:left + size]
-
-
-def box_crop(frame: np.ndarray, box: tuple[float, float, float, float], margin: float = 0.1
-             ) -> np.ndarray:
-    """Square crop around an ``(x, y, w, h)`` box widened by ``margin`` on each side (so it
-    resembles FER2013's forehead-to-chin framing), clipped to the frame."""
-    x, y, w, h = box
-    side = int(round(max(w, h) * (1 + 2 * margin)))
-    cx, cy = x + w / 2, y + h / 2
-    x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
-    H, W = frame.shape[:2]
-    x0, y0 = max(0, x0), max(0, y0)
-    return frame[y0:min(H, y0 + side), x0:min(W, x0 + side)]
 
 
 class FaceDetector:
@@ -191,20 +154,11 @@ class FaceEncoder:
 
     def _sample(self, clip: Clip) -> np.ndarray | None:
         """Indices of the (at most ``max_frames``, evenly spread) frames to look at."""
-        if not clip.has_video or clip.frames is None:
-            return None
-        n = len(clip.frames)
-        return np.unique(np.linspace(0, n - 1, min(self.max_frames, n)).round().astype(int))
+        return sample_frames(clip, self.max_frames)
 
     def _output(self, crops: list[np.ndarray], n_frames: int) -> ModalityOutput:
         """Embed preprocessed face crops into the modality output (missing when none)."""
-        extras = {"frames_with_face": len(crops), "frames": int(n_frames)}
-        if not crops:
-            return ModalityOutput.missing("face", self.dim,
-                                          reason=f"no face found in {n_frames} frames", **extras)
-        seq = self.encode_images(np.stack(crops))
-        return ModalityOutput("face", seq.mean(0).astype(np.float32), True,
-                              sequence=seq.astype(np.float32), extras=extras)
+        return face_output(crops, n_frames, self.dim, self.encode_images)
 
     def config(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"checkpoint": self.checkpoint, "max_frames": self.max_frames}
@@ -242,8 +196,7 @@ class FaceEncoder:
     def encode(self, clip: Clip) -> ModalityOutput:
         idx = self._sample(clip)
         if idx is None:
-            return ModalityOutput.missing("face", self.dim, reason="no video track",
-                                          frames_with_face=0, frames=0)
+            return no_video(self.dim)
         frames = clip.frames
         assert frames is not None
         crops = []
@@ -286,29 +239,9 @@ class TrackedFaceEncoder(FaceEncoder):
 
     def faces(self, clip: Clip) -> tuple[np.ndarray, list[Any]]:
         """Sampled frame indices and the followed face in each (``None`` where not seen)."""
-        from .face_track import follow_one_face
-
-        idx = self._sample(clip)
-        if idx is None:
-            return np.zeros(0, int), []
-        frames = clip.frames
-        assert frames is not None
-        return idx, follow_one_face([self.detector.detect(frames[i]) for i in idx])
+        return followed_face(self.detector, clip, self.max_frames)
 
     def encode(self, clip: Clip) -> ModalityOutput:
-        from .face_align import align_face
-
         if self._sample(clip) is None:
-            return ModalityOutput.missing("face", self.dim, reason="no video track",
-                                          frames_with_face=0, frames=0)
-        idx, track = self.faces(clip)
-        frames = clip.frames
-        assert frames is not None
-        crops = []
-        for i, face in zip(idx, track):
-            if face is None:
-                continue
-            crop = (align_face(frames[i], *face.eyes) if face.eyes is not None
-                    else box_crop(frames[i], face.box))
-            crops.append(preprocess_face(crop))
-        return self._output(crops, len(idx))
+            return no_video(self.dim)
+        return self._output(*followed_crops(self.detector, clip, self.max_frames))

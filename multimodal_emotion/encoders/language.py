@@ -196,8 +196,6 @@ class LanguageRouter:
         self.rules = rules or TrustRules()
         self.beam_size = beam_size
         self.pad_to_s = float(min(max(pad_to_s, 0.0), 30.0))
-        self._base_encoder: Any = None
-        self._english_encoder: Any = None
 
     @property
     def base(self) -> Any:
@@ -209,13 +207,12 @@ class LanguageRouter:
     # -- pieces, public for the benchmark ----------------------------------------------------
     def encode_base(self, wave: np.ndarray) -> list[tuple[Any, int]]:
         """Whisper base's encoder output over ``wave`` (chunks of <= 30 s)."""
-        if self._base_encoder is None:
-            from .audio import WhisperAudioEncoder
+        from .audio_features import ct2_encode
 
-            # the audio encoder's padding and chunking, on base: one code path for both models
-            self._base_encoder = WhisperAudioEncoder(model_path="base", whisper_model=self.base,
-                                                     pad_to_s=self.pad_to_s)
-        return self._base_encoder.encode_chunks(np.ascontiguousarray(wave, dtype=np.float32))
+        # the audio encoder's padding and chunking, on base: one code path for both models
+        # (and no torch: the ONNX runtime routes languages too)
+        return ct2_encode(self.base, np.ascontiguousarray(wave, dtype=np.float32),
+                          self.pad_to_s)
 
     def detect(self, chunks: list[tuple[Any, int]]) -> tuple[str, float]:
         """(language code, probability) from base's encoder output of the first chunk."""
@@ -234,12 +231,9 @@ class LanguageRouter:
         encoder pass), else encoding ``wave`` here."""
         model = self.english.model
         if encoded is None:
-            if self._english_encoder is None:
-                from .audio import WhisperAudioEncoder
+            from .audio_features import ct2_encode
 
-                self._english_encoder = WhisperAudioEncoder(whisper_model=model)
-            encoded = self._english_encoder.encode_chunks(
-                np.ascontiguousarray(wave, dtype=np.float32))
+            encoded = ct2_encode(model, np.ascontiguousarray(wave, dtype=np.float32))
         return decode_chunks(model.model, model.hf_tokenizer, encoded, "transcribe", "en",
                              self.english.beam_size, self.rules.no_speech_threshold)
 

