@@ -37,6 +37,22 @@ class Turn:
         return self.end - self.start
 
 
+def overlaps(a: list[tuple[float, float]], b: list[tuple[float, float]]
+             ) -> list[tuple[float, float]]:
+    """Intersections of two sorted lists of disjoint intervals (overtalk between channels,
+    overlap between speakers)."""
+    out, i, j = [], 0, 0
+    while i < len(a) and j < len(b):
+        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if hi > lo:
+            out.append((lo, hi))
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out
+
+
 def iter_turn_clips(chunks: Iterable[MediaChunk], turns: Iterable[Turn], fps: float,
                     name: str = "<stream>") -> Iterator[tuple[Turn, Clip]]:
     """Each turn (in order of start) with its media: audio of the turn's channel when it has

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 from ..labels import LABELS
+from ..turns import overlaps
 from .analysis import TurnAnalysis
 
 DEFAULT_YIELD_S = 2.0
@@ -41,17 +42,7 @@ def total(intervals: Iterable[Interval]) -> float:
 
 def intersect(x: Sequence[Interval], y: Sequence[Interval]) -> list[Interval]:
     """Where two unions of intervals overlap."""
-    out, i, j = [], 0, 0
-    x, y = union(x), union(y)
-    while i < len(x) and j < len(y):
-        a, b = max(x[i][0], y[j][0]), min(x[i][1], y[j][1])
-        if b > a:
-            out.append((a, b))
-        if x[i][1] < y[j][1]:
-            i += 1
-        else:
-            j += 1
-    return out
+    return overlaps(union(x), union(y))
 
 
 @dataclass

@@ -30,7 +30,7 @@ import numpy as np
 from ..errors import InputError, MediaError
 from ..media import Source
 from ..media_stream import MediaChunk, iter_chunks, probe
-from ..turns import Turn
+from ..turns import Turn, overlaps
 from .diarize import (DEFAULT_DISTANCE, SpeakerWindows, WindowEmbedder, cluster_speakers,
                       label_frames)
 from .vad import FRAME_S, StreamingVAD, VadConfig, speech_regions
@@ -178,21 +178,6 @@ def _stereo_result(vads: list[StreamingVAD], cfg: VadConfig, max_turn_s: float,
     names = [CHANNEL_NAMES[c] for c in (0, 1) if regions[c]]
     return TurnsResult(turns, duration, 2, names, overlaps(regions[0], regions[1]),
                        speaker_count="channels", warnings=warnings)
-
-
-def overlaps(a: list[tuple[float, float]], b: list[tuple[float, float]]
-             ) -> list[tuple[float, float]]:
-    """Intersections of two sorted lists of disjoint intervals."""
-    out, i, j = [], 0, 0
-    while i < len(a) and j < len(b):
-        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
-        if hi > lo:
-            out.append((lo, hi))
-        if a[i][1] < b[j][1]:
-            i += 1
-        else:
-            j += 1
-    return out
 
 
 # -- mono ------------------------------------------------------------------------------------
