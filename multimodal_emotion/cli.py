@@ -292,6 +292,9 @@ def _add_call_parsers(sub: argparse._SubParsersAction) -> None:
                       help="refuse recordings longer than this (default 3600)")
     opts.add_argument("--rule", metavar="YAML", default=None,
                       help="escalation rule fields (threshold, min_turns, ...; README, Calls)")
+    opts.add_argument("--language", default="auto", metavar="CODE",
+                      help="the call's language: auto (detected on the first long, sure turn, "
+                           "then kept), a code such as en or de, or per-turn")
     opts.add_argument("--no-transcript", action="store_true",
                       help="keep no words: transcripts are left out of every output")
     opts.add_argument("--keep-digits", action="store_true",

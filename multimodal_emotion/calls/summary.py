@@ -62,6 +62,7 @@ def call_result(call: CallAnalysis, rule: EscalationRule = EscalationRule(),
         "summary": summary,
         "rule": {"escalation": rule.to_dict(), "interruption_yield_s": yield_s},
         "labels": None if call.label_map is None else call.label_map.to_dict(),
+        "language": getattr(call, "language", None),
         "timings_s": dict(call.timings_s),
         "warnings": list(call.warnings),
     }

@@ -239,11 +239,24 @@ class LanguageRouter:
 
     # -- the call ------------------------------------------------------------------------------
     def transcribe(self, wave: np.ndarray,
-                   english_encoded: list[tuple[Any, int]] | None = None) -> Transcript:
-        """The transcript the text expert may read for 16 kHz mono ``wave``."""
+                   english_encoded: list[tuple[Any, int]] | None = None,
+                   language: tuple[str, float] | None = None) -> Transcript:
+        """The transcript the text expert may read for 16 kHz mono ``wave``.
+
+        ``language``: ``(code, probability)`` already known for this piece (a call's language,
+        detected once on an earlier turn, or given by the user): no language ID is run, and
+        English speech never touches Whisper base at all."""
         if wave.size < SAMPLE_RATE // 10:
             return Transcript("", "", None, None, False, "audio too short to transcribe")
         t0 = time.perf_counter()
+        if language is not None:
+            code, prob = str(language[0]), float(language[1])
+            base_chunks = [] if code == "en" else self.encode_base(wave)
+            t1 = time.perf_counter()
+            out = self._route(wave, english_encoded, base_chunks, code, prob)
+            out.timings_ms = {"language": (t1 - t0) * 1000,
+                              "transcribe": (time.perf_counter() - t1) * 1000}
+            return out
         base_chunks = self.encode_base(wave)
         language, prob = self.detect(base_chunks)
         t1 = time.perf_counter()

@@ -1,7 +1,7 @@
 """``/v1/calls``: a call is too long for one request, so it becomes a job.
 
 * ``POST /v1/calls`` -- multipart ``file`` (+ ``speakers``, ``agent_channel``, ``agent``,
-  ``labels``, ``transcript``, ``keep_digits``) -> 202 ``{"id", "status": "queued", ...}``.
+  ``labels``, ``transcript``, ``keep_digits``, ``language``) -> 202 ``{"id", "status": "queued", ...}``.
 * ``GET /v1/calls/{id}`` -- status and progress; once ``done``, ``result`` is ``mer call
   --json``'s object. ``?format=html`` gives the call's HTML report (409 until done).
 * ``DELETE /v1/calls/{id}`` -- removes every file of the job (a running job stops).
@@ -15,6 +15,7 @@ At most ``MER_QUEUE_SIZE`` calls wait (429 beyond).
 from __future__ import annotations
 
 import asyncio
+import re
 import logging
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -51,6 +52,7 @@ def make_runner(state: Any, turn_finder: TurnFinder | None) -> Callable[..., dic
     def run(media: Path, options: Mapping[str, Any], progress: Callable[..., None],
             should_stop: Callable[[], bool]) -> dict[str, Any]:
         from ..calls.analysis import analyze_call
+        from ..calls.command import call_language
         from ..calls.summary import call_result
 
         find, roles = turn_finder or (None, None)
@@ -60,7 +62,8 @@ def make_runner(state: Any, turn_finder: TurnFinder | None) -> Callable[..., dic
                             agent=options.get("agent"), labels=options.get("labels"),
                             transcripts=options.get("transcript", True),
                             keep_digits=options.get("keep_digits", False),
-                            progress=progress, should_stop=should_stop)
+                            progress=progress, should_stop=should_stop,
+                            language=call_language(options.get("language")))
         return call_result(call, path=options.get("filename"))
 
     return run
@@ -82,6 +85,11 @@ def call_option(name: str, value: str) -> dict[str, Any]:
             raise ApiError("invalid_request", f"agent_channel must be left or right, not "
                            f"{value!r}")
         return {"agent_channel": value}
+    if name == "language":
+        if value not in ("auto", "per-turn") and not re.fullmatch(r"[a-z]{2,3}", value):
+            raise ApiError("invalid_request", f"language must be auto, per-turn or a code "
+                           f"such as en, not {value!r}")
+        return {"language": value}
     if name == "agent":
         if len(value) > 64:
             raise ApiError("invalid_request", "agent: at most 64 characters")
@@ -130,7 +138,10 @@ def add_call_routes(app: FastAPI, state: Any, settings: Settings,
                           "agent": {"type": "string", "description": "e.g. first"},
                           "labels": {"type": "string", "description": "a label map"},
                           "transcript": {"type": "boolean", "default": True},
-                          "keep_digits": {"type": "boolean", "default": False}}}}}}})
+                          "keep_digits": {"type": "boolean", "default": False},
+                          "language": {"type": "string", "default": "auto",
+                                       "description": "auto, per-turn or a code such as en"}
+                      }}}}}})
     async def submit(request: Request) -> Response:
         """Store a call and queue it; poll ``GET /v1/calls/{id}`` for the result."""
         state.require_ready()
