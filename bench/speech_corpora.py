@@ -1,29 +1,35 @@
-"""The audio expert across speakers, languages and studios: old (RAVDESS only) vs new (4 corpora).
+"""The audio expert across speakers, languages and studios: three recipes compared.
 
-Corpora (``multimodal_emotion.datasets.speech_corpora``), embedded by exactly the shipped audio
-encoder (Whisper tiny.en layers 1-4, mean+std; cached): RAVDESS (English, 7 canonical classes,
-calm merged into neutral, 24 actors), nEMO (Polish, 6 classes, 9 actors; every third
-utterance), CASIA (Mandarin, 6 classes, 4 speakers), URDU (talk shows, 4 classes, 29 speaker ids).
+A: the RAVDESS-only recipe on the old encoder (Whisper tiny.en layers 1-4, log-mel padded to
+10 s, levels as recorded). B: the 4-corpus recipe on that encoder (an MLP early-stopped on
+held-out speakers; nEMO every third utterance): the expert shipped before. C: the shipped
+recipe (``training.speech``): Whisper base layers 1-4, each utterance scaled to a -20 dBFS
+active level, log-mel padded to 5 s, all 4,481 nEMO utterances, and a strongly penalised
+linear probe. Corpora (``multimodal_emotion.datasets.speech_corpora``, cached embeddings):
+RAVDESS (English, 7 canonical classes, calm merged into neutral, 24 actors), nEMO (Polish,
+6 classes, 9 actors), CASIA (Mandarin, 6 classes, 4 speakers), URDU (talk shows, 4 classes,
+29 speaker ids).
 
-Protocols, all speaker-independent; every head early-stops on whole held-out speakers of its own
-training rows (``training.speech.validation_speakers``), never on test rows:
+Protocols, all speaker-independent; an MLP head early-stops on whole held-out speakers of its
+own training rows (``training.speech.validation_speakers``), never on test rows:
 
 * within corpus: k folds grouped by speaker (RAVDESS: the data README's 6 folds of 4 actors;
-  nEMO 3, CASIA 2, URDU 3 folds, speakers assigned greedily by clip count). The new recipe
-  trains on the other folds *plus the other three corpora*; the old one on the corpus's RAVDESS
+  nEMO 3, CASIA 2, URDU 3 folds, speakers assigned greedily by clip count). The 4-corpus
+  recipes train on the other folds *plus the other three corpora*; A on the corpus's RAVDESS
   folds only (it is RAVDESS-only, so on the other corpora every clip is an unseen speaker and
-  its figure is the shipped expert's, refitted with the shipped recipe).
+  its figure is its expert refitted on actors 1-20).
 * leave-one-corpus-out (LOCO): train on the other three corpora, test on every clip of the
-  held-out one. For the old expert the training set is RAVDESS only.
+  held-out one.
 * argmax is restricted to the labels the scored corpus has (the usual cross-corpus practice:
   a corpus without disgust is neither helped nor hurt by a "disgust" answer); chance UAR is
   1 / that number.
 
-``--select`` first compares, on LOCO (the mean over the four folds is what the choice is made
-on): no per-utterance normalisation vs z-scoring each of the embedding's 8 pooled blocks within
-the utterance, with (corpus, class) cell balancing, and the latter with class weights only.
+``--select`` first compares heads on C's embeddings by the mean LOCO UAR over the four
+folds (the choice is made on it): the previous MLP, with and without per-utterance z-scoring
+of its 8 pooled blocks, and the linear probe at several penalties, cell-balanced or not.
 
-    python bench/speech_corpora.py [--select] [--ravdess8 | --ravdess8-only] [--data DIR]
+    python bench/speech_corpora.py [--select | --select-only] [--no-previous]
+        [--ravdess8 | --ravdess8-only] [--data DIR]
 """
 
 from __future__ import annotations
@@ -31,7 +37,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -42,10 +47,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from multimodal_emotion.datasets import default_data_root  # noqa: E402
 from multimodal_emotion.datasets.ravdess import ravdess_folds  # noqa: E402
 from multimodal_emotion.datasets.speech_corpora import LANGUAGES, SPEECH_CORPORA  # noqa: E402
-from multimodal_emotion.heads import TrainConfig, predict_proba, train_head  # noqa: E402
+from multimodal_emotion.heads import LinearConfig, TrainConfig, predict_proba, train_head  # noqa: E402
 from multimodal_emotion.labels import LABELS  # noqa: E402
 from multimodal_emotion.metrics import uar  # noqa: E402
-from multimodal_emotion.training.speech import (EXPERT_CONFIG, SpeechData,  # noqa: E402
+from multimodal_emotion.training.speech import (CANDIDATE_CONFIG, CANDIDATE_EVERY,  # noqa: E402
+                                                MLP_CONFIG, SpeechData, candidate_encoder,
                                                 grouped_cv_uar, load_speech_data, loco_uar,
                                                 restricted_predict, speaker_folds)
 
@@ -54,8 +60,6 @@ WITHIN_FOLDS = {"nemo": 3, "casia": 2, "urdu": 3}
 # early-stopped on 21-24, inverse-frequency class weights, no per-utterance normalisation.
 OLD_CONFIG = TrainConfig(hidden=256, dropout=0.5, epochs=300, patience=30, seed=0)
 OLD_VAL_ACTORS = (21, 22, 23, 24)
-
-
 def folds_of(data: SpeechData, corpus: str) -> np.ndarray:
     """Speaker-grouped folds of ``corpus``'s rows (RAVDESS: the protocol's actor folds)."""
     spk = data.speaker[data.corpus == corpus]
@@ -103,10 +107,15 @@ def main(argv: list[str] | None = None) -> None:
                     help="also RAVDESS 6-fold with 8 classes (calm apart; an 8-way head)")
     ap.add_argument("--ravdess8-only", action="store_true",
                     help="only the 8-class RAVDESS row (skips the table)")
+    ap.add_argument("--select-only", action="store_true", help="only the --select table")
+    ap.add_argument("--no-previous", action="store_true",
+                    help="skip recipe B (the previous shipped expert; its MLP folds are slow)")
     args = ap.parse_args(argv)
+    args.select = args.select or args.select_only
     torch.set_num_threads(1)
     t0 = time.time()
-    data = load_speech_data(args.data or default_data_root())
+    root = args.data or default_data_root()
+    data = load_speech_data(root, candidate_encoder(), every=CANDIDATE_EVERY)  # recipe C
     n_labels = {c: len(np.unique(data.y[data.corpus == c])) for c in SPEECH_CORPORA}
     print("rows:", {c: int((data.corpus == c).sum()) for c in SPEECH_CORPORA},
           "speakers:", {c: len(np.unique(data.speaker[data.corpus == c])) for c in SPEECH_CORPORA},
@@ -117,54 +126,71 @@ def main(argv: list[str] | None = None) -> None:
         return
     loco: dict[str, float] = {}
     if args.select:
-        print("\n== choice of normalisation: LOCO UAR (%), argmax restricted ==")
+        print("\n== choice of head: LOCO UAR (%), argmax restricted ==")
         print(f"{'variant':<44}" + "".join(f"{c:>9}" for c in SPEECH_CORPORA) + "     mean")
-        variants = [("none (balanced cells)", replace(EXPERT_CONFIG, utterance_blocks=0), True),
-                    ("utterance z, 8 blocks (balanced cells)",
-                     replace(EXPERT_CONFIG, utterance_blocks=8), True),
-                    ("utterance z, 8 blocks, class weights only",
-                     replace(EXPERT_CONFIG, utterance_blocks=8), False)]
+        variants = [("MLP, early-stopped (the previous head)", MLP_CONFIG, True)]
+        variants += [(f"linear, C = {c:g}", LinearConfig(C=c), True)
+                     for c in (1e-4, 3e-4, 1e-3, 3e-3)]
+        variants += [("linear, C = 3e-4, class weights only", LinearConfig(C=3e-4), False)]
         for name, cfg, balance in variants:
             res = {c: loco_uar(data, c, cfg, balance) for c in SPEECH_CORPORA}
-            if cfg == EXPERT_CONFIG and balance:
+            if cfg == CANDIDATE_CONFIG and balance:
                 loco = res
             print(f"{name:<44}" + "".join(f"{res[c] * 100:9.1f}" for c in SPEECH_CORPORA)
                   + f"{np.mean(list(res.values())) * 100:9.1f}", flush=True)
+    if args.select_only:
+        print(f"{time.time() - t0:.0f} s", flush=True)
+        return
     if not loco:
-        loco = {c: loco_uar(data, c) for c in SPEECH_CORPORA}
+        loco = {c: loco_uar(data, c, CANDIDATE_CONFIG) for c in SPEECH_CORPORA}
 
-    old = old_expert(data)
-    old_cross = {c: corpus_uar(old, data, c) for c in SPEECH_CORPORA if c != "ravdess"}
-    old_rav = grouped_cv_uar(data, "ravdess", folds_of(data, "ravdess"), OLD_CONFIG,
+    # the old expert: its recipe on its own encoder's embeddings
+    old_data = load_speech_data(root)  # the shipped encoder, nEMO every third (A and B)
+    old = old_expert(old_data)
+    old_cross = {c: corpus_uar(old, old_data, c) for c in SPEECH_CORPORA if c != "ravdess"}
+    old_rav = grouped_cv_uar(old_data, "ravdess", folds_of(old_data, "ravdess"), OLD_CONFIG,
                              balance=False, others=False)
-    new_within = {c: grouped_cv_uar(data, c, folds_of(data, c)) for c in SPEECH_CORPORA}
+    new_within = {c: grouped_cv_uar(data, c, folds_of(data, c), CANDIDATE_CONFIG)
+                  for c in SPEECH_CORPORA}
+    # the previous shipped expert: the 4-corpus recipe on the old encoder
+    nan = [float("nan")]
+    prev_within = {c: nan if args.no_previous else
+                   grouped_cv_uar(old_data, c, folds_of(old_data, c), MLP_CONFIG)
+                   for c in SPEECH_CORPORA}
+    prev_loco = {c: nan[0] if args.no_previous else loco_uar(old_data, c, MLP_CONFIG)
+                 for c in SPEECH_CORPORA}
 
     print("\n== UAR (%), speaker-independent; argmax restricted to each corpus's labels ==")
-    print(f"{'corpus':<20}{'chance':>7}  {'old within':>13}  {'new within':>13}  "
-          f"{'old LOCO':>9}  {'new LOCO':>9}  folds")
+    print(f"{'corpus':<20}{'chance':>7}  {'A within':>13}  {'B within':>13}  {'C within':>13}"
+          f"  {'A LOCO':>7}  {'B LOCO':>7}  {'C LOCO':>7}  {'C-chance':>8}  folds")
     for c in SPEECH_CORPORA:
         k = len(np.unique(folds_of(data, c)))
         ow = fmt(old_rav) if c == "ravdess" else f"{old_cross[c] * 100:5.1f} (all)"
-        ol = "   -" if c == "ravdess" else f"{old_cross[c] * 100:9.1f}"
+        ol = "   -" if c == "ravdess" else f"{old_cross[c] * 100:7.1f}"
         print(f"{c + ' (' + LANGUAGES[c] + ')':<20}{100 / n_labels[c]:7.1f}  {ow:>13}  "
-              f"{fmt(new_within[c]):>13}  {ol:>9}  {loco[c] * 100:9.1f}  {k}")
-    print(f"\nold = shipped recipe refitted (RAVDESS actors 1-20, stopped on 21-24) for the "
-          f"other corpora; its RAVDESS cell is the same recipe on the 6 actor folds.\n"
-          f"LOCO margin over chance (new): "
-          + ", ".join(f"{c} {(loco[c] - 1 / n_labels[c]) * 100:+.1f}" for c in SPEECH_CORPORA)
-          + f"\n{time.time() - t0:.0f} s", flush=True)
+              f"{fmt(prev_within[c]):>13}  {fmt(new_within[c]):>13}  {ol:>7}  "
+              f"{prev_loco[c] * 100:7.1f}  {loco[c] * 100:7.1f}  "
+              f"{(loco[c] - 1 / n_labels[c]) * 100:+8.1f}  {k}")
+    print(f"\nA = the RAVDESS-only recipe (actors 1-20, stopped on 21-24) on the old encoder "
+          f"(tiny.en layers 1-4); its RAVDESS cell is the same recipe on the 6 actor folds.\n"
+          f"B = the 4-corpus recipe on the old encoder (nEMO every third utterance).\n"
+          f"C = the 4-corpus recipe on the shipped encoder ({data.X.shape[1]}-d; "
+          f"rows {dict((c, int((data.corpus == c).sum())) for c in SPEECH_CORPORA)}).\n"
+          f"{time.time() - t0:.0f} s", flush=True)
     if args.ravdess8:
         ravdess8(data, args.data or default_data_root(), t0)
 
 
 def ravdess8(data: SpeechData, root: Path, t0: float) -> None:
-    """RAVDESS's 6 actor folds with 8 classes: old and new recipe with an 8-way head."""
+    """RAVDESS's 6 actor folds with 8 classes, an 8-way head: recipe A on the shipped
+    encoder's embeddings, recipe C on ``data`` (the candidate's)."""
     d8 = with_calm(data, root)
-    folds = folds_of(d8, "ravdess")
-    old8 = grouped_cv_uar(d8, "ravdess", folds, OLD_CONFIG, balance=False, others=False,
+    old8d = with_calm(load_speech_data(root), root)
+    old8 = grouped_cv_uar(old8d, "ravdess", folds_of(old8d, "ravdess"), OLD_CONFIG,
+                          balance=False, others=False, n_classes=8)
+    new8 = grouped_cv_uar(d8, "ravdess", folds_of(d8, "ravdess"), CANDIDATE_CONFIG,
                           n_classes=8)
-    new8 = grouped_cv_uar(d8, "ravdess", folds, n_classes=8)
-    print(f"\nRAVDESS 6-fold, 8 classes (calm apart): old {fmt(old8)}, new {fmt(new8)}; "
+    print(f"\nRAVDESS 6-fold, 8 classes (calm apart): A {fmt(old8)}, C {fmt(new8)}; "
           f"chance 12.5\n{time.time() - t0:.0f} s", flush=True)
 
 

@@ -95,7 +95,8 @@ class WhisperAudioEncoder(_AudioEncoder):
 
     def __init__(self, model_path: str | None = None, compute_type: str = "int8",
                  cpu_threads: int = 2, pad_to_s: float = 10.0, whisper_model: Any = None,
-                 layers: list[int] | None = None, loudness_dbfs: float | None = None) -> None:
+                 layers: list[int] | None = None, loudness_dbfs: float | None = None,
+                 final_layer: bool = True) -> None:
         from .whisper_models import load_whisper, resolve_whisper_model, whisper_model_label
 
         # a registry name, a folder, or None (the packaged default); a missing one raises here
@@ -114,6 +115,9 @@ class WhisperAudioEncoder(_AudioEncoder):
         self.layers = [int(i) for i in layers] if layers else None
         # scale each utterance to this active level before the log-mel (None: as recorded)
         self.loudness_dbfs = None if loudness_dbfs is None else float(loudness_dbfs)
+        # False: nobody decodes this encoder's output (the transcriber is another Whisper), so
+        # with ``layers`` the blocks after the last listed one are not run at all
+        self.final_layer = bool(final_layer) or not self.layers
         self.torch_encoder = None
         if self.layers:
             from .whisper_torch import WhisperEncoderTorch
@@ -147,13 +151,18 @@ class WhisperAudioEncoder(_AudioEncoder):
         import ctranslate2
 
         assert self.torch_encoder is not None and self.layers is not None
+        upto = None if self.final_layer else max(self.layers)
         with torch.inference_mode():
-            states = self.torch_encoder(torch.from_numpy(np.ascontiguousarray(mel))[None])
-        final = ctranslate2.StorageView.from_array(np.ascontiguousarray(states[-1].numpy()))
+            states = self.torch_encoder(torch.from_numpy(np.ascontiguousarray(mel))[None], upto)
+        final = ctranslate2.StorageView.from_array(np.ascontiguousarray(states[-1].numpy())) \
+            if self.final_layer else None
         return LayeredOutput(final, [states[i][0, :n_keep].numpy() for i in self.layers]), n_keep
 
     def frames(self, wave: np.ndarray) -> np.ndarray:
         """Final-layer encoder states [T, width] at 50 frames/s over the real audio only."""
+        if not self.final_layer:
+            raise ModelError("this encoder stops after layer "
+                             f"{max(self.layers or [0])}: build it with final_layer=True")
         chunks = self.encode_chunks(wave)
         if self.layers:
             chunks = [(enc.final, n) for enc, n in chunks]
@@ -169,11 +178,11 @@ class WhisperAudioEncoder(_AudioEncoder):
         wave = np.ascontiguousarray(wave, dtype=np.float32)
         chunks = self.encode_chunks(wave)
         embedding, sequence = self._pool(chunks)
-        if self.layers:  # the transcriber wants plain StorageViews
-            chunks = [(enc.final, n) for enc, n in chunks]
-        return ModalityOutput("audio", embedding, True, sequence, extras={
-            "level_dbfs": round(active_level_dbfs(wave), 1),
-            "whisper_encoder_output": chunks})
+        extras: dict[str, Any] = {"level_dbfs": round(active_level_dbfs(wave), 1)}
+        if self.final_layer:  # the transcriber wants plain StorageViews
+            extras["whisper_encoder_output"] = [(enc.final, n) for enc, n in chunks] \
+                if self.layers else chunks
+        return ModalityOutput("audio", embedding, True, sequence, extras=extras)
 
     def _pool(self, chunks: list[tuple[Any, int]]) -> tuple[np.ndarray, np.ndarray]:
         """(embedding, sequence) from :meth:`encode_chunks` output."""

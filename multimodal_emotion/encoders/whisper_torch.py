@@ -170,7 +170,10 @@ class WhisperEncoderTorch(nn.Module):
 
         return cls.from_arrays(read_ct2_variables(resolve_whisper_model(model_path)))
 
-    def forward(self, mel: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, mel: torch.Tensor, upto: int | None = None) -> list[torch.Tensor]:
+        """Every layer's states; ``upto=k`` stops after block ``k`` (states 0..k, the last
+        without the final layer norm unless ``k`` is the last block): what a caller that reads
+        only the first layers need not pay for."""
         if mel.dim() == 2:
             mel = mel[None]
         if mel.shape[-1] % 2 or mel.shape[-1] > 2 * self.n_ctx:
@@ -180,7 +183,8 @@ class WhisperEncoderTorch(nn.Module):
         x = F.gelu(self.conv2(x)).transpose(1, 2)
         x = x + self.positions[: x.shape[1]]  # short inputs: the first positions, as CTranslate2
         states = [x]
-        for i, block in enumerate(self.blocks):
+        last = self.n_layers if upto is None else min(int(upto), self.n_layers)
+        for i, block in enumerate(self.blocks[:last]):
             x = block(x)
             states.append(self.ln_post(x) if i == self.n_layers - 1 else x)
         return states
