@@ -15,6 +15,7 @@ EmotionRecognizer (load time reported apart).
 
     .venv/bin/python bench/call_scale.py --recognizer null --minutes 10 60
     .venv/bin/python bench/call_scale.py --recognizer real --minutes 2 10 --keep kept/
+    .venv/bin/python bench/call_scale.py --recognizer real --minutes 2 --language per-turn
     .venv/bin/python bench/call_scale.py --rescore kept/   # escalations under today's rule
 """
 
@@ -131,19 +132,29 @@ def child(call_path: str, truth_path: str, recognizer: str, keep: str = "") -> N
     else:
         rec = NullRecognizer()
     load_s = time.perf_counter() - t0
-    t1 = time.perf_counter()
+    language = os.environ.get("MER_BENCH_LANGUAGE", "auto")
+    t1, c1 = time.perf_counter(), _cpu_s()
     call = analyze_call(
         call_path, rec,
         find_turns=lambda source, speakers=None: SimpleNamespace(turns=turns, channels=2),
-        assign_roles=lambda result, **kw: {"agent": "agent", "customer": "customer"})
+        assign_roles=lambda result, **kw: {"agent": "agent", "customer": "customer"},
+        language=None if language == "per-turn" else language)
     result = call_result(call)
-    wall = time.perf_counter() - t1
+    wall, cpu = time.perf_counter() - t1, _cpu_s() - c1
     if keep:
         Path(keep).write_text(json.dumps(result))
     print(json.dumps({
-        "load_s": load_s, "wall_s": wall, "turns": len(result["turns"]),
+        "load_s": load_s, "wall_s": wall, "cpu_s": cpu, "turns": len(result["turns"]),
+        "language": result.get("language"),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "sentiment": result["summary"]["sentiment"]["score"], **escalation_check(result)}))
+
+
+def _cpu_s() -> float:
+    """User + system CPU seconds of this process, all threads: steadier than wall time on a
+    machine other jobs share."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def escalation_check(result: dict, rule=None) -> dict:
@@ -186,6 +197,8 @@ def main() -> None:
     ap.add_argument("--keep", metavar="DIR", help="also write each call's result JSON here")
     ap.add_argument("--rescore", metavar="DIR", help="only re-check the escalations of "
                     "results kept with --keep, under the current rule (no model)")
+    ap.add_argument("--language", default="auto",
+                    help="analyze_call's language: auto (default), per-turn or a code")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rescore:
@@ -204,7 +217,8 @@ def main() -> None:
             keep = str(Path(args.keep) / f"call_{minutes:g}min.json") if args.keep else ""
             proc = subprocess.run([sys.executable, __file__, "--child", str(call),
                                    str(truth_path), args.recognizer, keep], capture_output=True,
-                                  text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+                                  text=True, env={**os.environ, "PYTHONPATH": str(REPO),
+                                                  "MER_BENCH_LANGUAGE": args.language})
             if proc.returncode:
                 raise SystemExit(proc.stderr[-3000:])
             r = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -212,14 +226,15 @@ def main() -> None:
             rows.append(r)
             print(json.dumps(r), file=sys.stderr, flush=True)
     print(f"\nrecognizer: {args.recognizer}; {os.cpu_count()} CPUs; command: "
-          f"python bench/call_scale.py --recognizer {args.recognizer} --minutes "
-          + " ".join(f"{m:g}" for m in args.minutes))
-    print("| call | FLAC | turns | analysis wall | x real time | peak RSS | escalation in the "
+          f"python bench/call_scale.py --recognizer {args.recognizer} --language "
+          f"{args.language} --minutes " + " ".join(f"{m:g}" for m in args.minutes))
+    print("| call | FLAC | turns | analysis wall | CPU | x real time | peak RSS | escalation in the "
           "angry third | false alarms |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         print(f"| {r['minutes']:g} min | {r['mb']:.0f} MB | {r['turns']} | {r['wall_s']:.1f} s "
-              f"| {r['minutes'] * 60 / r['wall_s']:.1f}x | {r['peak_rss_mb']:.0f} MB | "
+              f"| {r['cpu_s']:.0f} s | {r['minutes'] * 60 / r['wall_s']:.1f}x | "
+              f"{r['peak_rss_mb']:.0f} MB | "
               f"{'yes' if r['escalation_in_angry_stretch'] else 'no'} | {r['false_alarms']} |")
     if args.recognizer == "real":
         print(f"(model load {rows[0]['load_s']:.1f} s, not counted)")
