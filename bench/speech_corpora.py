@@ -28,7 +28,8 @@ own training rows (``training.speech.validation_speakers``), never on test rows:
 folds (the choice is made on it): the previous MLP, with and without per-utterance z-scoring
 of its 8 pooled blocks, and the linear probe at several penalties, cell-balanced or not.
 
-    python bench/speech_corpora.py [--select | --select-only] [--no-previous]
+    python bench/speech_corpora.py [--select | --select-only [--select-c C ...]] [--no-previous]
+        [--levels] [--encoder-time N]
         [--ravdess8 | --ravdess8-only] [--data DIR]
 """
 
@@ -107,13 +108,26 @@ def main(argv: list[str] | None = None) -> None:
                     help="also RAVDESS 6-fold with 8 classes (calm apart; an 8-way head)")
     ap.add_argument("--ravdess8-only", action="store_true",
                     help="only the 8-class RAVDESS row (skips the table)")
+    ap.add_argument("--levels", action="store_true",
+                    help="only the active level (dBFS) of every 20th clip per corpus")
+    ap.add_argument("--encoder-time", type=int, default=0, metavar="N",
+                    help="only: the shipped and the candidate encoder's time per clip on N "
+                         "RAVDESS clips (1 thread, after one warm-up clip)")
     ap.add_argument("--select-only", action="store_true", help="only the --select table")
+    ap.add_argument("--select-c", type=float, nargs="+", default=None, metavar="C",
+                    help="only these linear-probe penalties in the --select table")
     ap.add_argument("--no-previous", action="store_true",
                     help="skip recipe B (the previous shipped expert; its MLP folds are slow)")
     args = ap.parse_args(argv)
     args.select = args.select or args.select_only
     torch.set_num_threads(1)
     t0 = time.time()
+    if args.levels:
+        levels(args.data or default_data_root())
+        return
+    if args.encoder_time:
+        encoder_time(args.data or default_data_root(), args.encoder_time)
+        return
     root = args.data or default_data_root()
     data = load_speech_data(root, candidate_encoder(), every=CANDIDATE_EVERY)  # recipe C
     n_labels = {c: len(np.unique(data.y[data.corpus == c])) for c in SPEECH_CORPORA}
@@ -129,9 +143,12 @@ def main(argv: list[str] | None = None) -> None:
         print("\n== choice of head: LOCO UAR (%), argmax restricted ==")
         print(f"{'variant':<44}" + "".join(f"{c:>9}" for c in SPEECH_CORPORA) + "     mean")
         variants = [("MLP, early-stopped (the previous head)", MLP_CONFIG, True)]
+        variants = variants if args.select_c is None else []
         variants += [(f"linear, C = {c:g}", LinearConfig(C=c), True)
-                     for c in (1e-4, 3e-4, 1e-3, 3e-3)]
-        variants += [("linear, C = 3e-4, class weights only", LinearConfig(C=3e-4), False)]
+                     for c in (args.select_c or (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2))]
+        if args.select_c is None:
+            variants += [(f"linear, C = {CANDIDATE_CONFIG.C:g}, class weights only",
+                          CANDIDATE_CONFIG, False)]
         for name, cfg, balance in variants:
             res = {c: loco_uar(data, c, cfg, balance) for c in SPEECH_CORPORA}
             if cfg == CANDIDATE_CONFIG and balance:
@@ -179,6 +196,48 @@ def main(argv: list[str] | None = None) -> None:
           f"{time.time() - t0:.0f} s", flush=True)
     if args.ravdess8:
         ravdess8(data, args.data or default_data_root(), t0)
+
+
+def encoder_time(root: Path, n: int) -> None:
+    """Milliseconds per clip of ``encode_audio`` for the shipped encoder and the candidate (as
+    the recognizer builds it: stopped after its last layer), on ``n`` RAVDESS clips spread over
+    the corpus, interleaved so both see the same machine load."""
+    from multimodal_emotion.datasets.ravdess import load_ravdess, read_audio
+    from multimodal_emotion.training.audio import default_audio_encoder
+
+    encoders = {"shipped (tiny.en L1-4, 10 s pad)": default_audio_encoder(),
+                "candidate (base L1-4, 5 s pad, -20 dBFS)": candidate_encoder()}
+    encoders["candidate (base L1-4, 5 s pad, -20 dBFS)"].final_layer = False
+    records = load_ravdess(root)
+    waves = [read_audio(r.path) for r in records[:: max(1, len(records) // n)][:n]]
+    times: dict[str, list[float]] = {k: [] for k in encoders}
+    for enc in encoders.values():
+        enc.encode_audio(waves[0])
+    for w in waves:
+        for k, enc in encoders.items():
+            t = time.perf_counter()
+            enc.encode_audio(w)
+            times[k].append((time.perf_counter() - t) * 1000)
+    secs = np.mean([len(w) / 16000 for w in waves])
+    print(f"| encoder | ms per clip: median (mean) | clips of {secs:.1f} s on average |")
+    print("| --- | --- | --- |")
+    for k, v in times.items():
+        print(f"| {k} | {np.median(v):.0f} ({np.mean(v):.0f}) | {len(v)} |")
+
+
+def levels(root: Path, step: int = 20) -> None:
+    """Each corpus's active level (``encoders.audio_features.active_level_dbfs``: the 95th
+    percentile of 20 ms RMS) over every ``step``-th clip: what loudness normalisation removes."""
+    from multimodal_emotion.datasets.ravdess import read_audio
+    from multimodal_emotion.datasets.speech_corpora import load_speech_corpus
+    from multimodal_emotion.encoders.audio_features import active_level_dbfs
+
+    print("| corpus | clips | active level, dBFS: 10th / 50th / 90th percentile |")
+    print("| --- | --- | --- |")
+    for c in SPEECH_CORPORA:
+        lv = [active_level_dbfs(read_audio(r.path)) for r in load_speech_corpus(c, root)[::step]]
+        p10, p50, p90 = np.percentile(lv, [10, 50, 90])
+        print(f"| {c} | {len(lv)} | {p10:.1f} / {p50:.1f} / {p90:.1f} |", flush=True)
 
 
 def ravdess8(data: SpeechData, root: Path, t0: float) -> None:

@@ -188,15 +188,15 @@ def train_head(x_train: np.ndarray, y_train: np.ndarray, n_classes: int,
 
 @dataclass(frozen=True)
 class LinearConfig:
-    """A linear probe fitted to convergence (L-BFGS) with a strong L2 penalty, no early stop.
+    """A linear probe fitted to convergence (L-BFGS) with an L2 penalty, no early stop.
 
     Why not :func:`train_head`: early stopping on held-out speakers of the *training* corpora
     picks the epoch that fits those corpora best, which is not the one that carries over to a
-    studio and language never heard. A heavily penalised linear model makes no such choice;
+    studio and language never heard. A penalised linear model makes no such choice;
     ``C`` is scikit-learn's inverse penalty (with sample weights scaled to sum to the row
     count)."""
 
-    C: float = 3e-4
+    C: float = 3e-3
     max_iter: int = 1000
 
 
