@@ -213,7 +213,7 @@ class EmotionRecognizer:
         pred.timings_ms["total"] = (time.perf_counter() - t0) * 1000
         return pred
 
-    def encode(self, clip: Clip, language: tuple[str, float] | None = None
+    def encode(self, clip: Clip, known_language: tuple[str, float] | None = None
                ) -> tuple[dict[str, ModalityOutput], dict[str, float]]:
         """Run the three encoders on one clip: modality outputs and per-stage milliseconds.
 
@@ -234,7 +234,7 @@ class EmotionRecognizer:
             encoded = audio_out.extras.pop("whisper_encoder_output", None)
             if self.language is not None:  # language ID, then tiny.en or a translation
                 tr = self.language.transcribe(clip.audio, encoded if self._shares_whisper
-                                              else None, language)
+                                              else None, known_language)
                 timings.update(tr.timings_ms)
                 text_out = timed("text", language.encode_transcript, self.text, tr)
             else:
@@ -271,8 +271,8 @@ class EmotionRecognizer:
         return word_occlusion(transcript, score, top)
 
     def _analyze_window(self, clip: Clip, fusion: str,
-                        language: tuple[str, float] | None = None) -> dict[str, Any]:
-        outputs, timings = self.encode(clip, language)
+                        known_language: tuple[str, float] | None = None) -> dict[str, Any]:
+        outputs, timings = self.encode(clip, known_language)
         t = time.perf_counter()
         subsets, experts = self.model.subset_predict(
             {m: o.embedding for m, o in outputs.items()},

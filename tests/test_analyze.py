@@ -21,6 +21,17 @@ def check_distribution(probs):
     assert sum(probs.values()) == pytest.approx(1.0, abs=1e-3)
 
 
+def test_a_known_language_skips_language_id_and_keeps_the_transcript(rec, demo_clip):
+    """What a call does after its first sure turn: the language is handed in, English is
+    transcribed by tiny.en without Whisper base, and the answer reports that language."""
+    clip = media.load(demo_clip)
+    told = rec.analyze_segment(clip, language=("en", 0.97)).to_dict()
+    text = told["modalities"]["text"]
+    assert text["language"] == "en" and text["language_probability"] == pytest.approx(0.97)
+    assert "happy" in text["transcript"].lower()
+    assert told["timings_ms"]["language"] < 5.0  # nothing ran for it
+
+
 def test_demo_clip_uses_all_three_modalities(rec, demo_clip):
     d = rec.analyze(demo_clip).to_dict()
     assert d["label"] in LABELS and d["fusion"] == rec.model.default_fusion
