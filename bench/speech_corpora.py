@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nA = the RAVDESS-only recipe (actors 1-20, stopped on 21-24) on the old encoder "
           f"(tiny.en layers 1-4); its RAVDESS cell is the same recipe on the 6 actor folds.\n"
           f"B = the 4-corpus recipe on the old encoder (nEMO every third utterance).\n"
-          f"C = the 4-corpus recipe on the shipped encoder ({data.X.shape[1]}-d; "
+          f"C = the candidate recipe (training.speech.CANDIDATE_*: {data.X.shape[1]}-d; "
           f"rows {dict((c, int((data.corpus == c).sum())) for c in SPEECH_CORPORA)}).\n"
           f"{time.time() - t0:.0f} s", flush=True)
     if args.ravdess8:
