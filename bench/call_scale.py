@@ -138,7 +138,7 @@ def child(call_path: str, truth_path: str, recognizer: str, keep: str = "") -> N
         call_path, rec,
         find_turns=lambda source, speakers=None: SimpleNamespace(turns=turns, channels=2),
         assign_roles=lambda result, **kw: {"agent": "agent", "customer": "customer"},
-        language=None if language == "per-turn" else language)
+        language=language)
     result = call_result(call)
     wall, cpu = time.perf_counter() - t1, _cpu_s() - c1
     if keep:

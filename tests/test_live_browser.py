@@ -18,15 +18,13 @@ from multimodal_emotion.serving.live import serve_in_thread
 from multimodal_emotion.serving.settings import Settings
 from multimodal_emotion.types import Clip, ModalityView, Prediction
 
-CHROMIUM = os.environ.get("MER_CHROMIUM", "/usr/bin/chromium")
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"{CHROMIUM} not found (apt-get install chromium; .ci/run does)",
-                allow_module_level=True)
+# Chromium, its flags, playwright and the page fixture (which fails a test on any JavaScript
+# error) are the analysis page's test's; importing them skips this module as that one skips.
+from test_serving_browser import CHROMIUM, CHROMIUM_ARGS, page, sync_api  # noqa: E402,F401
+
 # a picture of the page with the stand-in recognizer (its labels are not the model's), written
 # only on request (as test_serving_browser.py does)
 DOCS_SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "live_page.png"
-sync_api = pytest.importorskip("playwright.sync_api",
-                               reason="playwright not installed (pip install -e '.[test]')")
 pytest.importorskip("websockets", reason="uvicorn needs websockets for /v1/stream")
 
 
@@ -84,8 +82,7 @@ def fake_devices(clip: Path, out: Path) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def browser(demo_clip, tmp_path_factory):
     y4m, wav = fake_devices(demo_clip, tmp_path_factory.mktemp("devices"))
-    args = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    args = CHROMIUM_ARGS + [
             "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
             f"--use-file-for-fake-video-capture={y4m}",
             f"--use-file-for-fake-audio-capture={wav}",
@@ -94,17 +91,6 @@ def browser(demo_clip, tmp_path_factory):
         b = p.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
         yield b
         b.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1100, "height": 900})
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield pg
-    context.close()
-    assert not errors, f"JavaScript errors: {errors}"
 
 
 def test_live_page_streams_camera_and_microphone_and_shows_changing_results(page, tmp_path):

@@ -149,7 +149,8 @@ def analyze_call(source: Any, recognizer: Any, *, find_turns: FindTurns | None =
     at least :data:`LOCK_MIN_S` seconds names a language with probability
     :data:`LOCK_PROBABILITY` or more; that language then holds for the rest of the call (a
     call is held in one language, and language ID is a fixed cost on every turn). A code
-    (``"en"``, ``"de"``) holds from the first turn; ``None`` detects on every turn.
+    (``"en"``, ``"de"``) holds from the first turn; ``"per-turn"`` (or ``None``) detects on
+    every turn.
     """
     from .. import media_stream
     from ..turns import iter_turn_clips
@@ -162,6 +163,7 @@ def analyze_call(source: Any, recognizer: Any, *, find_turns: FindTurns | None =
     if speakers is not None and not 1 <= int(speakers) <= 32:
         raise InputError(f"speakers must be between 1 and 32, not {speakers}")
     label_map = load_label_map(labels)
+    language = check_language(language)
     locked = _given_language(language)
     t0 = time.perf_counter()
     # unreadable or missing media fails here, with mer analyze's messages, whatever the finder
@@ -243,15 +245,25 @@ def _duration(found: Any, declared: float | None, turns: Sequence[Turn]) -> floa
 LOCK_PROBABILITY = 0.8  # language ID this sure, on one turn, fixes the call's language
 LOCK_MIN_S = 2.0  # ... on a turn at least this long (short turns are where it errs)
 _LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}$")
+LANGUAGE_MODES = ("auto", "per-turn")
 
 
-def _given_language(language: str | None) -> dict[str, Any] | None:
-    """The lock for a language the caller names; ``None`` for ``"auto"`` or ``None``."""
-    if language is None or language == "auto":
-        return None
-    if not isinstance(language, str) or not _LANGUAGE_CODE.match(language):
-        raise InputError(f"language must be 'auto' or a language code such as 'en', "
+def check_language(language: str | None) -> str:
+    """``language`` as :func:`analyze_call` reads it (``None`` is ``"per-turn"``); anything but
+    a mode or a 2-3 letter code is an :class:`InputError`."""
+    if language is None:
+        return "per-turn"
+    if not isinstance(language, str) or not (language in LANGUAGE_MODES
+                                             or _LANGUAGE_CODE.match(language)):
+        raise InputError(f"language must be auto, per-turn or a language code such as 'en', "
                          f"not {language!r}")
+    return language
+
+
+def _given_language(language: str) -> dict[str, Any] | None:
+    """The lock for a language the caller names; ``None`` for a mode."""
+    if language in LANGUAGE_MODES:
+        return None
     return {"code": language, "probability": 1.0, "from": "given"}
 
 

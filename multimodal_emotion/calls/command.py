@@ -97,11 +97,6 @@ def resolve_turn_finder() -> tuple[Callable[..., Any], Callable[..., Any]]:
     return find, roles
 
 
-def call_language(value: str | None) -> str | None:
-    """``--language`` / the API's ``language`` field as :func:`analyze_call` takes it."""
-    return None if value == "per-turn" else (value or "auto")
-
-
 def analyze_to_result(path: str, rec: Any, args: argparse.Namespace, rule: EscalationRule,
                       label_map: Any, progress: Callable[..., None] | None = None
                       ) -> dict[str, Any]:
@@ -113,7 +108,7 @@ def analyze_to_result(path: str, rec: Any, args: argparse.Namespace, rule: Escal
                         agent_channel=args.agent_channel, agent=args.agent,
                         fusion=args.fusion, labels=label_map,
                         transcripts=not args.no_transcript, keep_digits=args.keep_digits,
-                        progress=progress, language=call_language(args.language))
+                        progress=progress, language=args.language)
     return call_result(call, rule, path=path)
 
 

@@ -15,7 +15,6 @@ At most ``MER_QUEUE_SIZE`` calls wait (429 beyond).
 from __future__ import annotations
 
 import asyncio
-import re
 import logging
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -24,6 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
+from ..calls.analysis import check_language
 from ..calls.jobs import JOB_ID, JobsFull, JobStore
 from ..errors import InputError
 from ..label_maps import LabelMap
@@ -52,7 +52,6 @@ def make_runner(state: Any, turn_finder: TurnFinder | None) -> Callable[..., dic
     def run(media: Path, options: Mapping[str, Any], progress: Callable[..., None],
             should_stop: Callable[[], bool]) -> dict[str, Any]:
         from ..calls.analysis import analyze_call
-        from ..calls.command import call_language
         from ..calls.summary import call_result
 
         find, roles = turn_finder or (None, None)
@@ -63,7 +62,7 @@ def make_runner(state: Any, turn_finder: TurnFinder | None) -> Callable[..., dic
                             transcripts=options.get("transcript", True),
                             keep_digits=options.get("keep_digits", False),
                             progress=progress, should_stop=should_stop,
-                            language=call_language(options.get("language")))
+                            language=options.get("language", "auto"))
         return call_result(call, path=options.get("filename"))
 
     return run
@@ -86,10 +85,10 @@ def call_option(name: str, value: str) -> dict[str, Any]:
                            f"{value!r}")
         return {"agent_channel": value}
     if name == "language":
-        if value not in ("auto", "per-turn") and not re.fullmatch(r"[a-z]{2,3}", value):
-            raise ApiError("invalid_request", f"language must be auto, per-turn or a code "
-                           f"such as en, not {value!r}")
-        return {"language": value}
+        try:
+            return {"language": check_language(value)}
+        except InputError as exc:
+            raise ApiError("invalid_request", str(exc)) from exc
     if name == "agent":
         if len(value) > 64:
             raise ApiError("invalid_request", "agent: at most 64 characters")

@@ -52,11 +52,12 @@ CANDIDATE_CONFIG = LinearConfig(C=3e-3)
 CANDIDATE_EVERY: dict[str, int] = {}  # every utterance of every corpus
 
 
-def candidate_encoder(threads: int = 1) -> Any:
-    """The :data:`CANDIDATE_ENCODER` (``cpu_threads`` only sizes its CTranslate2 front end)."""
+def candidate_encoder(threads: int = 1, **overrides: Any) -> Any:
+    """The :data:`CANDIDATE_ENCODER` (``cpu_threads`` only sizes its CTranslate2 front end);
+    ``overrides`` change its arguments (``final_layer=False``, as the recognizer builds it)."""
     from ..encoders import create
 
-    cfg = dict(CANDIDATE_ENCODER)
+    cfg = {**CANDIDATE_ENCODER, **overrides}
     return create("audio", cfg.pop("name"), cpu_threads=threads, **cfg)
 
 
