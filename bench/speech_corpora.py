@@ -51,9 +51,9 @@ from multimodal_emotion.datasets.speech_corpora import LANGUAGES, SPEECH_CORPORA
 from multimodal_emotion.heads import LinearConfig, TrainConfig, predict_proba, train_head  # noqa: E402
 from multimodal_emotion.labels import LABELS  # noqa: E402
 from multimodal_emotion.metrics import uar  # noqa: E402
-from multimodal_emotion.training.speech import (CANDIDATE_CONFIG, CANDIDATE_EVERY,  # noqa: E402
-                                                MLP_CONFIG, SpeechData, candidate_encoder,
-                                                grouped_cv_uar, load_speech_data, loco_uar,
+from multimodal_emotion.training.speech import (EXPERT_CONFIG, MLP_CONFIG,  # noqa: E402
+                                                PREVIOUS_EVERY, SpeechData, grouped_cv_uar,
+                                                load_speech_data, loco_uar, previous_encoder,
                                                 restricted_predict, speaker_folds)
 
 WITHIN_FOLDS = {"nemo": 3, "casia": 2, "urdu": 3}
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--levels", action="store_true",
                     help="only the active level (dBFS) of every 20th clip per corpus")
     ap.add_argument("--encoder-time", type=int, default=0, metavar="N",
-                    help="only: the shipped and the candidate encoder's time per clip on N "
+                    help="only: the previous and the shipped encoder's time per clip on N "
                          "RAVDESS clips (1 thread, after one warm-up clip)")
     ap.add_argument("--select-only", action="store_true", help="only the --select table")
     ap.add_argument("--select-c", type=float, nargs="+", default=None, metavar="C",
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
         encoder_time(args.data or default_data_root(), args.encoder_time)
         return
     root = args.data or default_data_root()
-    data = load_speech_data(root, candidate_encoder(), every=CANDIDATE_EVERY)  # recipe C
+    data = load_speech_data(root)  # recipe C: the shipped encoder, every utterance
     n_labels = {c: len(np.unique(data.y[data.corpus == c])) for c in SPEECH_CORPORA}
     print("rows:", {c: int((data.corpus == c).sum()) for c in SPEECH_CORPORA},
           "speakers:", {c: len(np.unique(data.speaker[data.corpus == c])) for c in SPEECH_CORPORA},
@@ -147,11 +147,11 @@ def main(argv: list[str] | None = None) -> None:
         variants += [(f"linear, C = {c:g}", LinearConfig(C=c), True)
                      for c in (args.select_c or (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2))]
         if args.select_c is None:
-            variants += [(f"linear, C = {CANDIDATE_CONFIG.C:g}, class weights only",
-                          CANDIDATE_CONFIG, False)]
+            variants += [(f"linear, C = {EXPERT_CONFIG.C:g}, class weights only",
+                          EXPERT_CONFIG, False)]
         for name, cfg, balance in variants:
             res = {c: loco_uar(data, c, cfg, balance) for c in SPEECH_CORPORA}
-            if cfg == CANDIDATE_CONFIG and balance:
+            if cfg == EXPERT_CONFIG and balance:
                 loco = res
             print(f"{name:<44}" + "".join(f"{res[c] * 100:9.1f}" for c in SPEECH_CORPORA)
                   + f"{np.mean(list(res.values())) * 100:9.1f}", flush=True)
@@ -159,15 +159,16 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{time.time() - t0:.0f} s", flush=True)
         return
     if not loco:
-        loco = {c: loco_uar(data, c, CANDIDATE_CONFIG) for c in SPEECH_CORPORA}
+        loco = {c: loco_uar(data, c, EXPERT_CONFIG) for c in SPEECH_CORPORA}
 
     # the old expert: its recipe on its own encoder's embeddings
-    old_data = load_speech_data(root)  # the shipped encoder, nEMO every third (A and B)
+    # the previous encoder, nEMO every third (A and B)
+    old_data = load_speech_data(root, previous_encoder(), every=PREVIOUS_EVERY)
     old = old_expert(old_data)
     old_cross = {c: corpus_uar(old, old_data, c) for c in SPEECH_CORPORA if c != "ravdess"}
     old_rav = grouped_cv_uar(old_data, "ravdess", folds_of(old_data, "ravdess"), OLD_CONFIG,
                              balance=False, others=False)
-    new_within = {c: grouped_cv_uar(data, c, folds_of(data, c), CANDIDATE_CONFIG)
+    new_within = {c: grouped_cv_uar(data, c, folds_of(data, c), EXPERT_CONFIG)
                   for c in SPEECH_CORPORA}
     # the previous shipped expert: the 4-corpus recipe on the old encoder
     nan = [float("nan")]
@@ -191,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nA = the RAVDESS-only recipe (actors 1-20, stopped on 21-24) on the old encoder "
           f"(tiny.en layers 1-4); its RAVDESS cell is the same recipe on the 6 actor folds.\n"
           f"B = the 4-corpus recipe on the old encoder (nEMO every third utterance).\n"
-          f"C = the candidate recipe (training.speech.CANDIDATE_*: {data.X.shape[1]}-d; "
+          f"C = the shipped recipe (recipe.ENCODERS['audio'], training.speech: {data.X.shape[1]}-d; "
           f"rows {dict((c, int((data.corpus == c).sum())) for c in SPEECH_CORPORA)}).\n"
           f"{time.time() - t0:.0f} s", flush=True)
     if args.ravdess8:
@@ -199,14 +200,14 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def encoder_time(root: Path, n: int) -> None:
-    """Milliseconds per clip of ``encode_audio`` for the shipped encoder and the candidate (as
+    """Milliseconds per clip of ``encode_audio`` for the previous encoder and the shipped one (as
     the recognizer builds it: stopped after its last layer), on ``n`` RAVDESS clips spread over
     the corpus, interleaved so both see the same machine load."""
     from multimodal_emotion.datasets.ravdess import load_ravdess, read_audio
     from multimodal_emotion.training.audio import default_audio_encoder
 
-    encoders = {"shipped (tiny.en L1-4, 10 s pad)": default_audio_encoder(),
-                "candidate (base L1-4, 5 s pad, -20 dBFS)": candidate_encoder(final_layer=False)}
+    encoders = {"previous (tiny.en L1-4, 10 s pad)": previous_encoder(),
+                "shipped (base L1-4, 5 s pad, -20 dBFS)": default_audio_encoder(final_layer=False)}
     records = load_ravdess(root)
     waves = [read_audio(r.path) for r in records[:: max(1, len(records) // n)][:n]]
     times: dict[str, list[float]] = {k: [] for k in encoders}
@@ -241,12 +242,12 @@ def levels(root: Path, step: int = 20) -> None:
 
 def ravdess8(data: SpeechData, root: Path, t0: float) -> None:
     """RAVDESS's 6 actor folds with 8 classes, an 8-way head: recipe A on the shipped
-    encoder's embeddings, recipe C on ``data`` (the candidate's)."""
+    encoder's embeddings, recipe C on ``data`` (the shipped one's)."""
     d8 = with_calm(data, root)
-    old8d = with_calm(load_speech_data(root), root)
+    old8d = with_calm(load_speech_data(root, previous_encoder(), every=PREVIOUS_EVERY), root)
     old8 = grouped_cv_uar(old8d, "ravdess", folds_of(old8d, "ravdess"), OLD_CONFIG,
                           balance=False, others=False, n_classes=8)
-    new8 = grouped_cv_uar(d8, "ravdess", folds_of(d8, "ravdess"), CANDIDATE_CONFIG,
+    new8 = grouped_cv_uar(d8, "ravdess", folds_of(d8, "ravdess"), EXPERT_CONFIG,
                           n_classes=8)
     print(f"\nRAVDESS 6-fold, 8 classes (calm apart): A {fmt(old8)}, C {fmt(new8)}; "
           f"chance 12.5\n{time.time() - t0:.0f} s", flush=True)

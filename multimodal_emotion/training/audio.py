@@ -89,12 +89,13 @@ def ravdess_mfcc_stats(root: str | os.PathLike[str]) -> np.ndarray:
     return cached_arrays("ravdess-mfcc-stats", desc, compute)["X"]
 
 
-def default_audio_encoder(threads: int = 1) -> Any:
-    """The shipped default model's audio encoder (``recipe.ENCODERS["audio"]``)."""
+def default_audio_encoder(threads: int = 1, **overrides: Any) -> Any:
+    """The shipped default model's audio encoder (``recipe.ENCODERS["audio"]``); ``overrides``
+    change its arguments (``final_layer=False``, as the recognizer builds it)."""
     from ..encoders import create
     from .recipe import ENCODERS
 
-    cfg = dict(ENCODERS["audio"])
+    cfg = {**ENCODERS["audio"], **overrides}
     return create("audio", cfg.pop("name"), cpu_threads=threads, **cfg)
 
 

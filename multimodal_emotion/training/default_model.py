@@ -74,8 +74,8 @@ def train_cli(args: argparse.Namespace) -> int:
         from .speech import train_audio_expert
 
         report = train_audio_expert(root, out, seed=args.seed)
-        print(f"audio expert written into {out}; validation UAR on held-out speakers: "
-              f"{report['val_uar']}")
+        print(f"audio expert written into {out}: {report['rows']} rows; held out: "
+              f"{report.get('val_uar', report.get('held_out'))}")
     if args.what in ("all", "heads", "audio-expert", "calibration"):
         from .calibration import fit_calibration
 
@@ -118,25 +118,17 @@ def train_heads(root: Path, out: Path, seed: int = 0) -> dict[str, Any]:
 def _audio(root: Path, seed: int):
     """The audio expert on all four speech corpora (``training.speech``); fusion's audio pool
     stays RAVDESS (actors 1-20 / 21-24), the corpus whose clips the synthetic triples pair."""
-    from dataclasses import replace
-
     from .audio import default_audio_encoder, embed_ravdess, split_offsets
-    from .speech import EXPERT_CONFIG, fit_expert, load_speech_data, validation_speakers
+    from .speech import expert_with_report, load_speech_data
 
     encoder = default_audio_encoder()
     data = embed_ravdess(encoder, root)
     x, y, actor = data["X"], data["label7"], data["actor"]
     val = np.isin(actor, AUDIO_VAL_ACTORS)
     seq = _pooled(split_offsets(data["seq"], data["seq_offsets"]))
-    speech = load_speech_data(root, encoder)
-    head = fit_expert(speech, replace(EXPERT_CONFIG, seed=seed))
-    held = validation_speakers(speech)
-    rep = classification_report(speech.y[held], predict_proba(head, speech.X[held]).argmax(1),
-                                LABELS)
+    head, report = expert_with_report(load_speech_data(root, encoder), seed)
     return ModalityPool(x[~val], y[~val], x[val], y[val], _rows(seq, ~val), _rows(seq, val)), \
-        head, {
-        "val_speakers": sorted(np.unique(speech.speaker[held]).tolist()),
-        "val_uar": rep["uar"], "val_accuracy": rep["accuracy"]}
+        head, report
 
 
 def _text(root: Path, out: Path, seed: int):

@@ -8,8 +8,12 @@ imports run one way, from the orchestrator down to the pieces.
 from __future__ import annotations
 
 ENCODERS = {
-    # Whisper tiny.en encoder layers 1-4 (run in torch), mean+std each: 3,072-d
-    "audio": {"name": "whisper", "layers": [1, 2, 3, 4]},
+    # Whisper base (multilingual) encoder layers 1-4 (run in torch, stopped after layer 4),
+    # mean+std each: 4,096-d; each utterance scaled to a -20 dBFS active level and its log-mel
+    # padded to 5 s (bench/speech_corpora.py; training.speech). Its CTranslate2 front end is
+    # language ID's copy of base, so the recognizer loads base once.
+    "audio": {"name": "whisper", "model_path": "base", "layers": [1, 2, 3, 4],
+              "pad_to_s": 5.0, "loudness_dbfs": -20.0},
     "transcriber": {"name": "faster-whisper"},
     # all-mpnet-base-v2 with LoRA adapters on its top 3 layers (training.text_encoder)
     "text": {"name": "mpnet", "checkpoint": "text_encoder"},
