@@ -66,10 +66,10 @@ class EmotionRecognizer:
         if early.whisper is not None and _default_audio_whisper(acfg):
             acfg.update(whisper_model=early.whisper.result(), model_path="tiny.en")
         elif base_future is not None and _base_audio_whisper(acfg):
-            # The audio expert reads Whisper base's layers (in torch); the CTranslate2 base it
-            # takes its log-mel front end from is the one language ID loads: one copy, not two.
-            # Nobody decodes its output (the transcriber is tiny.en), so it stops at its last
-            # listed layer.
+            # The audio expert reads Whisper base's layers (in torch, or an exported graph);
+            # the CTranslate2 base it takes its log-mel front end from is the one language ID
+            # loads: one copy, not two. Nobody decodes its output (the transcriber is tiny.en),
+            # so it stops at its last listed layer.
             acfg.update(whisper_model=base_future.result(), final_layer=False)
         self.audio = build_encoder("audio", acfg, model_dir)
         audio_whisper = getattr(self.audio, "whisper_model", None)
@@ -321,6 +321,10 @@ class _EarlyLoads:
         return early
 
 
+# The audio encoders that take a CTranslate2 Whisper from the recognizer (torch, exported)
+_WHISPER_AUDIO = ("whisper", "whisper-onnx")
+
+
 def _default_audio_whisper(acfg: dict[str, Any]) -> bool:
     """True when the audio encoder config loads the packaged tiny.en with its defaults (the
     only Whisper loaded early; any other choice loads in the encoder as before)."""
@@ -329,9 +333,10 @@ def _default_audio_whisper(acfg: dict[str, Any]) -> bool:
 
 
 def _base_audio_whisper(acfg: dict[str, Any]) -> bool:
-    """True when the audio encoder reads the packaged Whisper base (its layers in torch) and
-    leaves the CTranslate2 model's load to its defaults: it can then take language ID's."""
-    return acfg.get("name") == "whisper" and acfg.get("model_path") == "base" \
+    """True when the audio encoder reads the packaged Whisper base (its layers in torch or an
+    exported graph) and leaves the CTranslate2 model's load to its defaults: it can then take
+    language ID's."""
+    return acfg.get("name") in _WHISPER_AUDIO and acfg.get("model_path") == "base" \
         and not {"compute_type", "cpu_threads", "whisper_model"} & set(acfg)
 
 

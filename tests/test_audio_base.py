@@ -53,6 +53,7 @@ def base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_only_a_default_base_audio_config_takes_language_ids_model() -> None:
     assert _base_audio_whisper(AUDIO)
+    assert _base_audio_whisper({**AUDIO, "name": "whisper-onnx", "checkpoint": "audio.onnx"})
     assert not _base_audio_whisper({"name": "whisper", "layers": [1, 2, 3, 4]})
     assert not _base_audio_whisper({**AUDIO, "compute_type": "float32"})
 

@@ -1,7 +1,9 @@
 """``mer export onnx``: a tiny model folder (the packaged Whisper tiny.en's first two layers, a
 random 32-wide MPNet, a random small face CNN, small heads) is exported once; each ONNX piece must
 give torch's numbers, the CLI and ``from_pretrained`` must run the folder, and the folder must
-analyze a clip in a process where torch and transformers cannot be imported."""
+analyze a clip in a process where torch and transformers cannot be imported. A second folder
+whose audio expert reads Whisper base's first two layers (as the shipped recipe does, with its
+5 s pad and -20 dBFS loudness) must export those layers only and run on language ID's base."""
 
 from __future__ import annotations
 
@@ -19,10 +21,11 @@ from safetensors.torch import save_file
 from multimodal_emotion.cli import main
 from multimodal_emotion.encoders import create
 from multimodal_emotion.export.onnx import export_onnx, parse_int8
-from multimodal_emotion.errors import InputError
+from multimodal_emotion.errors import InputError, ModelError
 from multimodal_emotion.labels import LABELS
 from multimodal_emotion.model import EmotionModel
 from multimodal_emotion.model_dir import load_model
+from test_audio_base import AUDIO as BASE_AUDIO, speechlike
 from test_text import _tiny_bert
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,12 +36,18 @@ DIMS = {"audio": 2 * 384 * len(LAYERS), "text": 32, "face": 16}
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A PyTorch model folder whose every part is small (Whisper tiny.en is the packaged one)."""
+    return _model_folder(tmp_path_factory.mktemp("tiny_model"),
+                         {"name": "whisper", "layers": LAYERS}, DIMS, {"enabled": False})
+
+
+def _model_folder(d: Path, audio: dict, dims: dict[str, int], language: dict) -> Path:
+    """A small PyTorch model folder in ``d``: the ``audio`` encoder entry (embedding width in
+    ``dims``), a random MPNet, a random face CNN and random heads; ``language``: its entry."""
     from multimodal_emotion.encoders.face import FaceCNN
 
-    d = tmp_path_factory.mktemp("tiny_model")
     text = _tiny_bert(d / "mpnet", layers=2, kind="mpnet")
     torch.manual_seed(0)
-    cnn = FaceCNN(channels=(4, 8), embed_dim=DIMS["face"]).eval()
+    cnn = FaceCNN(channels=(4, 8), embed_dim=dims["face"]).eval()
     for bn in (m for m in cnn.modules() if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d)):
         bn.running_mean.normal_(0, 0.1)  # non-trivial statistics, so BN folding is tested
         bn.running_var.uniform_(0.5, 1.5)
@@ -48,7 +57,7 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (d / "face_cnn" / "config.json").write_text(json.dumps(
         {"architecture": cnn.config(), "labels": list(LABELS)}))
     model = EmotionModel({
-        "dims": DIMS,
+        "dims": dims,
         "experts": {"audio": {"hidden": 8}, "text": {"hidden": 0}, "face": {"hidden": 0}},
         "expert_domains": {"text": "spoken"},
         "domain_experts": {"text": {"written": {"hidden": 0}}},
@@ -58,9 +67,9 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "calibration": {"temperature": {"audio": 2.0, "text": 1.3, "face": 0.8},
                         "train_prior": {"text": [0.4, 0.2, 0.1, 0.1, 0.05, 0.05, 0.1]},
                         "prior_power": {"text": 0.9}},
-        "encoders": {"audio": {"name": "whisper", "layers": LAYERS},
+        "encoders": {"audio": audio,
                      "transcriber": {"name": "faster-whisper"},
-                     "language": {"enabled": False},
+                     "language": language,
                      "text": {"name": "hf", "model": str(text)},
                      "face": {"name": "blazeface-cnn", "checkpoint": "face_cnn",
                               "flip_tta": True}},
@@ -190,15 +199,16 @@ def test_weight_only_int8_is_a_quarter_and_keeps_the_vectors(tiny_dir: Path, onn
     assert (cos > 0.995).all() and not np.allclose(cos, 1.0, atol=1e-7), cos
 
 
-def test_from_pretrained_runs_without_torch(onnx_dir: Path, demo_clip: Path) -> None:
-    """The exported folder analyzes a clip in a process where ``import torch`` (and
-    ``transformers``) fails: the torch-free install path."""
+def _analyze_without_torch(folder: Path, clip: Path, checks: str = "") -> dict:
+    """``from_pretrained(folder).analyze(clip)`` in a process where ``import torch`` (and
+    ``transformers``) fails; ``checks``: more lines run on ``rec`` before the analysis."""
     script = (
         "import json, sys\n"
         "sys.modules['torch'] = None; sys.modules['transformers'] = None\n"
         "from multimodal_emotion import EmotionRecognizer\n"
-        f"rec = EmotionRecognizer.from_pretrained({str(onnx_dir)!r})\n"
-        f"d = rec.analyze({str(demo_clip)!r}, explain_words=True).to_dict()\n"
+        f"rec = EmotionRecognizer.from_pretrained({str(folder)!r})\n"
+        f"{checks}"
+        f"d = rec.analyze({str(clip)!r}, explain_words=True).to_dict()\n"
         "assert not [m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers')"
         " and sys.modules[m] is not None]\n"
         "print(json.dumps(d))\n")
@@ -207,7 +217,18 @@ def test_from_pretrained_runs_without_torch(onnx_dir: Path, demo_clip: Path) -> 
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=300, env=env)
     assert run.returncode == 0, run.stderr[-2000:]
-    d = json.loads(run.stdout.strip().splitlines()[-1])
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def test_from_pretrained_runs_without_torch(onnx_dir: Path, demo_clip: Path) -> None:
+    """The exported folder analyzes a clip in a process where ``import torch`` (and
+    ``transformers``) fails: the torch-free install path."""
+    # tiny.en: one model serves the audio front end and the transcriber, which decodes the
+    # graph's final layer (Whisper's encoder runs once per clip)
+    checks = ("audio = rec.audio.wrapped\n"
+              "assert audio.final_layer and rec._shares_whisper\n"
+              "assert rec.transcriber.wrapped.model is audio.whisper_model\n")
+    d = _analyze_without_torch(onnx_dir, demo_clip, checks)
     assert d["label"] in LABELS
     assert sum(d["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
     assert all(d["modalities"][m]["available"] for m in ("audio", "text", "face"))
@@ -215,3 +236,70 @@ def test_from_pretrained_runs_without_torch(onnx_dir: Path, demo_clip: Path) -> 
     ex = d["explanation"]
     assert ex["base"] + sum(ex["contributions"].values()) == pytest.approx(
         d["probabilities"][d["label"]], abs=1e-4)
+
+
+# --------------------------------------------------------------- an audio expert on Whisper base
+
+BASE_DIMS = {**DIMS, "audio": 2 * 512 * len(BASE_AUDIO["layers"])}
+
+
+@pytest.fixture(scope="module")
+def base_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(PyTorch folder, its export) with the audio expert on base's layers, language ID on."""
+    src = _model_folder(tmp_path_factory.mktemp("base_model"), BASE_AUDIO, BASE_DIMS, {})
+    out = tmp_path_factory.mktemp("exported_base") / "onnx"
+    export_onnx(out, src, parse_int8("none"))
+    return src, out
+
+
+def test_base_audio_exports_its_layers_only_and_gives_torchs_numbers(
+        base_dirs: tuple[Path, Path]) -> None:
+    """Nobody decodes base's final layer (the transcriber is tiny.en), so the graph stops
+    after the last listed block; the front end (5 s pad, -20 dBFS) is torch's, clip by clip."""
+    import onnx
+
+    from multimodal_emotion.recognizer import build_encoder
+
+    src, out = base_dirs
+    cfg_t = json.loads((src / "config.json").read_text())["encoders"]
+    cfg_o = json.loads((out / "config.json").read_text())
+    assert cfg_o["onnx"]["check"]["audio"] < 1e-3
+    a_cfg = cfg_o["encoders"]["audio"]
+    assert {k: a_cfg[k] for k in BASE_AUDIO if k != "name"} == {
+        k: v for k, v in BASE_AUDIO.items() if k != "name"}
+    graph = onnx.load(str(out / "audio.onnx")).graph
+    assert [o.name for o in graph.output] == ["layers"]
+    # blocks 1..2 of 6, each with two layer norms; no later block, no final layer norm
+    assert sum(n.op_type == "LayerNormalization" for n in graph.node) == \
+        2 * max(BASE_AUDIO["layers"])
+    a_t = build_encoder("audio", cfg_t["audio"], src)
+    a_o = build_encoder("audio", {**a_cfg, "whisper_model": a_t.whisper_model}, out)
+    assert not a_o.final_layer and a_o.dim == BASE_DIMS["audio"]
+    # quiet and short (padded to 5 s), loud and longer than the pad
+    for wave in (0.05 * speechlike(1.5), 3.0 * speechlike(6.5, seed=1)):
+        et, eo = a_t.encode_audio(wave), a_o.encode_audio(wave)
+        assert eo.available and "whisper_encoder_output" not in eo.extras
+        np.testing.assert_allclose(eo.embedding, et.embedding, atol=1e-4)
+        np.testing.assert_allclose(eo.sequence, et.sequence, atol=1e-4)
+    # the loudness target is applied: the same speech 20 dB quieter embeds the same
+    wave = speechlike(1.5, seed=2)
+    np.testing.assert_allclose(a_o.encode_audio(0.1 * wave).embedding,
+                               a_o.encode_audio(wave).embedding, atol=1e-4)
+    with pytest.raises(ModelError, match="no final layer"):
+        build_encoder("audio", {**a_cfg, "whisper_model": a_t.whisper_model,
+                                "final_layer": True}, out)
+
+
+def test_base_audio_folder_runs_on_language_ids_base_without_torch(
+        base_dirs: tuple[Path, Path], demo_clip: Path) -> None:
+    """One copy of base (language ID's serves the audio front end), tiny.en transcribes with
+    its own encoder pass, and the clip is analyzed in a process without torch."""
+    checks = ("audio = rec.audio.wrapped\n"
+              "assert audio.whisper_model is rec.language.base and not audio.final_layer\n"
+              "assert rec.transcriber.wrapped.model is not audio.whisper_model\n"
+              "assert not rec._shares_whisper\n")
+    d = _analyze_without_torch(base_dirs[1], demo_clip, checks)
+    assert d["label"] in LABELS
+    assert all(d["modalities"][m]["available"] for m in ("audio", "text", "face"))
+    assert d["modalities"]["text"]["language"] == "en"
+    assert "happy" in d["modalities"]["text"]["transcript"].lower()

@@ -5,8 +5,11 @@
 the PyTorch ones, so nothing else changes:
 
 * ``whisper-onnx``: the Whisper encoder layers the audio expert pools (the same log-mel pieces,
-  :func:`.audio_features.whisper_pieces`); the final layer still goes to the CTranslate2
-  transcriber as a ``StorageView``, so Whisper's encoder runs once per clip, as in torch.
+  :func:`.audio_features.whisper_pieces`, from the CTranslate2 model's front end). On tiny.en
+  the final layer still goes to the CTranslate2 transcriber as a ``StorageView``, so Whisper's
+  encoder runs once per clip, as in torch; on base (whose CTranslate2 model the recognizer
+  takes from language ID, as for torch) the graph stops after the last listed layer and
+  nothing is handed to the transcriber, which is tiny.en with its own encoder pass.
 * ``text-onnx``: the sentence encoder with its LoRA adapters merged at export; tokenization by
   the ``tokenizers`` package from the exported ``tokenizer.json``; mean pooling + L2 in numpy.
 * ``face-onnx``: the face CNN's embedding; the detector, tracking and crops are the torch
@@ -70,7 +73,14 @@ def file_sha(path: str | Path) -> str:
 @register("audio", "whisper-onnx")
 class WhisperOnnxEncoder:
     """Whisper encoder layers ``layers`` (mean + std each) from an exported graph
-    (``mel [1, n_mels, T] -> layers [L, 1, T/2, d], final [1, T/2, d]``)."""
+    (``mel [1, n_mels, T] -> layers [L, 1, T/2, d]``, and ``final [1, T/2, d]`` when the
+    export kept it for a transcriber sharing this Whisper).
+
+    ``whisper_model``: the CTranslate2 Whisper whose log-mel front end (and, with ``final``, the
+    decoder) this encoder uses; the recognizer passes the one it already holds (tiny.en for the
+    transcriber, base for language ID), else it is loaded here. ``final_layer``: ``None`` hands
+    the transcriber ``final`` when the graph has it; ``False`` never does (nobody decodes it);
+    ``True`` requires it."""
 
     modality = "audio"
     name = "whisper-onnx"
@@ -78,24 +88,30 @@ class WhisperOnnxEncoder:
     def __init__(self, checkpoint: str, layers: list[int], model_path: str | None = None,
                  compute_type: str = "int8", cpu_threads: int = 2, pad_to_s: float = 10.0,
                  whisper_model: Any = None, loudness_dbfs: float | None = None,
-                 threads: int | None = None) -> None:
-        from faster_whisper import WhisperModel
-
-        from .whisper_models import resolve_whisper_model, whisper_model_label
+                 threads: int | None = None, final_layer: bool | None = None) -> None:
+        from .whisper_models import load_whisper, resolve_whisper_model, whisper_model_label
 
         resolved = resolve_whisper_model(model_path)
-        if whisper_model is None:  # the transcriber shares it (its decoder, the mel extractor)
-            whisper_model = WhisperModel(resolved, device="cpu", compute_type=compute_type,
-                                         cpu_threads=cpu_threads)
+        if whisper_model is None:
+            whisper_model = load_whisper(resolved, compute_type, cpu_threads)
         self.whisper_model = whisper_model
         self.model_label = whisper_model_label(model_path)
         self.checkpoint = str(checkpoint)
         self.session = load_session(checkpoint, threads)
         self.layers = [int(i) for i in layers]
-        shape = self.session.get_outputs()[1].shape  # [1, T/2, d]
-        if len(self.session.get_outputs()) != 2 or not isinstance(shape[-1], int):
-            raise ModelError(f"{checkpoint} is not an exported Whisper encoder "
-                             "(outputs: layers, final)")
+        outputs = [o.name for o in self.session.get_outputs()]
+        shape = self.session.get_outputs()[0].shape  # [L, 1, T/2, d]
+        if outputs not in (["layers"], ["layers", "final"]) or not isinstance(shape[-1], int) \
+                or shape[0] != len(self.layers):
+            raise ModelError(f"{checkpoint} is not an exported Whisper encoder of "
+                             f"{len(self.layers)} layers (outputs: layers[, final])")
+        has_final = "final" in outputs
+        if final_layer and not has_final:
+            raise ModelError(f"{checkpoint} stops after layer {max(self.layers)} (exported "
+                             "for a transcriber that does not decode it): it has no final "
+                             "layer to hand over")
+        self.final_layer = has_final if final_layer is None else bool(final_layer)
+        self._outputs = ["layers", "final"] if self.final_layer else ["layers"]
         self.width = int(shape[-1])
         self.pad_to_s = float(min(max(pad_to_s, 0.0), 30.0))
         self.loudness_dbfs = None if loudness_dbfs is None else float(loudness_dbfs)
@@ -106,30 +122,35 @@ class WhisperOnnxEncoder:
         return self.encode_audio(clip_audio(clip))
 
     def encode_chunks(self, wave: np.ndarray) -> list[tuple[LayeredOutput, int]]:
-        """The graph on each <= 30 s piece: ``(LayeredOutput, n_keep)`` pairs."""
-        import ctranslate2
-
+        """The graph on each <= 30 s piece: ``(LayeredOutput, n_keep)`` pairs (``final`` a
+        ``StorageView`` when the transcriber decodes it, else ``None``)."""
         out = []
         for mel, n_keep in whisper_pieces(self.whisper_model.feature_extractor, wave,
                                           self.pad_to_s, self.loudness_dbfs):
-            layers, final = self.session.run(None, {"mel": mel[None]})
-            out.append((LayeredOutput(ctranslate2.StorageView.from_array(
-                np.ascontiguousarray(final)), [layers[j, 0, :n_keep]
-                                               for j in range(len(self.layers))]), n_keep))
+            got = self.session.run(self._outputs, {"mel": mel[None]})
+            final = None
+            if self.final_layer:
+                import ctranslate2
+
+                final = ctranslate2.StorageView.from_array(np.ascontiguousarray(got[1]))
+            out.append((LayeredOutput(final, [got[0][j, 0, :n_keep]
+                                              for j in range(len(self.layers))]), n_keep))
         return out
 
     def encode_audio(self, wave: np.ndarray | None) -> ModalityOutput:
-        """As the torch ``whisper`` encoder: the pooled layers, and the final layer's chunks in
-        ``extras["whisper_encoder_output"]`` for the sharing transcriber."""
+        """As the torch ``whisper`` encoder: the pooled layers, and (with ``final_layer``) the
+        final layer's chunks in ``extras["whisper_encoder_output"]`` for the sharing
+        transcriber."""
         missing = check_audio(wave, self.dim)
         if missing is not None:
             return missing
         wave = np.ascontiguousarray(wave, dtype=np.float32)
         chunks = self.encode_chunks(wave)
         embedding, sequence = pool_layers(chunks, len(self.layers))
-        return ModalityOutput("audio", embedding, True, sequence, extras={
-            "level_dbfs": round(active_level_dbfs(wave), 1),
-            "whisper_encoder_output": [(enc.final, n) for enc, n in chunks]})
+        extras: dict[str, Any] = {"level_dbfs": round(active_level_dbfs(wave), 1)}
+        if self.final_layer:
+            extras["whisper_encoder_output"] = [(enc.final, n) for enc, n in chunks]
+        return ModalityOutput("audio", embedding, True, sequence, extras=extras)
 
     def config(self) -> dict[str, Any]:
         cfg = {"name": self.name, "model": self.model_label, "layers": self.layers,

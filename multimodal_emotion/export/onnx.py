@@ -4,8 +4,10 @@ What is exported (each piece checked against torch on a probe input; the largest
 recorded in ``config.json`` under ``onnx.check``):
 
 * ``audio.onnx``: the Whisper encoder (PyTorch rebuild of the packaged CTranslate2 weights,
-  :mod:`..encoders.whisper_torch`), returning the layers the audio expert pools and the final
-  layer the transcriber decodes from; the time axis is dynamic.
+  :mod:`..encoders.whisper_torch`), returning the layers the audio expert pools and, when the
+  transcriber decodes from it (both are the packaged tiny.en), the final layer; an audio
+  encoder on another Whisper (``model_path: base``) is cut after its last listed layer, as the
+  torch recognizer runs it (``final_layer=False``); the time axis is dynamic.
 * ``text/model.onnx`` + ``tokenizer.json``: the sentence encoder with its LoRA adapters merged
   (the merge happens when :class:`..encoders.text.HFTextEncoder` loads); batch and length dynamic.
 * ``face.onnx``: the face CNN up to its embedding (the detector stays mediapipe/OpenCV).
@@ -56,15 +58,17 @@ DEFAULT_INT8: dict[str, str | None] = {"audio": None, "text": "weights", "face":
 
 
 class _WhisperLayers(nn.Module):
-    """``mel [1, n_mels, T] -> (layers [L, 1, T/2, d], final [1, T/2, d])``."""
+    """``mel [1, n_mels, T] -> (layers [L, 1, T/2, d], final [1, T/2, d])``; without ``final``
+    only ``(layers,)``, and the blocks after the last listed layer are not in the graph."""
 
-    def __init__(self, encoder: nn.Module, layers: list[int]) -> None:
+    def __init__(self, encoder: nn.Module, layers: list[int], final: bool = True) -> None:
         super().__init__()
-        self.encoder, self.layers = encoder, list(layers)
+        self.encoder, self.layers, self.final = encoder, list(layers), bool(final)
 
-    def forward(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        states = self.encoder(mel)
-        return torch.stack([states[i] for i in self.layers]), states[-1]
+    def forward(self, mel: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        states = self.encoder(mel, None if self.final else max(self.layers))
+        layers = torch.stack([states[i] for i in self.layers])
+        return (layers, states[-1]) if self.final else (layers,)
 
 
 class _TokenStates(nn.Module):
@@ -152,8 +156,22 @@ def _weights_int8(path: Path, min_size: int = 4096) -> int:
     return len(dequant)
 
 
+def transcriber_decodes_audio(encoders_cfg: dict[str, Any]) -> bool:
+    """True when the transcriber decodes from the audio encoder's final layer: the recognizer
+    shares one Whisper between them only when the audio encoder's is the packaged tiny.en and
+    the transcriber is the default faster-whisper one (tiny.en too). Otherwise (an audio
+    encoder on base: the transcriber stays tiny.en with its own encoder pass) nobody reads it."""
+    from ..encoders.whisper_models import whisper_model_label
+
+    acfg = encoders_cfg.get("audio", {})
+    tcfg = encoders_cfg.get("transcriber", {"name": "faster-whisper"})
+    return whisper_model_label(acfg.get("model_path")) == whisper_model_label("tiny.en") \
+        and tcfg.get("name") == "faster-whisper" and not tcfg.get("model_path")
+
+
 def export_audio(model_cfg: dict[str, Any], out: Path) -> tuple[dict[str, Any], float]:
-    """``audio.onnx`` and the ``whisper-onnx`` encoder entry; returns (entry, max |diff|)."""
+    """``audio.onnx`` and the ``whisper-onnx`` encoder entry; returns (entry, max |diff|).
+    The graph has a ``final`` output only when :func:`transcriber_decodes_audio`."""
     from ..encoders.whisper_torch import WhisperEncoderTorch
 
     acfg = dict(model_cfg["encoders"].get("audio", {}))
@@ -161,12 +179,16 @@ def export_audio(model_cfg: dict[str, Any], out: Path) -> tuple[dict[str, Any], 
         raise ModelError(f"only the layered Whisper audio encoder exports to ONNX, not "
                          f"{acfg.get('name')!r} without layers")
     encoder = WhisperEncoderTorch.from_ct2(acfg.get("model_path"))
-    wrapper = _WhisperLayers(encoder, acfg["layers"]).eval()
+    final = transcriber_decodes_audio(model_cfg["encoders"])
+    wrapper = _WhisperLayers(encoder, acfg["layers"], final).eval()
     mel = torch.from_numpy(np.random.default_rng(0).standard_normal((1, encoder.n_mels, 300),
                                                                     dtype=np.float32))
     path = out / "audio.onnx"
-    _export(wrapper, (mel,), path, ["mel"], ["layers", "final"],
-            {"mel": {2: "frames"}, "layers": {2: "steps"}, "final": {1: "steps"}})
+    outputs, axes = ["layers"], {"mel": {2: "frames"}, "layers": {2: "steps"}}
+    if final:
+        outputs.append("final")
+        axes["final"] = {1: "steps"}
+    _export(wrapper, (mel,), path, ["mel"], outputs, axes)
     with torch.inference_mode():
         ref = wrapper(mel)
     got = _run(path, {"mel": mel.numpy()})
