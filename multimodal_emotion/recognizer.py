@@ -328,8 +328,8 @@ _WHISPER_AUDIO = ("whisper", "whisper-onnx")
 def _default_audio_whisper(acfg: dict[str, Any]) -> bool:
     """True when the audio encoder config loads the packaged tiny.en with its defaults (the
     only Whisper loaded early; any other choice loads in the encoder as before)."""
-    return acfg.get("name") == "whisper" and not {"model_path", "compute_type", "cpu_threads",
-                                                  "whisper_model"} & set(acfg)
+    return acfg.get("name") in _WHISPER_AUDIO and not {
+        "model_path", "compute_type", "cpu_threads", "whisper_model"} & set(acfg)
 
 
 def _base_audio_whisper(acfg: dict[str, Any]) -> bool:

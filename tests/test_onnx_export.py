@@ -201,10 +201,17 @@ def test_weight_only_int8_is_a_quarter_and_keeps_the_vectors(tiny_dir: Path, onn
 
 def _analyze_without_torch(folder: Path, clip: Path, checks: str = "") -> dict:
     """``from_pretrained(folder).analyze(clip)`` in a process where ``import torch`` (and
-    ``transformers``) fails; ``checks``: more lines run on ``rec`` before the analysis."""
+    ``transformers``) fails; ``checks``: more lines run on ``rec`` before the analysis
+    (``loads[0]``: how many faster-whisper models were built)."""
     script = (
         "import json, sys\n"
         "sys.modules['torch'] = None; sys.modules['transformers'] = None\n"
+        "import faster_whisper\n"
+        "loads, _init = [0], faster_whisper.WhisperModel.__init__\n"
+        "def counted(self, *a, **k):\n"
+        "    loads[0] += 1\n"
+        "    _init(self, *a, **k)\n"
+        "faster_whisper.WhisperModel.__init__ = counted\n"
         "from multimodal_emotion import EmotionRecognizer\n"
         f"rec = EmotionRecognizer.from_pretrained({str(folder)!r})\n"
         f"{checks}"
@@ -223,9 +230,10 @@ def _analyze_without_torch(folder: Path, clip: Path, checks: str = "") -> dict:
 def test_from_pretrained_runs_without_torch(onnx_dir: Path, demo_clip: Path) -> None:
     """The exported folder analyzes a clip in a process where ``import torch`` (and
     ``transformers``) fails: the torch-free install path."""
-    # tiny.en: one model serves the audio front end and the transcriber, which decodes the
-    # graph's final layer (Whisper's encoder runs once per clip)
+    # tiny.en, loaded once: one model serves the audio front end and the transcriber, which
+    # decodes the graph's final layer (Whisper's encoder runs once per clip)
     checks = ("audio = rec.audio.wrapped\n"
+              "assert loads[0] == 1, loads\n"
               "assert audio.final_layer and rec._shares_whisper\n"
               "assert rec.transcriber.wrapped.model is audio.whisper_model\n")
     d = _analyze_without_torch(onnx_dir, demo_clip, checks)
@@ -296,6 +304,7 @@ def test_base_audio_folder_runs_on_language_ids_base_without_torch(
     its own encoder pass, and the clip is analyzed in a process without torch."""
     checks = ("audio = rec.audio.wrapped\n"
               "assert audio.whisper_model is rec.language.base and not audio.final_layer\n"
+              "assert loads[0] == 2, loads\n"  # tiny.en and base, each once
               "assert rec.transcriber.wrapped.model is not audio.whisper_model\n"
               "assert not rec._shares_whisper\n")
     d = _analyze_without_torch(base_dirs[1], demo_clip, checks)
