@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import re
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -29,7 +30,7 @@ from multimodal_emotion.calls.satisfaction import (FEATURES, call_features, fit_
 from multimodal_emotion.calls.score import VALENCE, sentiment, valence
 from multimodal_emotion.calls.stats import call_stats, interruptions
 from multimodal_emotion.calls.summary import call_result, summarize
-from multimodal_emotion.errors import InputError, MediaError
+from multimodal_emotion.errors import InputError, MediaError, ModelError
 from multimodal_emotion.turns import Turn
 from multimodal_emotion.types import ModalityView, Prediction
 
@@ -550,20 +551,55 @@ def test_fit_satisfaction_command_then_apply(fake_cli, stereo_call, tmp_path, ca
     assert sat["model"]["n_calls"] == 13
 
 
-def test_progress_bar_draws_only_on_a_terminal():
-    class Tty(io.StringIO):
-        def isatty(self) -> bool:
-            return True
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
 
+
+def screen(text: str) -> list[str]:
+    """What a terminal shows of ``text``: each ``\\r`` writes over its line from the start."""
+    lines = []
+    for raw in text.split("\n"):
+        line = ""
+        for part in raw.split("\r"):
+            line = part + line[len(part):]
+        lines.append(line.rstrip())
+    return lines
+
+
+def test_progress_bar_draws_only_on_a_terminal():
     tty, pipe = Tty(), io.StringIO()
     for stream in (tty, pipe):
         bar = command.ProgressBar(stream, width=10)
         bar(0, 0, 300.0, 600.0)
         bar(3, 6, 75.0, 600.0)
         bar.close()
+        bar.close()  # once is enough
     assert tty.getvalue().startswith("\r[#####-----] finding turns 5:00 / 10:00")
     assert "\r[#####-----] 3/6 turns 1:15 / 10:00" in tty.getvalue()
-    assert tty.getvalue().endswith("\n") and pipe.getvalue() == ""
+    assert tty.getvalue().endswith("\n") and tty.getvalue().count("\n") == 1
+    assert pipe.getvalue() == ""
+    # one bar on screen: the shorter turns line leaves nothing of the finder's line behind
+    last = tty.getvalue().split("\r")[-1].rstrip()
+    assert last.startswith("[#####-----] 3/6 turns 1:15 / 10:00  ") and last.endswith(" s")
+    assert screen(tty.getvalue()) == [last, ""]
+
+
+def test_mer_call_ends_its_bar_before_an_error_message(fake_cli, stereo_call, monkeypatch):
+    class FailingRecognizer(LoudnessRecognizer):
+        def analyze_segment(self, clip: Any, fusion: str | None = None, labels: Any = None
+                            ) -> Prediction:
+            if len(self.seen) == 3:
+                raise ModelError("the text expert stopped answering")
+            return super().analyze_segment(clip, fusion, labels)
+
+    monkeypatch.setattr(command, "load_recognizer", lambda args: FailingRecognizer())
+    tty = Tty()
+    monkeypatch.setattr(sys, "stderr", tty)
+    assert cli.main(["call", str(stereo_call)]) == 4
+    shown = screen(tty.getvalue())
+    assert shown[0].startswith("[") and "3/8 turns" in shown[0]  # the bar, then on a new line:
+    assert shown[1:] == ["error: the text expert stopped answering", ""]
 
 
 def test_a_damaged_tail_is_reported_and_turns_past_it_have_no_answer(stereo_call, tmp_path):

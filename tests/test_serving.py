@@ -498,6 +498,20 @@ def test_page_and_static_files_are_served(client):
     assert "http://" not in r.text and "https://" not in r.text  # no CDN: works offline
     assert "XMLHttpRequest" in client.get("/static/app.js").text
     assert client.get("/static/style.css").status_code == 200
+    # both pages load the one shared script before their own, and share one head
+    heads = {}
+    for url, own in (("/", "app.js"), ("/live", "live.js")):
+        page = client.get(url)
+        assert page.status_code == 200 and "http://" not in page.text
+        assert page.text.index("/static/common.js") < page.text.index(f"/static/{own}")
+        head = page.text.split("<head>")[1].split("</head>")[0].splitlines()
+        heads[url] = [ln for ln in head if "<title>" not in ln and "live.css" not in ln]
+    assert heads["/"] == heads["/live"]
+    common = client.get("/static/common.js")
+    assert common.status_code == 200 and "javascript" in common.headers["content-type"]
+    assert "async function watchHealth(" in common.text
+    for own in ("app.js", "live.js"):  # the shared code is not copied back into a page
+        assert "function watchHealth(" not in client.get(f"/static/{own}").text
     assert_error(client.get("/nope"), 404, "not_found")
     assert_error(client.get("/v1/analyze"), 405, "method_not_allowed")
 

@@ -394,6 +394,61 @@ def test_websocket_closes_bad_messages_with_a_reason(tmp_path, message, code, wo
     assert reason.split(":")[0] == err["error"]
 
 
+def test_websocket_handler_leaves_no_task_behind_however_the_stream_ends(tmp_path, monkeypatch,
+                                                                         caplog):
+    """The results sender is ended (drained after a stop, else cancelled) and awaited before
+    the handler returns: when the client goes away mid-stream, when the server closes it for a
+    bad message, and after a stop. A task left pending would outlive its connection (and be
+    'destroyed but pending' when the loop closes). The test client's own tasks (anyio's portal)
+    share the loop, so only the server's tasks are counted."""
+    import asyncio
+    import gc
+
+    from multimodal_emotion.serving import stream
+
+    left: list[list[str]] = []
+    serve = stream._serve
+
+    async def watched(ws, state, settings) -> None:
+        before = asyncio.all_tasks()
+        try:
+            await serve(ws, state, settings)
+        finally:
+            left.append([repr(t) for t in asyncio.all_tasks() - before if not t.done()
+                         and "multimodal_emotion" in t.get_coro().cr_code.co_filename])
+
+    monkeypatch.setattr(stream, "_serve", watched)
+    client = stream_client(tmp_path, StreamFake())
+    start = json.dumps({"type": "start", "window_s": 2, "hop_s": 1})
+    with client.websocket_connect("/v1/stream") as ws:  # the client leaves mid-stream
+        ws.send_text(start)
+        assert ws.receive_json()["type"] == "ready"
+        for i in range(5):
+            ws.send_bytes(audio_msg(i * 0.5, 0.5, 16000))
+        assert ws.receive_json()["type"] == "result"  # the sender is running
+    with client.websocket_connect("/v1/stream") as ws:  # the server closes it: bad message
+        ws.send_text(start)
+        assert ws.receive_json()["type"] == "ready"
+        ws.send_bytes(b"\x07")
+        assert close_info(ws)[1] == 4400
+    with client.websocket_connect("/v1/stream") as ws:  # a stop: results, end, close 1000
+        ws.send_text(start)
+        assert ws.receive_json()["type"] == "ready"
+        ws.send_bytes(audio_msg(0.0, 2.0, 16000))
+        ws.send_text(json.dumps({"type": "stop"}))
+        types = []
+        while not types or types[-1] != "end":
+            types.append(ws.receive_json()["type"])
+        assert types == ["result", "end"]
+    deadline = time.monotonic() + 10
+    while len(left) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert left == [[], [], []]
+    client.__exit__(None, None, None)
+    gc.collect()
+    assert not [r.getMessage() for r in caplog.records if r.name == "asyncio"]
+
+
 # -- mer stream ------------------------------------------------------------------------------
 def test_mer_stream_replays_the_demo_clip_as_json_lines(demo_clip, monkeypatch, capsys):
     from multimodal_emotion import cli

@@ -38,12 +38,17 @@ def turn_finder() -> tuple[Callable[..., Any], Callable[..., Any]] | tuple[None,
 
 
 class ProgressBar:
-    """``[#####-----] 12/40 turns  2:13 / 10:00`` on one line of stderr, only on a terminal."""
+    """``[#####-----] 12/40 turns  2:13 / 10:00`` on one line of stderr, only on a terminal.
 
-    def __init__(self, stream: TextIO = sys.stderr, width: int = 30) -> None:
-        self.stream, self.width = stream, width
-        self.on = hasattr(stream, "isatty") and stream.isatty()
+    One line for the whole job, redrawn in place: each drawing covers all of the one before
+    (``finding turns ...`` is longer than ``3/40 turns ...``), so no stale characters are left
+    behind to read as a second bar; :meth:`close` ends the line once, and again is a no-op."""
+
+    def __init__(self, stream: TextIO | None = None, width: int = 30) -> None:
+        self.stream, self.width = stream or sys.stderr, width  # stderr as it is now, not at import
+        self.on = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.t0 = time.monotonic()
+        self.drawn = 0  # the length of the line on screen (0: none)
 
     def __call__(self, done: int, total: int, at_s: float, duration: float) -> None:
         if not self.on:
@@ -53,15 +58,17 @@ class ProgressBar:
         else:
             frac, what = done / total, f"{done}/{total} turns"
         fill = int(min(1.0, frac) * self.width)
-        self.stream.write(f"\r[{'#' * fill}{'-' * (self.width - fill)}] {what} "
-                          f"{_clock(at_s)} / {_clock(duration)}  {time.monotonic() - self.t0:.0f}"
-                          " s ")
+        line = (f"[{'#' * fill}{'-' * (self.width - fill)}] {what} {_clock(at_s)} / "
+                f"{_clock(duration)}  {time.monotonic() - self.t0:.0f} s ")
+        self.stream.write("\r" + line.ljust(self.drawn))
+        self.drawn = max(self.drawn, len(line))
         self.stream.flush()
 
     def close(self) -> None:
-        if self.on:
+        if self.on and self.drawn:
             self.stream.write("\n")
             self.stream.flush()
+        self.drawn = 0
 
 
 def _clock(s: float) -> str:
@@ -141,7 +148,8 @@ def call_cli(args: argparse.Namespace) -> int:
                               "message": str(exc)}), flush=True)
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 3
-    bar.close()
+    finally:
+        bar.close()  # before any message (mer's error line, a warning): a line of its own
     if model is not None:
         result["summary"]["satisfaction"] = predict_satisfaction(model, result)
     for w in result.get("warnings", []):

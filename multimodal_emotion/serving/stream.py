@@ -59,7 +59,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from ..errors import InputError
 from ..labels import LABELS
-from ..streaming import StreamResult, recognizer_engine
+from ..streaming import StreamEngine, StreamResult, StreamStats, recognizer_engine
 from .settings import Settings
 from .work import Slots
 
@@ -180,7 +180,26 @@ async def _serve(ws: WebSocket, state: Any, settings: Settings) -> None:
                                    "fps": fps, "fusion": fusion or rec.model.default_fusion,
                                    "labels": list(LABELS)}))
     finished = asyncio.Event()
+    # the sender lives exactly as long as this handler: drained after a stop, else cancelled,
+    # and awaited either way before the handler returns (see _end_task)
     sender = asyncio.create_task(_send_results(ws, unsent, wake, finished))
+    try:
+        stats = await _read_media(ws, settings, engine, first)
+        await asyncio.sleep(0)  # the last results' hand-over (call_soon_threadsafe) runs first
+        finished.set()
+        wake.set()
+        await sender  # sends what is queued, then returns
+    finally:
+        await _end_task(sender)
+    await ws.send_text(json.dumps({"type": "end", "stats": {**stats.to_dict(),
+                                                            "unsent_results_dropped": lost[0]}}))
+    await ws.close(1000)
+
+
+async def _read_media(ws: WebSocket, settings: Settings, engine: StreamEngine,
+                      first: dict[str, Any] | None) -> StreamStats:
+    """Feed the engine until the client's ``stop``; return the engine's stats once the tail is
+    analyzed. Any other end (a disconnect, a bad message) raises, and what waits is dropped."""
     origin: float | None = None
     stopped = False
     try:
@@ -212,15 +231,18 @@ async def _serve(ws: WebSocket, state: Any, settings: Settings) -> None:
     finally:
         # the tail is analyzed only after a stop; otherwise what waits is dropped
         stats = await asyncio.to_thread(engine.close, stopped)
-        if not stopped:
-            sender.cancel()
-    await asyncio.sleep(0)  # the last results' hand-over (call_soon_threadsafe) runs first
-    finished.set()
-    wake.set()
-    await sender  # sends what is queued, then returns
-    await ws.send_text(json.dumps({"type": "end", "stats": {**stats.to_dict(),
-                                                            "unsent_results_dropped": lost[0]}}))
-    await ws.close(1000)
+    return stats
+
+
+async def _end_task(task: asyncio.Task) -> None:
+    """Cancel ``task`` unless it is done, and wait for it, so that no task outlives its
+    connection. Its own error (a send to a client that has gone) is logged, not raised: the
+    handler is already ending for a reason of its own."""
+    task.cancel()
+    outcome = (await asyncio.gather(task, return_exceptions=True))[0]
+    if isinstance(outcome, Exception):
+        log.info("stream: the results sender ended with %s: %s", type(outcome).__name__,
+                 outcome)
 
 
 async def _send_results(ws: WebSocket, unsent: deque, wake: asyncio.Event,

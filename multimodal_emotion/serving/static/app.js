@@ -1,54 +1,18 @@
 // The page for `mer serve`: pick or drop a clip, upload it to POST /v1/analyze with progress,
 // then show the fused answer, each modality's bars, the transcript and the timeline.
 // Plain JS, no build step, no network but this server. Server text goes in via textContent only.
+// Needs common.js loaded first: LABEL_ORDER, MODALITIES, $, el, pct, cardShell, watchHealth.
 "use strict";
-
-const LABEL_ORDER = ["neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised"];
-const MODALITIES = ["audio", "text", "face"];
-const $ = (id) => document.getElementById(id);
 
 let chosenFile = null;
 let busy = false;
-
-function el(tag, cls, text) {
-  const node = document.createElement(tag);
-  if (cls) node.className = cls;
-  if (text !== undefined && text !== null) node.textContent = text;
-  return node;
-}
 
 function apiHeaders() {
   const key = $("api-key").value.trim();
   return key ? { "X-API-Key": key } : {};
 }
 
-function pct(p) {
-  return (p * 100).toFixed(p < 0.1 ? 1 : 0) + "%";
-}
-
-// -- server status ------------------------------------------------------------------------
-async function watchHealth() {
-  const pill = $("status");
-  try {
-    const res = await fetch("/healthz", { cache: "no-store" });
-    const body = await res.json();
-    $("key-row").hidden = !body.auth_required;
-    if (res.ok) {
-      pill.textContent = "models ready";
-      pill.className = "pill pill-ok";
-      loadModels();
-      return;
-    }
-    pill.textContent = body.error === "not_ready" ? "loading models…" : "models failed to load";
-    pill.className = body.error === "not_ready" ? "pill pill-wait" : "pill pill-bad";
-    if (body.error !== "not_ready") { showError(res.status, body); return; }
-  } catch (e) {
-    pill.textContent = "server unreachable";
-    pill.className = "pill pill-bad";
-  }
-  setTimeout(watchHealth, 1000);
-}
-
+// -- server status (watchHealth in common.js) ---------------------------------------------
 async function loadModels() {
   try {
     const res = await fetch("/v1/models", { headers: apiHeaders() });
@@ -193,12 +157,7 @@ function bars(probs) {
 }
 
 function card(title, view, extra, isFused) {
-  const c = el("div", "card" + (isFused ? " fused" : "") + (view.available === false ? " missing" : ""));
-  c.dataset.modality = title;
-  const head = el("div", "card-head");
-  head.appendChild(el("span", "card-title", title));
-  head.appendChild(el("span", "card-label", view.label || "not available"));
-  c.appendChild(head);
+  const c = cardShell(title, view, isFused);
   if (view.probabilities) c.appendChild(bars(view.probabilities));
   else c.appendChild(el("div", "reason", view.reason || "no answer"));
   if (extra) c.appendChild(el("div", "card-extra", extra));
@@ -319,4 +278,4 @@ function renderTimeline(segments, duration) {
 }
 
 setupInput();
-watchHealth();
+watchHealth(loadModels, showError);

@@ -16,28 +16,19 @@
 //                             {"type": "error", error, message} before a close
 //   close codes: 1000 after stop; 4400 bad message; 4401 API key; 4408 idle; 4413 too large or
 //                too long; 4429 too many streams (MER_MAX_STREAMS); 4503 models not ready
+//
+// Needs common.js loaded first: LABEL_ORDER, MODALITIES, $, el, pct, cardShell, watchHealth.
 "use strict";
 
-const LABEL_ORDER = ["neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised"];
-const MODALITIES = ["audio", "text", "face"];
 const KIND_AUDIO = 1, KIND_FRAME = 2;
 const FRAME_FPS = 2;          // JPEG frames sent per second
 const FRAME_W = 320, FRAME_H = 240;
 const TIMELINE_MAX = 30;      // windows kept on the scrolling timeline
-const $ = (id) => document.getElementById(id);
 
 let ws = null, media = null, audioCtx = null, frameTimer = null, clockStart = 0;
 let audioOffset = null;       // capture time of the first 16 kHz sample, on the page's clock
 let results = 0, bytesSent = 0;
 
-function el(tag, cls, text) {
-  const node = document.createElement(tag);
-  if (cls) node.className = cls;
-  if (text !== undefined && text !== null) node.textContent = text;
-  return node;
-}
-
-function pct(p) { return (p * 100).toFixed(p < 0.1 ? 1 : 0) + "%"; }
 function now() { return (performance.now() - clockStart) / 1000; }
 
 // one binary message: kind, float64 LE capture time, payload
@@ -55,28 +46,6 @@ function send(buf) {
     ws.send(buf);
     bytesSent += buf.byteLength;
   }
-}
-
-// -- server status ------------------------------------------------------------------------
-async function watchHealth() {
-  const pill = $("status");
-  try {
-    const res = await fetch("/healthz", { cache: "no-store" });
-    const body = await res.json();
-    $("key-row").hidden = !body.auth_required;
-    if (res.ok) {
-      pill.textContent = "models ready";
-      pill.className = "pill pill-ok";
-      $("start").disabled = false;
-      return;
-    }
-    pill.textContent = body.error === "not_ready" ? "loading models…" : "models failed to load";
-    pill.className = body.error === "not_ready" ? "pill pill-wait" : "pill pill-bad";
-  } catch (e) {
-    pill.textContent = "server unreachable";
-    pill.className = "pill pill-bad";
-  }
-  setTimeout(watchHealth, 1000);
 }
 
 function showError(text) {
@@ -227,12 +196,7 @@ function showResult(r) {
 }
 
 function card(title, view, isFused) {
-  const c = el("div", "card" + (isFused ? " fused" : "") + (view.available === false ? " missing" : ""));
-  c.dataset.modality = title;
-  const head = el("div", "card-head");
-  head.appendChild(el("span", "card-title", title));
-  head.appendChild(el("span", "card-label", view.label || "not available"));
-  c.appendChild(head);
+  const c = cardShell(title, view, isFused);
   if (view.probabilities) {
     const top = LABEL_ORDER.reduce((a, b) => (view.probabilities[a] >= view.probabilities[b] ? a : b));
     for (const name of LABEL_ORDER) {
@@ -254,4 +218,5 @@ function card(title, view, isFused) {
 
 $("start").addEventListener("click", start);
 $("stop").addEventListener("click", stop);
-watchHealth();
+// the models may still be loading: Start waits for them (a load failure keeps it disabled)
+watchHealth(() => { $("start").disabled = false; });
