@@ -216,7 +216,8 @@ def slow_clients(url: str, clip: bytes, n: int = 9, seconds: float = 30.0) -> st
             + (f" after {min(dropped):.0f}-{max(dropped):.0f} s" if dropped else ""))
 
 
-def run_server_cases(work: Path, clip: Path, flac: Path, big: Path) -> list[tuple]:
+def run_server_cases(work: Path, clip: Path, flac: Path, big: Path,
+                     big_flv: Path) -> list[tuple]:
     proc, url, log = start_server(work)
     rows = []
     try:
@@ -245,6 +246,8 @@ def run_server_cases(work: Path, clip: Path, flac: Path, big: Path) -> list[tupl
             case("normal 5 s clip", lambda: post("clip.mp4", data))
             case("10 h silent FLAC", lambda: post("silence.flac", flac.read_bytes()))
             case("16000x16000 H.264", lambda: post("huge.mp4", big.read_bytes()))
+            case("16000x16000 H.264 FLV, metadata says 160x160",
+                 lambda: post("huge.flv", big_flv.read_bytes()))
 
             def fuse_40mb():
                 body = b'{"probabilities": {"audio": [' + b"0.1," * 10_000_000 + b"0.1]}}"
@@ -329,7 +332,7 @@ def main() -> int:
         return 0
 
     print("\n## Server (mer serve, API key set, defaults otherwise)\n")
-    rows = run_server_cases(work, clip, flac, big)
+    rows = run_server_cases(work, clip, flac, big, flvs[-1])
     print("| case | answer | latency ms | RSS before MB | RSS after MB | peak so far MB |")
     print("| --- | --- | --- | --- | --- | --- |")
     for name, outcome, ms, before, after, peak in rows:
