@@ -6,12 +6,14 @@ its peak, from ``/proc/<pid>/status``). The server is started here (API key set,
 otherwise), on a free loopback port, and stopped at the end; nothing leaves this machine.
 
     .venv/bin/python bench/abuse.py                    # everything (~2-3 min on 2 cores)
-    .venv/bin/python bench/abuse.py --decode-only      # just the two decode bombs
+    .venv/bin/python bench/abuse.py --decode-only      # just the decode bombs
     .venv/bin/python bench/abuse.py --code /tmp/old    # decode bombs with another checkout's
                                                        # multimodal_emotion (a before/after)
 
-Files it builds (once, in ``--work``, default the temp folder): a 10 h silent FLAC (~7 MB) and
-an H.264 MP4 of 16000x16000 frames (a few KB per frame).
+Files it builds (once, in ``--work``, default the temp folder): a 10 h silent FLAC (~7 MB), an
+H.264 MP4 of 16000x16000 frames (a few KB per frame), and FLVs of 8000x8000 and 16000x16000
+H.264 frames (FLV's demuxer decodes a frame while FFmpeg probes it), one of them with metadata
+that claims 160x160.
 """
 
 from __future__ import annotations
@@ -62,6 +64,37 @@ def huge_frames(path: Path, side: int = 16000, frames: int = 2) -> Path:
                 out.mux(packet)
         for packet in stream.encode(None):
             out.mux(packet)
+    return path
+
+
+def remux(source: Path, path: Path, fmt: str) -> Path:
+    """``source``'s video packets, as they are, in another container (``fmt``)."""
+    import av
+
+    with av.open(str(source)) as src, av.open(str(path), "w", format=fmt) as out:
+        stream = out.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    return path
+
+
+def huge_flv(path: Path, source: Path, claim: int | None = None) -> Path:
+    """``source``'s H.264 frames remuxed into FLV, whose demuxer decodes a frame while FFmpeg
+    probes it. ``claim``: the side its ``onMetaData`` tag announces instead of the real one (a
+    lying header: only the SPS tells the truth)."""
+    if path.exists():
+        return path
+    remux(source, path, "flv")
+    if claim is not None:
+        import struct
+
+        data = bytearray(path.read_bytes())
+        for key in (b"\x00\x05width\x00", b"\x00\x06height\x00"):
+            at = data.index(key) + len(key)
+            data[at:at + 8] = struct.pack(">d", float(claim))
+        path.write_bytes(bytes(data))
     return path
 
 
@@ -183,7 +216,8 @@ def slow_clients(url: str, clip: bytes, n: int = 9, seconds: float = 30.0) -> st
             + (f" after {min(dropped):.0f}-{max(dropped):.0f} s" if dropped else ""))
 
 
-def run_server_cases(work: Path, clip: Path, flac: Path, big: Path) -> list[tuple]:
+def run_server_cases(work: Path, clip: Path, flac: Path, big: Path,
+                     big_flv: Path) -> list[tuple]:
     proc, url, log = start_server(work)
     rows = []
     try:
@@ -212,6 +246,8 @@ def run_server_cases(work: Path, clip: Path, flac: Path, big: Path) -> list[tupl
             case("normal 5 s clip", lambda: post("clip.mp4", data))
             case("10 h silent FLAC", lambda: post("silence.flac", flac.read_bytes()))
             case("16000x16000 H.264", lambda: post("huge.mp4", big.read_bytes()))
+            case("16000x16000 H.264 FLV, metadata says 160x160",
+                 lambda: post("huge.flv", big_flv.read_bytes()))
 
             def fuse_40mb():
                 body = b'{"probabilities": {"audio": [' + b"0.1," * 10_000_000 + b"0.1]}}"
@@ -277,6 +313,9 @@ def main() -> int:
     print("building hostile files ...", file=sys.stderr, flush=True)
     flac = silent_flac(work / "silence_10h.flac")
     big = huge_frames(work / "frames_16000.mp4")
+    flvs = [huge_flv(work / "frames_8000.flv", huge_frames(work / "frames_8000.mp4", 8000)),
+            huge_flv(work / "frames_16000.flv", big),
+            huge_flv(work / "frames_16000_claims_160.flv", big, claim=160)]
     from multimodal_emotion import demo
 
     clip = work / "clip.mp4"
@@ -285,7 +324,7 @@ def main() -> int:
 
     print(f"\n## Decoding (media.load, as mer analyze does; code: {args.code})\n")
     print("| file | size | outcome | time s | peak RSS MB |\n| --- | --- | --- | --- | --- |")
-    for path in (flac, big):
+    for path in (flac, big, *flvs):
         r = decode_cost(path, Path(args.code), args.decode_timeout)
         print(f"| {path.name} | {path.stat().st_size / 1e6:.2f} MB | {r['outcome']} | "
               f"{r['s']:.2f} | {r['peak_mb']:.0f} |", flush=True)
@@ -293,7 +332,7 @@ def main() -> int:
         return 0
 
     print("\n## Server (mer serve, API key set, defaults otherwise)\n")
-    rows = run_server_cases(work, clip, flac, big)
+    rows = run_server_cases(work, clip, flac, big, flvs[-1])
     print("| case | answer | latency ms | RSS before MB | RSS after MB | peak so far MB |")
     print("| --- | --- | --- | --- | --- | --- |")
     for name, outcome, ms, before, after, peak in rows:

@@ -16,6 +16,7 @@ from typing import BinaryIO, Union
 import numpy as np
 
 from .errors import InputError, MediaError, MediaLimitError
+from .media_headers import MAX_TAGS_BEFORE_VIDEO, read_flv
 from .types import Clip
 
 SAMPLE_RATE = 16_000
@@ -72,7 +73,7 @@ def load(source: Source, fps: float = DEFAULT_FPS, max_side: int = MAX_FRAME_SID
         # This first open only reads headers. FFmpeg's stream probe would otherwise decode a
         # frame to learn its format: 617 MB and 1.7 s for one 16000x16000 frame, before any
         # size check could run. The decoding passes below reopen the file normally.
-        container = _open_headers(av, source)
+        container = _open_headers(av, source, name)
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
         raise MediaError(f"{name}: not a readable audio or video file ({_reason(exc)})") from exc
     warnings: list[str] = []
@@ -276,10 +277,13 @@ def _decode_video(av, source, name: str, fps: float, max_side: int, max_duration
     return np.stack(frames), np.asarray(times, dtype=np.float64), end
 
 
-def _open_headers(av, source):
+def _open_headers(av, source, name: str = "<bytes>"):
     """``av.open`` with frame decoding off during the stream probe, where the format allows
     per-stream options (MP4, MKV, WebM, AVI, ...); FLV and MPEG-TS/PS expose their streams only
-    during the probe, so they get the option for every stream instead."""
+    during the probe, so they get the option for every stream instead. An FLV's frame size is
+    checked from its tags first (:mod:`.media_headers`): its demuxer ignores the option and
+    would decode one frame (1.1 GB for 16000x16000) before any check on the stream could run."""
+    _check_flv(name, source)
     target = source if not isinstance(source, os.PathLike) else str(source)
     try:
         return av.open(target, stream_options=[_HEADERS_ONLY] * _MAX_PROBED_STREAMS)
@@ -290,8 +294,25 @@ def _open_headers(av, source):
         source.seek(0)
     # Options given to av.open reach the streams the probe creates: MPEG-TS/PS then learn a
     # 16000x16000 H.264 stream's size from its headers (38 MB, 0.03 s) instead of decoding a
-    # frame (1.1 GB, 6.8 s). FLV's demuxer ignores it and still decodes one frame.
+    # frame (1.1 GB, 6.8 s). FLV's demuxer ignores it and still decodes one frame: its size was
+    # checked above.
     return av.open(target, options=dict(_HEADERS_ONLY))
+
+
+def _check_flv(name: str, source) -> None:
+    """Refuse an FLV whose tags announce frames over the limit, or one whose first video tag
+    cannot be reached without FFmpeg (which would decode it, whatever its size, to probe it)."""
+    scan = read_flv(source)
+    if scan is None:
+        return
+    if scan.size is not None:
+        _check_frame_size(name, *scan.size)
+    if not scan.checked:
+        raise MediaLimitError(
+            f"{name}: the FLV's first video tag cannot be found without decoding (more than "
+            f"{MAX_TAGS_BEFORE_VIDEO:,} tags before it, or tag sizes that stop matching), so "
+            "its frame size cannot be checked; remux it first (ffmpeg -i in.flv -c copy "
+            "out.mkv)")
 
 
 def _reopen(av, source):

@@ -71,7 +71,7 @@ def probe(source: Source) -> MediaInfo:
     name, source = _prepare(source)
     try:
         container = _open_headers(av, io.BytesIO(source) if isinstance(source, bytes)
-                                  else source)
+                                  else source, name)
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
         raise MediaError(f"{name}: not a readable audio or video file ({_reason(exc)})") from exc
     with container:
