@@ -89,6 +89,9 @@ class LabelMap:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise InputError(f"{source}: not valid YAML/JSON ({exc})") from exc
+        except RecursionError:
+            # 500 bytes of "[" (under the API's 1 KB field cap) exhaust PyYAML's recursion
+            raise InputError(f"{source}: nested too deeply to be a label map") from None
         return cls.from_dict(data)
 
     def apply(self, probabilities: Mapping[str, float]) -> dict[str, Any]:

@@ -110,7 +110,7 @@ def add_feedback_route(app: FastAPI, settings: Settings, dependencies: Sequence[
         raw = await _read_bounded(request, MAX_BODY_BYTES, settings)
         try:
             body = json.loads(raw or b"null")
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # 2 KB of "[" recurse too deep
             body = None
         if not isinstance(body, dict):
             raise ApiError("invalid_request", 'the body must be a JSON object: '

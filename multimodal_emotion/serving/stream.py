@@ -273,7 +273,7 @@ def _parse_json(text: str) -> dict[str, Any]:
         raise StreamClosed("too_large", f"a control message is at most {MAX_TEXT_BYTES} bytes")
     try:
         obj = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # 2 KB of "[" already pass json's recursion limit
         raise StreamClosed("bad_message", "a text message must be a JSON object with a "
                            "\"type\" (\"start\" or \"stop\")") from None
     if not isinstance(obj, dict):

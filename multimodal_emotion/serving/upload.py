@@ -173,9 +173,10 @@ async def receive_upload(headers: Mapping[str, str], stream: AsyncIterator[bytes
     if declared and declared.isdigit() and int(declared) > max_bytes + FORM_OVERHEAD:
         raise _too_large(max_bytes, f"Content-Length is {int(declared)} bytes")
     receiver = _Receiver(Path(upload_dir), max_bytes, on_field)
-    parser = MultipartParser(params[b"boundary"], receiver.callbacks())
     total = 0
     try:
+        # inside the try: python-multipart refuses a boundary over 256 characters right here
+        parser = MultipartParser(params[b"boundary"], receiver.callbacks())
         async for chunk in stream:
             total += len(chunk)
             if total > max_bytes + FORM_OVERHEAD:

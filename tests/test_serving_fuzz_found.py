@@ -1,0 +1,89 @@
+"""Answers that ``bench/fuzz.py`` found to be 500s, each now a clear 4xx.
+
+* a label map nested a few hundred levels deep (500 bytes of ``[``: fits the 1 KB form-field
+  cap) made PyYAML exceed Python's recursion limit; ``/v1/analyze`` and ``/v1/calls`` answered
+  500 ``RecursionError``;
+* a multipart boundary over 256 characters made python-multipart refuse to build its parser,
+  outside the code that turned its errors into 400: 500 ``FormParserError``;
+* ``/v1/feedback`` (4 KB body) and the ``/v1/stream`` control messages (4 KB) parse JSON with
+  ``json.loads``, which raises ``RecursionError`` past ~1000 levels: 2,000 bytes of ``[``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from fastapi.testclient import TestClient
+
+from multimodal_emotion.errors import InputError
+from multimodal_emotion.label_maps import LabelMap
+from multimodal_emotion.model import EmotionModel
+from multimodal_emotion.serving.app import create_app
+from multimodal_emotion.serving.settings import Settings
+from multimodal_emotion.serving.stream import StreamClosed, _parse_json
+
+MP4_HEAD = b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41"
+DEEP_YAML = "labels: " + "[" * 500 + "]" * 500  # 1,008 bytes: under the 1 KB field cap
+DEEP_JSON = "[" * 2000 + "]" * 2000  # 4,000 bytes: under the 4 KB feedback/stream caps
+
+
+@pytest.fixture(scope="module")
+def heads() -> EmotionModel:
+    return EmotionModel.from_pretrained()
+
+
+@pytest.fixture
+def client(tmp_path: Path, heads: EmotionModel):
+    """A server whose recognizer is never reached by these requests (they fail before)."""
+    rec = SimpleNamespace(model=heads, fps=4.0, window_s=10.0, model_dir="fake")
+    settings = Settings(upload_dir=str(tmp_path / "up"), feedback=True,
+                        data_dir=str(tmp_path / "data"))
+    with TestClient(create_app(lambda: rec, settings)) as c:
+        for _ in range(500):
+            if c.get("/healthz").status_code == 200:
+                break
+        yield c
+    left = [p for p in (tmp_path / "up").rglob("*") if p.is_file()]
+    assert left == [], "an upload was left on disk"
+
+
+def error(r, status: int, code: str) -> str:
+    assert r.status_code == status, r.text
+    assert r.json()["error"] == code
+    return r.json()["message"]
+
+
+def test_a_deeply_nested_label_map_is_an_input_error():
+    with pytest.raises(InputError, match="nested"):
+        LabelMap.parse(DEEP_YAML, source="labels")
+
+
+@pytest.mark.parametrize("route", ["/v1/analyze", "/v1/calls"])
+def test_a_deeply_nested_label_map_field_is_422(client, route):
+    r = client.post(route, files={"file": ("a.mp4", MP4_HEAD + bytes(600))},
+                    data={"labels": DEEP_YAML})
+    assert "nested" in error(r, 422, "invalid_request")
+
+
+@pytest.mark.parametrize("route", ["/v1/analyze", "/v1/calls"])
+def test_a_boundary_over_256_characters_is_400(client, route):
+    boundary = "b" * 300
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.mp4\""
+            f"\r\n\r\n").encode() + MP4_HEAD + f"\r\n--{boundary}--\r\n".encode()
+    r = client.post(route, content=body,
+                    headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    assert "boundary" in error(r, 400, "malformed_request").lower()
+
+
+def test_deeply_nested_feedback_json_is_422(client):
+    r = client.post("/v1/feedback", content=DEEP_JSON,
+                    headers={"content-type": "application/json"})
+    error(r, 422, "invalid_request")
+
+
+def test_deeply_nested_stream_control_message_closes_as_a_bad_message():
+    with pytest.raises(StreamClosed) as info:
+        _parse_json(DEEP_JSON)
+    assert info.value.code == "bad_message"
