@@ -87,3 +87,35 @@ def test_deeply_nested_stream_control_message_closes_as_a_bad_message():
     with pytest.raises(StreamClosed) as info:
         _parse_json(DEEP_JSON)
     assert info.value.code == "bad_message"
+
+
+def test_a_feedback_client_that_hangs_up_is_one_log_line_not_a_500(tmp_path, heads, caplog):
+    """The fuzzer's cut-short bodies: ``/v1/feedback`` logged 'unexpected error' and a
+    traceback (status 500) when its client closed mid-body, as uploads once did (issue 18.6)."""
+    import asyncio
+    import logging
+
+    rec = SimpleNamespace(model=heads, fps=4.0, window_s=10.0, model_dir="fake")
+    app = create_app(lambda: rec, Settings(upload_dir=str(tmp_path / "up"), feedback=True,
+                                           data_dir=str(tmp_path / "data")))
+    caplog.set_level(logging.INFO, logger="multimodal_emotion.serving")
+    messages = iter([{"type": "http.request", "body": b'{"analysis_id": "', "more_body": True}])
+
+    async def receive():
+        return next(messages, {"type": "http.disconnect"})
+
+    sent: list[dict] = []
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "POST", "scheme": "http", "path": "/v1/feedback",
+             "raw_path": b"/v1/feedback", "root_path": "", "query_string": b"",
+             "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1),
+             "headers": [(b"content-type", b"application/json")]}
+    asyncio.run(app(scope, receive, send))
+    assert next(m["status"] for m in sent if m["type"] == "http.response.start") == 499
+    lines = [r for r in caplog.records if r.name == "multimodal_emotion.serving"]
+    assert len(lines) == 1 and "client closed" in lines[0].getMessage()
+    assert lines[0].levelno == logging.INFO and lines[0].exc_info is None
