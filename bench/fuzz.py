@@ -81,6 +81,8 @@ def send(addr: tuple[str, int], case: Case, timeout: float) -> tuple[str, bytes,
         pass
     reply = b"".join(chunks)
     took = time.perf_counter() - t0
+    while reply.startswith(b"HTTP/1.1 1") and b"\r\n\r\n" in reply:  # 100 Continue: interim
+        reply = reply.partition(b"\r\n\r\n")[2]
     try:
         return str(int(reply.split(b" ", 2)[1])), reply, took
     except (IndexError, ValueError):

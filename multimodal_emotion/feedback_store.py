@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 import sqlite3
 import threading
@@ -28,6 +29,9 @@ from .labels import LABELS
 from .types import WindowLogits
 
 DB_NAME = "feedback.sqlite3"
+# what secrets.token_urlsafe gives; anything else (a lone surrogate, which SQLite cannot even
+# encode) names no analysis
+ANALYSIS_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS analyses (
     analysis_id TEXT PRIMARY KEY,
@@ -107,6 +111,8 @@ class FeedbackStore:
         """Give (or correct) the label of an analysis; False when the id is unknown."""
         if label not in LABELS:
             raise InputError(f"label {label!r} is not one of {list(LABELS)}")
+        if not ANALYSIS_ID.fullmatch(analysis_id):
+            return False
         with self._lock, self._connect() as db:
             cur = db.execute("UPDATE analyses SET label = ?, labelled = ? WHERE analysis_id = ?",
                              (label, time.time(), analysis_id))

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -119,3 +120,12 @@ def test_a_feedback_client_that_hangs_up_is_one_log_line_not_a_500(tmp_path, hea
     lines = [r for r in caplog.records if r.name == "multimodal_emotion.serving"]
     assert len(lines) == 1 and "client closed" in lines[0].getMessage()
     assert lines[0].levelno == logging.INFO and lines[0].exc_info is None
+
+
+@pytest.mark.parametrize("analysis_id", ["\ud800", "a\x00b", "é" * 10])
+def test_a_feedback_id_that_no_analysis_could_have_is_404(client, analysis_id):
+    """``{"analysis_id": "\\ud800"}`` (a lone surrogate: valid JSON, not UTF-8) reached SQLite,
+    which could not encode it: 500 ``UnicodeEncodeError``. Ids are ``secrets.token_urlsafe``."""
+    body = '{"analysis_id": %s, "label": "happy"}' % json.dumps(analysis_id)
+    r = client.post("/v1/feedback", content=body, headers={"content-type": "application/json"})
+    error(r, 404, "unknown_analysis")
