@@ -348,9 +348,6 @@ def run_fuzz(args: argparse.Namespace, url: str, proc: Any, clip: bytes, work: P
     spec = httpx.get(url + "/openapi.json", timeout=30).json()
     models = httpx.get(url + "/v1/models", headers={"X-API-Key": API_KEY}, timeout=30).json()
     vocab = vocab_from(models, spec)
-    # one real analysis first: the encoders' lazy start (~300 MB) is not the fuzzing's cost
-    httpx.post(url + "/v1/analyze", files={"file": ("clip.mp4", clip)},
-               headers={"X-API-Key": API_KEY}, timeout=300).raise_for_status()
     ops = [(m.upper(), p, op) for p, item in spec["paths"].items() for m, op in item.items()]
     job_ids: list[str] = []
     rows = []
@@ -391,6 +388,14 @@ def run_fuzz(args: argparse.Namespace, url: str, proc: Any, clip: bytes, work: P
     for name, r in rows:
         for f in r["fails"]:
             print(f"- {name}: 5xx/timeout saved to {f}")
+
+
+def warm_up(url: str, clip: bytes) -> None:
+    """One real analysis first: the encoders' lazy start (~300 MB) is not what is measured."""
+    import httpx
+
+    httpx.post(url + "/v1/analyze", files={"file": ("clip.mp4", clip)},
+               headers={"X-API-Key": API_KEY}, timeout=300).raise_for_status()
 
 
 def run_burst(n: int, url: str, proc: Any, clip: bytes) -> None:
@@ -472,6 +477,7 @@ def main() -> int:
     proc, url, log = start_server(work, MER_FEEDBACK="1", MER_DATA_DIR=str(work / "data"))
     try:
         wait_ready(url, proc)
+        warm_up(url, clip)
         if args.replay:
             replay(args.replay, url)
         elif args.burst:
