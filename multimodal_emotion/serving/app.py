@@ -179,11 +179,7 @@ def create_app(recognizer_factory: RecognizerFactory | None = None,
         rec = state.require_ready()
         if state.queue.full():
             raise _queue_full(settings)
-        try:
-            raw = await read_json_body(request, settings)
-        except ClientDisconnect:
-            log.info("fuse status=499 (the client closed the connection)")
-            return Response(status_code=499)
+        raw = await read_json_body(request, settings)
         try:
             # off the event loop: parsing up to MER_MAX_JSON_KB of numbers takes a while
             body = await asyncio.to_thread(FuseRequest.model_validate_json, raw or b"null")
@@ -484,6 +480,13 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(InputError)
     async def input_error(_: Request, exc: InputError) -> JSONResponse:
         return error_response(422, "invalid_request", str(exc))
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, _: ClientDisconnect) -> Response:
+        """A client that hung up mid-body: its doing, not a server error (one line, 499).
+        ``/v1/analyze`` answers it itself, inside its own access-log line."""
+        log.info("%s status=499 (the client closed the connection)", request.url.path)
+        return Response(status_code=499)
 
     @app.exception_handler(MerError)
     async def mer_error(_: Request, exc: MerError) -> JSONResponse:

@@ -21,7 +21,6 @@ from typing import Any, Callable, Mapping, Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from starlette.requests import ClientDisconnect
 
 from ..calls.analysis import check_language
 from ..calls.jobs import JOB_ID, JobsFull, JobStore
@@ -169,8 +168,6 @@ def add_call_routes(app: FastAPI, state: Any, settings: Settings,
             log.info("call job %s queued bytes=%d kind=%s", job["id"], upload.size, upload.kind)
             return JSONResponse(_public(job), status_code=202,
                                 headers={"Location": f"/v1/calls/{job['id']}"})
-        except ClientDisconnect:
-            return Response(status_code=499)
         finally:
             if upload is not None:
                 upload.path.unlink(missing_ok=True)  # moved into the job, or not wanted

@@ -20,8 +20,7 @@ from functools import lru_cache
 from typing import Any, Sequence
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
-from starlette.requests import ClientDisconnect
+from fastapi.responses import JSONResponse
 
 from ..feedback_store import FeedbackStore, heads_fingerprint
 from ..labels import LABELS
@@ -102,17 +101,13 @@ def add_feedback_route(app: FastAPI, settings: Settings, dependencies: Sequence[
                       "type": "object", "required": ["analysis_id", "label"], "properties": {
                           "analysis_id": {"type": "string", "maxLength": 64},
                           "label": {"type": "string", "enum": list(LABELS)}}}}}}})
-    async def feedback(request: Request) -> Response:
+    async def feedback(request: Request) -> JSONResponse:
         """Record a person's label for an earlier analysis (needs ``MER_FEEDBACK=1``)."""
         store = store_for(settings)
         if store is None:
             raise ApiError("feedback_disabled", "feedback is off on this server; start it with "
                            "MER_FEEDBACK=1 and MER_DATA_DIR=<folder> to collect labels")
-        try:
-            raw = await _read_bounded(request, MAX_BODY_BYTES, settings)
-        except ClientDisconnect:  # the client's doing: one line, no traceback, no 500
-            log.info("feedback status=499 (the client closed the connection)")
-            return Response(status_code=499)
+        raw = await _read_bounded(request, MAX_BODY_BYTES, settings)
         try:
             body = json.loads(raw or b"null")
         except (ValueError, UnicodeDecodeError, RecursionError):  # 2 KB of "[" recurse too deep
