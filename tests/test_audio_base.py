@@ -22,8 +22,10 @@ from multimodal_emotion.recognizer import EmotionRecognizer, _base_audio_whisper
 from test_text import _tiny_bert
 
 LAYERS = [1, 2]
+# trim_db: the silence trim (off in the shipped recipe) rides along so the export's copy of it
+# is checked too
 AUDIO = {"name": "whisper", "model_path": "base", "layers": LAYERS, "pad_to_s": 5.0,
-         "loudness_dbfs": -20.0}
+         "loudness_dbfs": -20.0, "trim_db": 35.0}
 DIMS = {"audio": 2 * 512 * len(LAYERS), "text": 32, "face": 256}
 
 

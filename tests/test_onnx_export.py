@@ -293,6 +293,12 @@ def test_base_audio_exports_its_layers_only_and_gives_torchs_numbers(
     wave = speechlike(1.5, seed=2)
     np.testing.assert_allclose(a_o.encode_audio(0.1 * wave).embedding,
                                a_o.encode_audio(wave).embedding, atol=1e-4)
+    # and the silence trim: more silence around the same speech embeds the same, in both
+    quiet = np.zeros(8000, np.float32)  # 0.5 s; 0.2 s below: both on the 20 ms grid
+    for enc in (a_t, a_o):
+        np.testing.assert_allclose(enc.encode_audio(np.concatenate([quiet, wave])).embedding,
+                                   enc.encode_audio(np.concatenate([quiet[:3200], wave])
+                                                    ).embedding, atol=1e-4)
     with pytest.raises(ModelError, match="no final layer"):
         build_encoder("audio", {**a_cfg, "whisper_model": a_t.whisper_model,
                                 "final_layer": True}, out)

@@ -13,6 +13,7 @@ import torch
 
 from multimodal_emotion.datasets.speech_corpora import SPEECH_CORPORA, load_speech_corpus
 from multimodal_emotion.encoders.audio import active_level_dbfs, normalize_loudness
+from multimodal_emotion.encoders.audio_features import trim_silence, whisper_pieces
 from multimodal_emotion.heads import ClassifierHead, TrainConfig, UtteranceNorm, predict_proba, \
     train_head
 from multimodal_emotion.model import EmotionModel
@@ -201,6 +202,36 @@ def test_loudness_normalisation_is_per_utterance_gain():
         assert abs(active_level_dbfs(out) - (-20.0)) < 1e-3
     assert np.allclose(normalize_loudness(quiet, -20.0), normalize_loudness(loud, -20.0),
                        atol=1e-5)
+
+
+def test_trim_silence_drops_only_the_quiet_ends():
+    rng = np.random.default_rng(1)
+    speech = (0.1 * rng.normal(size=16000)).astype(np.float32)  # 1 s, loud
+    room = (1e-4 * rng.normal(size=8000)).astype(np.float32)    # 0.5 s, 60 dB down
+    pause = np.zeros(3200, np.float32)                           # 0.2 s inside the speech
+    wave = np.concatenate([room, speech, pause, speech, room])
+    out = trim_silence(wave, 35.0, margin_s=0.1)
+    # both ends go, except the 0.1 s margin; the pause inside the speech stays
+    assert abs(out.size - (2 * 16000 + 3200 + 2 * 1600)) <= 320
+    assert np.array_equal(out[1600:1600 + 16000], speech)
+    # nothing quiet at the ends: unchanged; a level change within the threshold: unchanged
+    assert np.array_equal(trim_silence(speech, 35.0), speech)
+    assert trim_silence(np.concatenate([speech * 0.1, speech]), 35.0).size == 32000
+    # the gain of the recording does not move the cut
+    assert np.allclose(trim_silence(wave * 50, 35.0), trim_silence(wave, 35.0) * 50)
+
+
+def test_trimmed_pieces_cover_only_the_kept_audio():
+    from faster_whisper.feature_extractor import FeatureExtractor
+
+    rng = np.random.default_rng(2)
+    speech = (0.1 * rng.normal(size=16000)).astype(np.float32)
+    wave = np.concatenate([np.zeros(16000, np.float32), speech, np.zeros(16000, np.float32)])
+    fe = FeatureExtractor()
+    (_, n_all), = whisper_pieces(fe, wave, 5.0)
+    (mel, n_trim), = whisper_pieces(fe, wave, 5.0, -20.0, trim_db=35.0)
+    assert n_all == 150 and n_trim == 60  # 3 s -> 1 s of speech + 2 x 0.1 s margin
+    assert mel.shape[1] == 500  # still padded to 5 s
 
 
 # ---------------------------------------------------------------------- model folder

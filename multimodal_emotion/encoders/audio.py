@@ -96,7 +96,7 @@ class WhisperAudioEncoder(_AudioEncoder):
     def __init__(self, model_path: str | None = None, compute_type: str = "int8",
                  cpu_threads: int = 2, pad_to_s: float = 10.0, whisper_model: Any = None,
                  layers: list[int] | None = None, loudness_dbfs: float | None = None,
-                 final_layer: bool = True) -> None:
+                 final_layer: bool = True, trim_db: float | None = None) -> None:
         from .whisper_models import load_whisper, resolve_whisper_model, whisper_model_label
 
         # a registry name, a folder, or None (the packaged default); a missing one raises here
@@ -115,6 +115,8 @@ class WhisperAudioEncoder(_AudioEncoder):
         self.layers = [int(i) for i in layers] if layers else None
         # scale each utterance to this active level before the log-mel (None: as recorded)
         self.loudness_dbfs = None if loudness_dbfs is None else float(loudness_dbfs)
+        # drop leading/trailing audio this many dB under the active level first (None: keep)
+        self.trim_db = None if trim_db is None else float(trim_db)
         # False: nobody decodes this encoder's output (the transcriber is another Whisper), so
         # with ``layers`` the blocks after the last listed one are not run at all
         self.final_layer = bool(final_layer) or not self.layers
@@ -138,7 +140,7 @@ class WhisperAudioEncoder(_AudioEncoder):
         """
         out: list[tuple[Any, int]] = []
         for mel, n_keep in whisper_pieces(self.whisper_model.feature_extractor, wave,
-                                          self.pad_to_s, self.loudness_dbfs):
+                                          self.pad_to_s, self.loudness_dbfs, self.trim_db):
             if self.torch_encoder is None:
                 out.append((self.whisper_model.encode(mel), n_keep))
             else:
@@ -202,6 +204,8 @@ class WhisperAudioEncoder(_AudioEncoder):
             cfg.update(layers=self.layers, compute_type="float32 (torch)", version=2)
         if self.loudness_dbfs is not None:  # absent when off, so older cache keys still hold
             cfg["loudness_dbfs"] = self.loudness_dbfs
+        if self.trim_db is not None:  # likewise
+            cfg["trim_db"] = self.trim_db
         return cfg
 
 

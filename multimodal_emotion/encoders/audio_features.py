@@ -51,6 +51,29 @@ def normalize_loudness(wave: np.ndarray, target_dbfs: float) -> np.ndarray:
     return (wave * np.float32(10.0 ** ((target_dbfs - level) / 20.0))).astype(np.float32)
 
 
+def trim_silence(wave: np.ndarray, below_db: float, margin_s: float = 0.1) -> np.ndarray:
+    """``wave`` without its leading and trailing stretches more than ``below_db`` dB under its
+    active level (:func:`active_level_dbfs`), keeping ``margin_s`` around the speech.
+
+    Why: a mean+std pooled embedding counts every frame, so how much silence a recording keeps
+    around the words (a second on each side of every RAVDESS sentence, almost none in other
+    corpora or in a call's voice-cut turns) would otherwise move the embedding as much as the
+    voice does. Per utterance, from that utterance alone; pauses inside the speech are kept.
+    """
+    n = int(LEVEL_FRAME_S * SAMPLE_RATE)
+    k = wave.size // n
+    if k < 3:
+        return wave
+    frames = wave[: k * n].reshape(k, n).astype(np.float64)
+    level = 10.0 * np.log10(np.mean(frames**2, axis=1) + 1e-20)
+    loud = np.flatnonzero(level > np.percentile(level, LEVEL_PERCENTILE) - below_db)
+    if loud.size == 0:
+        return wave
+    margin = int(round(margin_s / LEVEL_FRAME_S))
+    start, stop = max(0, loud[0] - margin), loud[-1] + 1 + margin
+    return wave[start * n: wave.size if stop >= k else stop * n]
+
+
 def check_audio(wave: np.ndarray | None, dim: int) -> ModalityOutput | None:
     """The ``missing`` output when there is nothing worth embedding, else ``None``."""
     if wave is None or wave.size == 0:
@@ -96,12 +119,17 @@ def time_pool(frames: np.ndarray, factor: int) -> np.ndarray:
 
 
 def whisper_pieces(feature_extractor: Any, wave: np.ndarray, pad_to_s: float,
-                   loudness_dbfs: float | None = None) -> Iterator[tuple[np.ndarray, int]]:
+                   loudness_dbfs: float | None = None, trim_db: float | None = None
+                   ) -> Iterator[tuple[np.ndarray, int]]:
     """``(mel [n_mels, T_even], n_keep)`` for each <= 30 s piece of ``wave``: the log-mel
     zero-padded to ``pad_to_s`` seconds and how many of the encoder's 50 frames/s cover real
-    audio (a last piece shorter than MIN_SECONDS is dropped when there is an earlier one)."""
+    audio (a last piece shorter than MIN_SECONDS is dropped when there is an earlier one).
+    ``trim_db``: first drop leading/trailing silence (:func:`trim_silence`); ``loudness_dbfs``:
+    then scale to that active level (:func:`normalize_loudness`)."""
     from faster_whisper.audio import pad_or_trim
 
+    if trim_db is not None:
+        wave = trim_silence(wave, trim_db)
     if loudness_dbfs is not None:
         wave = normalize_loudness(wave, loudness_dbfs)
     chunk = feature_extractor.n_samples  # 30 s

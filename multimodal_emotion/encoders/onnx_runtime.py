@@ -88,7 +88,8 @@ class WhisperOnnxEncoder:
     def __init__(self, checkpoint: str, layers: list[int], model_path: str | None = None,
                  compute_type: str = "int8", cpu_threads: int = 2, pad_to_s: float = 10.0,
                  whisper_model: Any = None, loudness_dbfs: float | None = None,
-                 threads: int | None = None, final_layer: bool | None = None) -> None:
+                 threads: int | None = None, final_layer: bool | None = None,
+                 trim_db: float | None = None) -> None:
         from .whisper_models import load_whisper, resolve_whisper_model, whisper_model_label
 
         resolved = resolve_whisper_model(model_path)
@@ -115,6 +116,7 @@ class WhisperOnnxEncoder:
         self.width = int(shape[-1])
         self.pad_to_s = float(min(max(pad_to_s, 0.0), 30.0))
         self.loudness_dbfs = None if loudness_dbfs is None else float(loudness_dbfs)
+        self.trim_db = None if trim_db is None else float(trim_db)
         self.dim = 2 * self.width * len(self.layers)
         self._sha = file_sha(checkpoint)
 
@@ -126,7 +128,7 @@ class WhisperOnnxEncoder:
         ``StorageView`` when the transcriber decodes it, else ``None``)."""
         out = []
         for mel, n_keep in whisper_pieces(self.whisper_model.feature_extractor, wave,
-                                          self.pad_to_s, self.loudness_dbfs):
+                                          self.pad_to_s, self.loudness_dbfs, self.trim_db):
             got = self.session.run(self._outputs, {"mel": mel[None]})
             final = None
             if self.final_layer:
@@ -158,6 +160,8 @@ class WhisperOnnxEncoder:
                "silence": SILENCE_RULE, "onnx": self._sha, "version": 1}
         if self.loudness_dbfs is not None:
             cfg["loudness_dbfs"] = self.loudness_dbfs
+        if self.trim_db is not None:
+            cfg["trim_db"] = self.trim_db
         return cfg
 
 

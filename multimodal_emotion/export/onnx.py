@@ -194,8 +194,8 @@ def export_audio(model_cfg: dict[str, Any], out: Path) -> tuple[dict[str, Any], 
     got = _run(path, {"mel": mel.numpy()})
     diff = max(float(np.abs(g - r.numpy()).max()) for g, r in zip(got, ref))
     entry = {"name": "whisper-onnx", "checkpoint": "audio.onnx", "layers": list(acfg["layers"])}
-    entry.update({k: acfg[k] for k in ("model_path", "pad_to_s", "loudness_dbfs", "cpu_threads",
-                                       "compute_type") if k in acfg})
+    entry.update({k: acfg[k] for k in ("model_path", "pad_to_s", "loudness_dbfs", "trim_db",
+                                       "cpu_threads", "compute_type") if k in acfg})
     return entry, diff
 
 
