@@ -31,6 +31,7 @@ detection once the per-turn emotion report exists.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -229,34 +230,66 @@ def measure(path: Path) -> dict:
 
 PAIRS = [(13, 14), (16, 15), (17, 19), (18, 20)]  # (agent, customer): m/f, f/m, m/m, f/f
 # tuning calls, actors 1-12 only: four pairs and two one-actor calls (calm, then angry: the
-# clustering must not take an angry voice for a second person)
-TUNE = [(1, 2), (4, 3), (5, 7), (6, 8), (9, 9), (10, 10)]
+# clustering must not take an angry voice for a second person), then six more same-sex pairs
+# (added to choose the partition rule, whose hard case they are)
+TUNE = [(1, 2), (4, 3), (5, 7), (6, 8), (9, 9), (10, 10),
+        (11, 1), (12, 2), (3, 5), (7, 11), (2, 4), (8, 12)]
 DISTANCES = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6)
+# partition rules (diarize.cluster_speakers: finer group counts searched, silhouette weight)
+RULES = (((), 0.0), ((1,), 0.0), ((1,), 0.5), ((1,), 1.0), ((1,), 2.0), ((1, 2), 0.0),
+         ((1, 2), 0.5), ((1, 2), 1.0), ((1, 2), 2.0))
 
 
 def tune(data: Path, out: Path, seconds: float) -> None:
-    """DER with the speaker count estimated, for each clustering distance, on actors 1-12."""
+    """On actors 1-12: DER with the speaker count estimated for each clustering distance, then
+    DER (count given / estimated) for each partition rule (``RULES``; ``()`` is the plain
+    spectral partition)."""
+    from unittest import mock
+
     from multimodal_emotion.media_stream import iter_chunks
+    from multimodal_emotion.segmenting import diarize, find
     from multimodal_emotion.segmenting.find import mono_pass, mono_turns
     from multimodal_emotion.segmenting.scoring import as_segments, diarization_error_rate
     from multimodal_emotion.segmenting.vad import VadConfig
 
-    print("| call | " + " | ".join(f"d={d}" for d in DISTANCES) + " |")
-    print("|---|" + "---|" * len(DISTANCES))
+    cfg = VadConfig()
+    passes = []
     for agent, cust in TUNE:
         call = build_call(data, out, seconds, agent, cust, seed=agent)
         ref = call.segments()
         if agent == cust:  # one person: every turn is the same speaker
             ref = [(a, b, "agent") for a, b, _ in ref]
-        cfg = VadConfig()
-        probs, dur, windows = mono_pass(iter_chunks(call.mono, 10.0), cfg, [])
-        cells = []
-        for d in DISTANCES:
-            r = mono_turns(probs, dur, windows, cfg, None, d)
-            der = diarization_error_rate(ref, as_segments(r.turns))
-            cells.append(f"{der.der:.1%} ({len(r.speakers)})")
-        print(f"| {agent}/{cust} | " + " | ".join(cells) + " |", flush=True)
+        passes.append((agent, cust, ref, *mono_pass(iter_chunks(call.mono, 10.0), cfg, [])))
 
+    def der(ref, probs, dur, windows, speakers, d=diarize.DEFAULT_DISTANCE):
+        r = mono_turns(probs, dur, windows, cfg, speakers, d)
+        return diarization_error_rate(ref, as_segments(r.turns)).der, len(r.speakers)
+
+    print("| call | " + " | ".join(f"d={d}" for d in DISTANCES) + " |")
+    print("|---|" + "---|" * len(DISTANCES))
+    for agent, cust, ref, probs, dur, windows in passes:
+        cells = [der(ref, probs, dur, windows, None, d) for d in DISTANCES]
+        print(f"| {agent}/{cust} | " + " | ".join(f"{e:.1%} ({k})" for e, k in cells) + " |",
+              flush=True)
+    print("\nPartition rules (d=%s): DER with 2 speakers given / count estimated\n"
+          % diarize.DEFAULT_DISTANCE)
+    print("| call | " + " | ".join(f"finer {f or '-'} w {w}" for f, w in RULES) + " |")
+    print("|---|" + "---|" * len(RULES))
+    means: dict[int, list[list[float]]] = {i: [[], []] for i in range(len(RULES))}
+    for agent, cust, ref, probs, dur, windows in passes:
+        cells = []
+        for i, (finer, w) in enumerate(RULES):
+            rule = functools.partial(diarize.cluster_speakers, finer=finer, weight=w)
+            with mock.patch.object(find, "cluster_speakers", rule):
+                given = der(ref, probs, dur, windows, 2)[0] if agent != cust else None
+                est = der(ref, probs, dur, windows, None)[0]
+            if given is not None:
+                means[i][0].append(given)
+            means[i][1].append(est)
+            cells.append(f"{'-' if given is None else f'{given:.1%}'} / {est:.1%}")
+        print(f"| {agent}/{cust} | " + " | ".join(cells) + " |", flush=True)
+    print("| **mean** | " + " | ".join(f"{np.mean(g):.1%} / {np.mean(e):.1%}"
+                                      for g, e in means.values()) + " |")
 
 
 def centroid_distances(data: Path, out: Path, seconds: float) -> None:
