@@ -208,13 +208,26 @@ import json, resource, sys, time
 rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 t0 = time.perf_counter()
 from multimodal_emotion.segmenting import find_turns
-from multimodal_emotion.segmenting import diarize, vad
+from multimodal_emotion.segmenting import diarize, find, vad
 vad._session(); diarize._encoder()  # models loaded: what any call pays before the first chunk
 import sklearn.cluster  # noqa: F401  (a one-off import the clustering needs, 2-13 s here)
+seen = {}
+def timed(windows, *a, **k):  # the clustering step's own time, on mono
+    c0 = time.perf_counter(); out = diarize.cluster_speakers(windows, *a, **k)
+    seen.update(windows=windows, args=a, s=time.perf_counter() - c0); return out
+find.cluster_speakers = timed
 t1, base = time.perf_counter(), rss()
 r = find_turns(sys.argv[1], max_duration=None)
-print(json.dumps({"seconds": time.perf_counter() - t1, "load_s": t1 - t0, "turns": len(r.turns),
-                  "speakers": len(r.speakers), "base_mb": base, "peak_mb": rss()}))
+out = {"seconds": time.perf_counter() - t1, "load_s": t1 - t0, "turns": len(r.turns),
+       "speakers": len(r.speakers), "base_mb": base, "peak_mb": rss()}
+if seen:  # the same windows clustered again, warm: the shipped rule, then the plain spectral
+    warm = {}
+    for name, kw in (("rule", {}), ("plain", {"finer": ()})):
+        c0 = time.perf_counter(); diarize.cluster_speakers(seen["windows"], *seen["args"], **kw)
+        warm[name] = time.perf_counter() - c0
+    out.update(cluster_s=seen["s"], warm_cluster_s=warm["rule"], plain_cluster_s=warm["plain"],
+               windows=len(seen["windows"].vectors))
+print(json.dumps(out))
 """
 
 
@@ -375,15 +388,19 @@ def main() -> int:
         score_all(data, out, args.seconds)
     if args.minutes:
         print("| call | file | find_turns wall s (imports + models apart) | RSS after imports + "
-              "models MB | peak RSS MB | turns found |")
-        print("|---|---|---|---|---|---|")
+              "models MB | peak RSS MB | turns found | clustering s in the pass (again, warm: "
+              "this rule / plain spectral; windows) |")
+        print("|---|---|---|---|---|---|---|")
         for minutes in args.minutes:
             call = build_call(data, out, minutes * 60, 13, 14, seed=1,
                               name=f"long_{int(minutes)}min")
             for kind, path in (("stereo", call.stereo), ("mono", call.mono)):
                 r = measure(path)
                 print(f"| {minutes:g} min | {kind} | {r['seconds']:.1f} | {r['base_mb']:.0f} | "
-                      f"{r['peak_mb']:.0f} | {r['turns']} (true {len(call.turns)}) |", flush=True)
+                      f"{r['peak_mb']:.0f} | {r['turns']} (true {len(call.turns)}) | "
+                      + (f"{r['cluster_s']:.2f} ({r['warm_cluster_s']:.2f} / "
+                         f"{r['plain_cluster_s']:.2f}; {r['windows']})"
+                         if "cluster_s" in r else "-") + " |", flush=True)
     return 0
 
 
