@@ -248,14 +248,16 @@ PAIRS = [(13, 14), (16, 15), (17, 19), (18, 20)]  # (agent, customer): m/f, f/m,
 TUNE = [(1, 2), (4, 3), (5, 7), (6, 8), (9, 9), (10, 10),
         (11, 1), (12, 2), (3, 5), (7, 11), (2, 4), (8, 12)]
 DISTANCES = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6)
-# partition rules (diarize.cluster_speakers: finer group counts searched, silhouette weight)
-RULES = (((), 0.0), ((1,), 0.0), ((1,), 0.5), ((1,), 1.0), ((1,), 2.0), ((1, 2), 0.0),
-         ((1, 2), 0.5), ((1, 2), 1.0), ((1, 2), 2.0))
+# partition rules (diarize.cluster_speakers: finer group counts searched, silhouette weight,
+# whether the call's mean window is removed first)
+RULES = (((), 0.0, False), ((1,), 0.0, False), ((1,), 1.0, False), ((1, 2), 0.0, False),
+         ((1, 2), 0.5, False), ((1, 2), 1.0, False), ((1, 2), 2.0, False), ((), 0.0, True),
+         ((1,), 1.0, True), ((1, 2), 0.5, True), ((1, 2), 1.0, True), ((1, 2), 2.0, True))
 
 
 def tune(data: Path, out: Path, seconds: float) -> None:
     """On actors 1-12: DER with the speaker count estimated for each clustering distance, then
-    DER (count given / estimated) for each partition rule (``RULES``; ``()`` is the plain
+    DER (count given / estimated) for each partition rule (``RULES``; finer ``()``: the plain
     spectral partition)."""
     from unittest import mock
 
@@ -286,13 +288,14 @@ def tune(data: Path, out: Path, seconds: float) -> None:
               flush=True)
     print("\nPartition rules (d=%s): DER with 2 speakers given / count estimated\n"
           % diarize.DEFAULT_DISTANCE)
-    print("| call | " + " | ".join(f"finer {f or '-'} w {w}" for f, w in RULES) + " |")
+    print("| call | " + " | ".join(f"finer {f or '-'} w {w}{' centred' if c else ''}"
+                                   for f, w, c in RULES) + " |")
     print("|---|" + "---|" * len(RULES))
     means: dict[int, list[list[float]]] = {i: [[], []] for i in range(len(RULES))}
     for agent, cust, ref, probs, dur, windows in passes:
         cells = []
-        for i, (finer, w) in enumerate(RULES):
-            rule = functools.partial(diarize.cluster_speakers, finer=finer, weight=w)
+        for i, (finer, w, c) in enumerate(RULES):
+            rule = functools.partial(diarize.cluster_speakers, finer=finer, weight=w, centre=c)
             with mock.patch.object(find, "cluster_speakers", rule):
                 given = der(ref, probs, dur, windows, 2)[0] if agent != cust else None
                 est = der(ref, probs, dur, windows, None)[0]

@@ -14,7 +14,9 @@ before the clustering, then L2-normed:
   plus R times its mean eigenvalue);
 * ``emotion dirs``: the seven directions between the per-emotion means (speaker means removed)
   projected out;
-* ``call mean removed``: each call's mean window subtracted (no fitting).
+* ``call mean removed before the count too``: each call's mean window subtracted before the
+  whole clustering, count estimate included (the shipped rule removes it only for the
+  partition).
 
 ``piece vote``: after the shipped clustering, every speech piece (speech between pauses of
 0.25 s or more) takes the speaker its windows are nearest to in sum.
@@ -138,10 +140,13 @@ def main() -> int:
                 ref = [(a, b, "agent") for a, b, _ in ref]
             passes.append((kind, agent == cust, ref,
                            *mono_pass(iter_chunks(call.mono, 10.0), cfg, [])))
-    plain = functools.partial(diarize.cluster_speakers, finer=())
-    variants = [("plain spectral (before)", plain), ("turn-taking rule (shipped)", None),
+    plain = functools.partial(diarize.cluster_speakers, finer=(), centre=False)
+    uncentred = functools.partial(diarize.cluster_speakers, centre=False)
+    variants = [("plain spectral (before)", plain), ("turn-taking rule, raw windows", uncentred),
+                ("turn-taking rule, call mean removed (shipped)", None),
                 ("piece vote", piece_vote),
-                ("call mean removed", projected(lambda x: x - x.mean(0)))]
+                ("call mean removed before the count too",
+                 projected(lambda x: x - x.mean(0)))]
     for name, maker, param in (("nap 5", nap, 5), ("nap 10", nap, 10), ("nap 20", nap, 20),
                                ("wccn 0.1", wccn, 0.1), ("wccn 1", wccn, 1.0),
                                ("emotion dirs", emotion_dirs, 7)):

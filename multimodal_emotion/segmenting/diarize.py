@@ -272,7 +272,7 @@ class WindowEmbedder:
 def cluster_speakers(windows: SpeakerWindows, speakers: int | None = None,
                      distance: float = DEFAULT_DISTANCE, min_share: float = 0.05,
                      finer: tuple[int, ...] = (1, 2),
-                     weight: float = turn_taking.SILHOUETTE_WEIGHT,
+                     weight: float = turn_taking.SILHOUETTE_WEIGHT, centre: bool = True,
                      ) -> tuple[np.ndarray, np.ndarray]:
     """Speaker index per window and the L2-normed centroids ``[k, 256]``.
 
@@ -284,8 +284,13 @@ def cluster_speakers(windows: SpeakerWindows, speakers: int | None = None,
     way; of these candidates the one whose speakers change most often from one speech piece to
     the next, plus ``weight`` times the embeddings' silhouette, is kept
     (:mod:`.turn_taking` says why: emotion moves the embeddings more than a second voice of
-    the same sex does). Average linkage alone, asked for two clusters, tends to split off a
-    handful of outlying windows (a shout, a laugh) and leave both voices together. Every window
+    the same sex does). With ``centre`` the partition is made on the windows less the call's
+    mean window (L2-normed again): what two voices share (sex, line, words) dominates raw
+    cosines, and removing it let the turn-taking rule split same-sex calls better on the
+    tuning calls (mean DER 6.3 -> 5.3 %; alone, without the rule, it was worse). The count is
+    estimated on the raw windows, where its threshold was chosen. Average linkage alone, asked
+    for two clusters, tends to split off a handful of outlying windows (a shout, a laugh) and
+    leave both voices together. Every window
     then goes to the nearest centroid of the finer groups (mapped through the merge), isolated
     flips inside a piece are smoothed, and labels are numbered by first appearance in time.
 
@@ -295,11 +300,12 @@ def cluster_speakers(windows: SpeakerWindows, speakers: int | None = None,
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):
-        return _cluster(windows, speakers, distance, min_share, finer, weight)
+        return _cluster(windows, speakers, distance, min_share, finer, weight, centre)
 
 
 def _cluster(windows: SpeakerWindows, speakers: int | None, distance: float, min_share: float,
-             finer: tuple[int, ...], weight: float) -> tuple[np.ndarray, np.ndarray]:
+             finer: tuple[int, ...], weight: float, centre: bool
+             ) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.cluster import AgglomerativeClustering
 
     X = windows.vectors
@@ -317,7 +323,11 @@ def _cluster(windows: SpeakerWindows, speakers: int | None, distance: float, min
         ahc = AgglomerativeClustering(n_clusters=None, distance_threshold=distance,
                                       metric="cosine", linkage="average").fit_predict(X[sub])
         k = max(1, int((np.bincount(ahc) / len(sub) >= min_share).sum()))
-    groups, merge = _partition(windows, sub, k, finer, weight)
+    Y = X
+    if centre and k > 1:
+        Y = X - X.mean(0)
+        Y = (Y / np.maximum(np.linalg.norm(Y, axis=1, keepdims=True), 1e-9)).astype(np.float32)
+    groups, merge = _partition(Y, windows, sub, k, finer, weight)
     labels = _smooth(merge[groups], windows.piece)
     # renumber by first appearance; drop centroids no window kept
     order: list[int] = []
@@ -329,11 +339,11 @@ def _cluster(windows: SpeakerWindows, speakers: int | None, distance: float, min
     return labels, _centroids(X, labels, len(order))
 
 
-def _partition(windows: SpeakerWindows, sub: np.ndarray, k: int, finer: tuple[int, ...],
-               weight: float) -> tuple[np.ndarray, np.ndarray]:
-    """The chosen partition: each window's group (nearest centroid of the groups clustered on
-    ``sub``) and the map from those groups to the ``k`` speakers."""
-    X = windows.vectors
+def _partition(X: np.ndarray, windows: SpeakerWindows, sub: np.ndarray, k: int,
+               finer: tuple[int, ...], weight: float) -> tuple[np.ndarray, np.ndarray]:
+    """The chosen partition of the (L2-normed) vectors ``X`` of ``windows``: each window's
+    group (nearest centroid of the groups clustered on ``sub``) and the map from those groups
+    to the ``k`` speakers."""
     if k <= 1:
         return np.zeros(len(X), int), np.zeros(1, int)
     m = len(sub)
