@@ -31,6 +31,7 @@ detection once the per-turn emotion report exists.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -207,13 +208,26 @@ import json, resource, sys, time
 rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 t0 = time.perf_counter()
 from multimodal_emotion.segmenting import find_turns
-from multimodal_emotion.segmenting import diarize, vad
+from multimodal_emotion.segmenting import diarize, find, vad
 vad._session(); diarize._encoder()  # models loaded: what any call pays before the first chunk
 import sklearn.cluster  # noqa: F401  (a one-off import the clustering needs, 2-13 s here)
+seen = {}
+def timed(windows, *a, **k):  # the clustering step's own time, on mono
+    c0 = time.perf_counter(); out = diarize.cluster_speakers(windows, *a, **k)
+    seen.update(windows=windows, args=a, s=time.perf_counter() - c0); return out
+find.cluster_speakers = timed
 t1, base = time.perf_counter(), rss()
 r = find_turns(sys.argv[1], max_duration=None)
-print(json.dumps({"seconds": time.perf_counter() - t1, "load_s": t1 - t0, "turns": len(r.turns),
-                  "speakers": len(r.speakers), "base_mb": base, "peak_mb": rss()}))
+out = {"seconds": time.perf_counter() - t1, "load_s": t1 - t0, "turns": len(r.turns),
+       "speakers": len(r.speakers), "base_mb": base, "peak_mb": rss()}
+if seen:  # the same windows clustered again, warm: the shipped rule, then the plain spectral
+    warm = {}
+    for name, kw in (("rule", {}), ("plain", {"finer": ()})):
+        c0 = time.perf_counter(); diarize.cluster_speakers(seen["windows"], *seen["args"], **kw)
+        warm[name] = time.perf_counter() - c0
+    out.update(cluster_s=seen["s"], warm_cluster_s=warm["rule"], plain_cluster_s=warm["plain"],
+               windows=len(seen["windows"].vectors))
+print(json.dumps(out))
 """
 
 
@@ -229,34 +243,69 @@ def measure(path: Path) -> dict:
 
 PAIRS = [(13, 14), (16, 15), (17, 19), (18, 20)]  # (agent, customer): m/f, f/m, m/m, f/f
 # tuning calls, actors 1-12 only: four pairs and two one-actor calls (calm, then angry: the
-# clustering must not take an angry voice for a second person)
-TUNE = [(1, 2), (4, 3), (5, 7), (6, 8), (9, 9), (10, 10)]
+# clustering must not take an angry voice for a second person), then six more same-sex pairs
+# (added to choose the partition rule, whose hard case they are)
+TUNE = [(1, 2), (4, 3), (5, 7), (6, 8), (9, 9), (10, 10),
+        (11, 1), (12, 2), (3, 5), (7, 11), (2, 4), (8, 12)]
 DISTANCES = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6)
+# partition rules (diarize.cluster_speakers: finer group counts searched, silhouette weight,
+# whether the call's mean window is removed first)
+RULES = (((), 0.0, False), ((1,), 0.0, False), ((1,), 1.0, False), ((1, 2), 0.0, False),
+         ((1, 2), 0.5, False), ((1, 2), 1.0, False), ((1, 2), 2.0, False), ((), 0.0, True),
+         ((1,), 1.0, True), ((1, 2), 0.5, True), ((1, 2), 1.0, True), ((1, 2), 2.0, True))
 
 
 def tune(data: Path, out: Path, seconds: float) -> None:
-    """DER with the speaker count estimated, for each clustering distance, on actors 1-12."""
+    """On actors 1-12: DER with the speaker count estimated for each clustering distance, then
+    DER (count given / estimated) for each partition rule (``RULES``; finer ``()``: the plain
+    spectral partition)."""
+    from unittest import mock
+
     from multimodal_emotion.media_stream import iter_chunks
+    from multimodal_emotion.segmenting import diarize, find
     from multimodal_emotion.segmenting.find import mono_pass, mono_turns
     from multimodal_emotion.segmenting.scoring import as_segments, diarization_error_rate
     from multimodal_emotion.segmenting.vad import VadConfig
 
-    print("| call | " + " | ".join(f"d={d}" for d in DISTANCES) + " |")
-    print("|---|" + "---|" * len(DISTANCES))
+    cfg = VadConfig()
+    passes = []
     for agent, cust in TUNE:
         call = build_call(data, out, seconds, agent, cust, seed=agent)
         ref = call.segments()
         if agent == cust:  # one person: every turn is the same speaker
             ref = [(a, b, "agent") for a, b, _ in ref]
-        cfg = VadConfig()
-        probs, dur, windows = mono_pass(iter_chunks(call.mono, 10.0), cfg, [])
-        cells = []
-        for d in DISTANCES:
-            r = mono_turns(probs, dur, windows, cfg, None, d)
-            der = diarization_error_rate(ref, as_segments(r.turns))
-            cells.append(f"{der.der:.1%} ({len(r.speakers)})")
-        print(f"| {agent}/{cust} | " + " | ".join(cells) + " |", flush=True)
+        passes.append((agent, cust, ref, *mono_pass(iter_chunks(call.mono, 10.0), cfg, [])))
 
+    def der(ref, probs, dur, windows, speakers, d=diarize.DEFAULT_DISTANCE):
+        r = mono_turns(probs, dur, windows, cfg, speakers, d)
+        return diarization_error_rate(ref, as_segments(r.turns)).der, len(r.speakers)
+
+    print("| call | " + " | ".join(f"d={d}" for d in DISTANCES) + " |")
+    print("|---|" + "---|" * len(DISTANCES))
+    for agent, cust, ref, probs, dur, windows in passes:
+        cells = [der(ref, probs, dur, windows, None, d) for d in DISTANCES]
+        print(f"| {agent}/{cust} | " + " | ".join(f"{e:.1%} ({k})" for e, k in cells) + " |",
+              flush=True)
+    print("\nPartition rules (d=%s): DER with 2 speakers given / count estimated\n"
+          % diarize.DEFAULT_DISTANCE)
+    print("| call | " + " | ".join(f"finer {f or '-'} w {w}{' centred' if c else ''}"
+                                   for f, w, c in RULES) + " |")
+    print("|---|" + "---|" * len(RULES))
+    means: dict[int, list[list[float]]] = {i: [[], []] for i in range(len(RULES))}
+    for agent, cust, ref, probs, dur, windows in passes:
+        cells = []
+        for i, (finer, w, c) in enumerate(RULES):
+            rule = functools.partial(diarize.cluster_speakers, finer=finer, weight=w, centre=c)
+            with mock.patch.object(find, "cluster_speakers", rule):
+                given = der(ref, probs, dur, windows, 2)[0] if agent != cust else None
+                est = der(ref, probs, dur, windows, None)[0]
+            if given is not None:
+                means[i][0].append(given)
+            means[i][1].append(est)
+            cells.append(f"{'-' if given is None else f'{given:.1%}'} / {est:.1%}")
+        print(f"| {agent}/{cust} | " + " | ".join(cells) + " |", flush=True)
+    print("| **mean** | " + " | ".join(f"{np.mean(g):.1%} / {np.mean(e):.1%}"
+                                      for g, e in means.values()) + " |")
 
 
 def centroid_distances(data: Path, out: Path, seconds: float) -> None:
@@ -342,15 +391,19 @@ def main() -> int:
         score_all(data, out, args.seconds)
     if args.minutes:
         print("| call | file | find_turns wall s (imports + models apart) | RSS after imports + "
-              "models MB | peak RSS MB | turns found |")
-        print("|---|---|---|---|---|---|")
+              "models MB | peak RSS MB | turns found | clustering s in the pass (again, warm: "
+              "this rule / plain spectral; windows) |")
+        print("|---|---|---|---|---|---|---|")
         for minutes in args.minutes:
             call = build_call(data, out, minutes * 60, 13, 14, seed=1,
                               name=f"long_{int(minutes)}min")
             for kind, path in (("stereo", call.stereo), ("mono", call.mono)):
                 r = measure(path)
                 print(f"| {minutes:g} min | {kind} | {r['seconds']:.1f} | {r['base_mb']:.0f} | "
-                      f"{r['peak_mb']:.0f} | {r['turns']} (true {len(call.turns)}) |", flush=True)
+                      f"{r['peak_mb']:.0f} | {r['turns']} (true {len(call.turns)}) | "
+                      + (f"{r['cluster_s']:.2f} ({r['warm_cluster_s']:.2f} / "
+                         f"{r['plain_cluster_s']:.2f}; {r['windows']})"
+                         if "cluster_s" in r else "-") + " |", flush=True)
     return 0
 
 
