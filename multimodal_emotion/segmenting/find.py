@@ -22,8 +22,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -124,26 +122,15 @@ def find_turns(source: Source, *, speakers: int | None = None, max_turn_s: float
     if stereo:
         vads = [StreamingVAD(), StreamingVAD()]
         energy = np.zeros(2)  # sum of (l - r)^2 and of l^2 + r^2: is it dual mono?
-        # Each channel's Silero runs in its own thread (onnxruntime releases the GIL; the two
-        # streams are independent), a chunk or two behind the decoding here: on two cores the
-        # pass takes about the time of one channel. Each stream is fed in order, so the scores
-        # are those of feeding it here.
-        with ThreadPoolExecutor(1) as left, ThreadPoolExecutor(1) as right:
-            running: deque[list[Future]] = deque()
-            for chunk in chunks:
-                warnings.extend(chunk.warnings)
-                if chunk.channels is not None:
-                    running.append([pool.submit(vads[c].feed, chunk.channels[c])
-                                     for c, pool in enumerate((left, right))])
-                    d = chunk.channels[0].astype(np.float64) - chunk.channels[1]
-                    energy += (float(d @ d),
-                               float((chunk.channels.astype(np.float64) ** 2).sum()))
-                while len(running) > 2:  # memory: at most three chunks in flight
-                    [f.result() for f in running.popleft()]
-                if progress:
-                    progress(chunk.end, info.declared_duration)
-            for fs in running:
-                [f.result() for f in fs]
+        for chunk in chunks:
+            warnings.extend(chunk.warnings)
+            if chunk.channels is not None:
+                for c in (0, 1):
+                    vads[c].feed(chunk.channels[c])
+                d = chunk.channels[0].astype(np.float64) - chunk.channels[1]
+                energy += (float(d @ d), float((chunk.channels.astype(np.float64) ** 2).sum()))
+            if progress:
+                progress(chunk.end, info.declared_duration)
         if mode == "auto" and energy[0] <= 1e-6 * energy[1] and energy[1] > 0:
             result = find_turns(source, speakers=speakers, max_turn_s=max_turn_s, mode="mono",
                                 vad=cfg, distance=distance, min_run_s=min_run_s,
@@ -165,20 +152,12 @@ def mono_pass(chunks: Iterable[MediaChunk], cfg: VadConfig, warnings: list[str],
     """The streaming pass over a mono mix: Silero scores, duration and speaker windows."""
     v = StreamingVAD()
     embedder = WindowEmbedder(cfg)
-    # Silero scores chunk k in a second thread while the voice encoder embeds chunk k - 1
-    # here (both release the GIL); the embedder still gets every chunk in order.
-    with ThreadPoolExecutor(1) as pool:
-        scoring: Future | None = None
-        for chunk in chunks:
-            warnings.extend(chunk.warnings)
-            ahead = pool.submit(v.feed, chunk.audio) if chunk.audio is not None else None
-            if scoring is not None:
-                embedder.add(*scoring.result())
-            scoring = ahead
-            if progress:
-                progress(chunk.end, total)
-        if scoring is not None:
-            embedder.add(*scoring.result())
+    for chunk in chunks:
+        warnings.extend(chunk.warnings)
+        if chunk.audio is not None:
+            embedder.add(*v.feed(chunk.audio))
+        if progress:
+            progress(chunk.end, total)
     embedder.add(*v.finish())
     return v.probs, v.duration, embedder.finish()
 
