@@ -5,8 +5,9 @@ a *turn finder* for the turns (voice activity, channels, speaker clustering: not
 business, see ``multimodal_emotion.segmenting``), streams the recording once more through
 :func:`~multimodal_emotion.turns.iter_turn_clips` so each turn gets its own voice, words and the
 frames shown while it was spoken (on a video call the face on screen is given to whoever is
-talking), and runs :meth:`EmotionRecognizer.analyze_segment` on it. Memory is bounded by the
-longest turn, not by the call.
+talking), and runs :meth:`EmotionRecognizer.analyze_segment` on it (once the call's language
+is fixed, ``analyze_segments`` on groups of ``batch_turns``: the encoders batch, the answers
+are the same). Memory is bounded by a group of turns, not by the call.
 
 The turn finder is a parameter (``find_turns``, ``assign_roles``) so tests and other segmenters
 can stand in for the real one, which is imported only when none is given.
