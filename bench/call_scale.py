@@ -17,6 +17,12 @@ EmotionRecognizer (load time reported apart).
     .venv/bin/python bench/call_scale.py --recognizer real --minutes 2 10 --keep kept/
     .venv/bin/python bench/call_scale.py --recognizer real --minutes 2 --language per-turn
     .venv/bin/python bench/call_scale.py --rescore kept/   # escalations under today's rule
+    .venv/bin/python bench/call_scale.py --recognizer real --with-finder --minutes 10 60
+    .venv/bin/python bench/call_scale.py --recognizer real --with-finder --mono --minutes 60
+
+``--with-finder`` times the whole job (the real turn finder, then the emotion of each turn,
+its models loaded before the clock starts); ``--batch-turns 1`` analyzes turn by turn, as
+before batching.
 """
 
 from __future__ import annotations
@@ -101,6 +107,18 @@ def build_call(path: Path, minutes: float, data: Path, seed: int = 0) -> dict:
     return {"turns": turns, "angry": [angry_from, angry_to], "duration": total}
 
 
+def mono_mix(path: Path) -> Path:
+    """The mean of the call's two channels, written beside it (``--mono``)."""
+    import soundfile as sf
+
+    out = path.with_name(path.stem + "_mono.flac")
+    with sf.SoundFile(str(path)) as src, sf.SoundFile(str(out), "w", SR, 1, format="FLAC",
+                                                      subtype="PCM_16") as dst:
+        for block in src.blocks(blocksize=SR * 60, dtype="float32"):
+            dst.write(block.mean(1))
+    return out
+
+
 class NullRecognizer:
     """Answers every turn 'neutral' without a model: only the pipeline around it is timed."""
 
@@ -133,18 +151,27 @@ def child(call_path: str, truth_path: str, recognizer: str, keep: str = "") -> N
         rec = NullRecognizer()
     load_s = time.perf_counter() - t0
     language = os.environ.get("MER_BENCH_LANGUAGE", "auto")
+    finder: dict = {}  # the real turn finder with --with-finder, else the known turns
+    if not os.environ.get("MER_BENCH_FINDER"):
+        finder = {"find_turns": lambda source, speakers=None: SimpleNamespace(turns=turns,
+                                                                              channels=2),
+                  "assign_roles": lambda result, **kw: {"agent": "agent",
+                                                        "customer": "customer"}}
+    else:  # its models load before the clock starts, as the recognizer's do
+        from multimodal_emotion.segmenting import diarize, vad
+
+        vad._session(), diarize._encoder()
+        import sklearn.cluster  # noqa: F401  (a one-off import the mono clustering needs)
     t1, c1 = time.perf_counter(), _cpu_s()
-    call = analyze_call(
-        call_path, rec,
-        find_turns=lambda source, speakers=None: SimpleNamespace(turns=turns, channels=2),
-        assign_roles=lambda result, **kw: {"agent": "agent", "customer": "customer"},
-        language=language)
+    call = analyze_call(call_path, rec, language=language,
+                        batch_turns=int(os.environ.get("MER_BENCH_BATCH", "8")), **finder)
     result = call_result(call)
     wall, cpu = time.perf_counter() - t1, _cpu_s() - c1
     if keep:
         Path(keep).write_text(json.dumps(result))
     print(json.dumps({
         "load_s": load_s, "wall_s": wall, "cpu_s": cpu, "turns": len(result["turns"]),
+        "finder_s": call.timings_s.get("turns"), "emotion_s": call.timings_s.get("emotion"),
         "language": result.get("language"),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "sentiment": result["summary"]["sentiment"]["score"], **escalation_check(result)}))
@@ -199,6 +226,14 @@ def main() -> None:
                     "results kept with --keep, under the current rule (no model)")
     ap.add_argument("--language", default="auto",
                     help="analyze_call's language: auto (default), per-turn or a code")
+    ap.add_argument("--with-finder", action="store_true",
+                    help="find the turns with the real turn finder (timed with the rest: "
+                         "the whole job) instead of handing over the known ones")
+    ap.add_argument("--mono", action="store_true",
+                    help="analyze the mono mix of the built call (with --with-finder: "
+                         "speakers by voice clustering)")
+    ap.add_argument("--batch-turns", type=int, default=8,
+                    help="analyze_call's batch_turns (1: one turn at a time, as before)")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rescore:
@@ -212,29 +247,38 @@ def main() -> None:
         for minutes in args.minutes:
             call = Path(tmp) / f"call_{minutes:g}min.flac"
             truth = build_call(call, minutes, Path(args.data))
+            if args.mono:
+                call = mono_mix(call)
             truth_path = Path(tmp) / "truth.json"
             truth_path.write_text(json.dumps(truth))
             keep = str(Path(args.keep) / f"call_{minutes:g}min.json") if args.keep else ""
             proc = subprocess.run([sys.executable, __file__, "--child", str(call),
                                    str(truth_path), args.recognizer, keep], capture_output=True,
                                   text=True, env={**os.environ, "PYTHONPATH": str(REPO),
-                                                  "MER_BENCH_LANGUAGE": args.language})
+                                                  "MER_BENCH_LANGUAGE": args.language,
+                                                  "MER_BENCH_BATCH": str(args.batch_turns),
+                                                  "MER_BENCH_FINDER":
+                                                      "1" if args.with_finder else ""})
             if proc.returncode:
                 raise SystemExit(proc.stderr[-3000:])
             r = json.loads(proc.stdout.strip().splitlines()[-1])
-            r.update(minutes=minutes, mb=call.stat().st_size / 2**20)
+            r.update(minutes=minutes, mb=call.stat().st_size / 2**20, load=os.getloadavg()[0])
             rows.append(r)
             print(json.dumps(r), file=sys.stderr, flush=True)
+    flags = "".join(f" {f}" for f, on in (("--with-finder", args.with_finder),
+                                           ("--mono", args.mono)) if on)
     print(f"\nrecognizer: {args.recognizer}; {os.cpu_count()} CPUs; command: "
           f"python bench/call_scale.py --recognizer {args.recognizer} --language "
-          f"{args.language} --minutes " + " ".join(f"{m:g}" for m in args.minutes))
-    print("| call | FLAC | turns | analysis wall | CPU | x real time | peak RSS | escalation in the "
-          "angry third | false alarms |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          f"{args.language} --batch-turns {args.batch_turns}{flags} --minutes "
+          + " ".join(f"{m:g}" for m in args.minutes))
+    print("| call | FLAC | turns | wall (turn finder + emotion) | CPU | x real time | peak RSS "
+          "| load (1 min) | escalation in the angry third | false alarms |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         print(f"| {r['minutes']:g} min | {r['mb']:.0f} MB | {r['turns']} | {r['wall_s']:.1f} s "
+              f"({r['finder_s']:.1f} + {r['emotion_s']:.1f}) "
               f"| {r['cpu_s']:.0f} s | {r['minutes'] * 60 / r['wall_s']:.1f}x | "
-              f"{r['peak_rss_mb']:.0f} MB | "
+              f"{r['peak_rss_mb']:.0f} MB | {r['load']:.1f} | "
               f"{'yes' if r['escalation_in_angry_stretch'] else 'no'} | {r['false_alarms']} |")
     if args.recognizer == "real":
         print(f"(model load {rows[0]['load_s']:.1f} s, not counted)")

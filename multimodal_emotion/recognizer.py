@@ -18,6 +18,7 @@ import numpy as np
 
 from . import encoders, media, media_stream
 from .encoders import language
+from .encoders.audio_features import clip_audio
 from .errors import ModelError
 from .explain import modality_shapley, word_occlusion
 from .label_maps import LabelMap, load_label_map
@@ -215,6 +216,103 @@ class EmotionRecognizer:
         pred.timings_ms["total"] = (time.perf_counter() - t0) * 1000
         return pred
 
+    def analyze_segments(self, clips: list[Clip], fusion: str | None = None,
+                         labels: "LabelMap | str | None" = None,
+                         language: tuple[str, float] | None = None,
+                         batch_size: int = 8) -> list[Prediction]:
+        """:meth:`analyze_segment` of several pieces at once (a call's turns, once its language
+        is known): the Whisper encoders, tiny.en's decoding and the sentence encoder run on
+        batches of up to ``batch_size`` pieces, which costs less than one piece at a time on
+        a CPU. Each prediction equals ``analyze_segment`` of that piece alone to float
+        rounding (the batched encoders keep rows apart: padding masked, token caps checked).
+        Without a known ``language`` each piece takes :meth:`analyze_segment` (language ID
+        and the lock it may set are per piece)."""
+        if language is None or len(clips) < 2:
+            return [self.analyze_segment(c, fusion, labels, language) for c in clips]
+        t0 = time.perf_counter()
+        fusion = fusion or self.model.default_fusion
+        label_map = load_label_map(labels)
+        encoded = self.encode_batch(clips, language, batch_size)
+        share = (time.perf_counter() - t0) * 1000 / len(clips)
+        preds = []
+        for clip, (outputs, timings) in zip(clips, encoded):
+            part = self._predict_window(outputs, timings, fusion)
+            for out in part["outputs"].values():
+                out.sequence = None
+            pred = _combine([part], [(0.0, clip.duration)], fusion, clip.duration, self.model,
+                            label_map)
+            pred.warnings.extend(clip.warnings)
+            pred.expert_logits = [WindowLogits(0.0, clip.duration, part["logits"])]
+            pred.timings_ms = dict(part["timings"])
+            pred.timings_ms["total"] = share + part["timings"].get("fusion", 0.0)
+            preds.append(pred)
+        return preds
+
+    def encode_batch(self, clips: list[Clip], known_language: tuple[str, float],
+                     batch_size: int = 8
+                     ) -> list[tuple[dict[str, ModalityOutput], dict[str, float]]]:
+        """:meth:`encode` of several clips whose language is known, the audio encoder,
+        tiny.en and the sentence encoder batched where they can be (see
+        :meth:`analyze_segments`); faces run clip by clip in the second thread meanwhile.
+        Per-clip timings are each batch stage's time shared evenly."""
+        n = len(clips)
+        timings: list[dict[str, float]] = [{} for _ in clips]
+
+        def face(clip: Clip, into: dict[str, float]) -> ModalityOutput:
+            t = time.perf_counter()
+            out = self.face.encode(clip)
+            into["face"] = (time.perf_counter() - t) * 1000
+            return out
+
+        faces = [self._pool.submit(face, c, tm) for c, tm in zip(clips, timings)]
+        t = time.perf_counter()
+        batch_audio = getattr(self.audio, "encode_audio_batch", None)
+        audio = batch_audio([clip_audio(c) for c in clips], batch_size) \
+            if batch_audio is not None else [self.audio.encode(c) for c in clips]
+        _share(timings, "audio", t)
+        spoken = [i for i, a in enumerate(audio) if a.available]
+        texts: dict[int, ModalityOutput] = {}
+        if spoken and self.language is not None and not self._shares_whisper:
+            t = time.perf_counter()
+            trs = self.language.transcribe_batch([clips[i].audio for i in spoken],
+                                                 known_language, batch_size)
+            _share(timings, "transcribe", t, spoken)
+            t = time.perf_counter()
+            texts = dict(zip(spoken, language.encode_transcripts(self.text, trs)))
+            _share(timings, "text", t, spoken)
+        else:  # one by one, as encode() does (a transcriber decoding the audio encoder's output)
+            for i in spoken:
+                texts[i] = self._transcribe_one(clips[i], audio[i], timings[i], known_language)
+        out = []
+        for i in range(n):
+            audio[i].extras.pop("whisper_encoder_output", None)
+            text = texts.get(i) or ModalityOutput.missing(
+                "text", self.text.dim, reason=f"no speech ({audio[i].reason})", transcript="")
+            out.append(({"audio": audio[i], "text": text, "face": faces[i].result()},
+                        timings[i]))
+        return out
+
+    def _transcribe_one(self, clip: Clip, audio_out: ModalityOutput, timings: dict[str, float],
+                        known_language: tuple[str, float] | None) -> ModalityOutput:
+        """The text output of one clip whose audio was encoded (``encode``'s text stage)."""
+        def timed(stage: str, fn, *args):
+            t = time.perf_counter()
+            out = fn(*args)
+            timings[stage] = (time.perf_counter() - t) * 1000
+            return out
+
+        encoded = audio_out.extras.get("whisper_encoder_output")
+        if self.language is not None:  # language ID, then tiny.en or a translation
+            tr = self.language.transcribe(clip.audio, encoded if self._shares_whisper
+                                          else None, known_language)
+            timings.update(tr.timings_ms)
+            return timed("text", language.encode_transcript, self.text, tr)
+        if encoded is not None and self._shares_whisper:
+            transcript = timed("transcribe", self.transcriber.transcribe_encoded, encoded)
+        else:
+            transcript = timed("transcribe", self.transcriber.transcribe, clip.audio)
+        return timed("text", self.text.encode_transcript, transcript)
+
     def encode(self, clip: Clip, known_language: tuple[str, float] | None = None
                ) -> tuple[dict[str, ModalityOutput], dict[str, float]]:
         """Run the three encoders on one clip: modality outputs and per-stage milliseconds.
@@ -233,19 +331,8 @@ class EmotionRecognizer:
         face_future = self._pool.submit(timed, "face", self.face.encode, clip)
         audio_out: ModalityOutput = timed("audio", self.audio.encode, clip)
         if audio_out.available:
-            encoded = audio_out.extras.pop("whisper_encoder_output", None)
-            if self.language is not None:  # language ID, then tiny.en or a translation
-                tr = self.language.transcribe(clip.audio, encoded if self._shares_whisper
-                                              else None, known_language)
-                timings.update(tr.timings_ms)
-                text_out = timed("text", language.encode_transcript, self.text, tr)
-            else:
-                if encoded is not None and self._shares_whisper:
-                    transcript = timed("transcribe", self.transcriber.transcribe_encoded,
-                                       encoded)
-                else:
-                    transcript = timed("transcribe", self.transcriber.transcribe, clip.audio)
-                text_out = timed("text", self.text.encode_transcript, transcript)
+            text_out = self._transcribe_one(clip, audio_out, timings, known_language)
+            audio_out.extras.pop("whisper_encoder_output", None)
         else:
             text_out = ModalityOutput.missing("text", self.text.dim,
                                               reason=f"no speech ({audio_out.reason})",
@@ -275,6 +362,11 @@ class EmotionRecognizer:
     def _analyze_window(self, clip: Clip, fusion: str,
                         known_language: tuple[str, float] | None = None) -> dict[str, Any]:
         outputs, timings = self.encode(clip, known_language)
+        return self._predict_window(outputs, timings, fusion)
+
+    def _predict_window(self, outputs: dict[str, ModalityOutput], timings: dict[str, float],
+                        fusion: str) -> dict[str, Any]:
+        """Fusion and the experts on one window's encoder outputs."""
         t = time.perf_counter()
         subsets, experts = self.model.subset_predict(
             {m: o.embedding for m, o in outputs.items()},
@@ -394,6 +486,15 @@ def _timed(items: Iterable[Any], total: list[float]) -> Iterator[Any]:
             return
         total[0] += time.perf_counter() - t
         yield item
+
+
+def _share(timings: list[dict[str, float]], stage: str, since: float,
+           rows: list[int] | None = None) -> None:
+    """A batch stage's milliseconds since ``since``, shared evenly among ``rows`` (all)."""
+    rows = list(range(len(timings))) if rows is None else rows
+    each = (time.perf_counter() - since) * 1000 / max(1, len(rows))
+    for i in rows:
+        timings[i][stage] = each
 
 
 def _sum_timings(items) -> dict[str, float]:

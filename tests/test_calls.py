@@ -175,6 +175,37 @@ class LanguageRecognizer(LoudnessRecognizer):
         return pred
 
 
+class BatchRecognizer(LanguageRecognizer):
+    """Also takes turns in groups (``analyze_segments``), recording each group's size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.groups: list[int] = []
+
+    def analyze_segments(self, clips: list[Any], fusion: str | None = None, labels: Any = None,
+                         language: Any = None, batch_size: int = 8) -> list[Prediction]:
+        self.groups.append(len(clips))
+        return [self.analyze_segment(c, fusion, labels, language) for c in clips]
+
+
+def test_turns_go_to_the_recognizer_in_groups_once_the_language_is_fixed(stereo_call):
+    """Turn by turn until language ID fixes the language (turn 2), then groups of
+    ``batch_turns``; the answers, their order and the progress are those of one at a time."""
+    finder = FakeFinder(stereo_turns())
+    one, many = BatchRecognizer(), BatchRecognizer()
+    done: list[int] = []
+    kw = dict(find_turns=finder.find, assign_roles=finder.roles)
+    alone = analyze_call(str(stereo_call), one, batch_turns=1, **kw)
+    grouped = analyze_call(str(stereo_call), many, batch_turns=4,
+                           progress=lambda n, total, s, d: done.append(n), **kw)
+    assert one.groups == [] and many.groups == [4, 2]
+    assert many.told == one.told
+    assert [t.to_dict() for t in grouped.turns] == [t.to_dict() for t in alone.turns]
+    assert done == list(range(len(grouped.turns) + 1))
+    with pytest.raises(InputError, match="batch_turns"):
+        analyze_call(str(stereo_call), many, batch_turns=0, **kw)
+
+
 def test_the_calls_language_is_detected_once_then_kept(stereo_call):
     """Language ID runs per turn only until a long turn names a language surely; the call's
     language is then handed to every later turn (and reported); a given code holds from the

@@ -5,8 +5,9 @@ a *turn finder* for the turns (voice activity, channels, speaker clustering: not
 business, see ``multimodal_emotion.segmenting``), streams the recording once more through
 :func:`~multimodal_emotion.turns.iter_turn_clips` so each turn gets its own voice, words and the
 frames shown while it was spoken (on a video call the face on screen is given to whoever is
-talking), and runs :meth:`EmotionRecognizer.analyze_segment` on it. Memory is bounded by the
-longest turn, not by the call.
+talking), and runs :meth:`EmotionRecognizer.analyze_segment` on it (once the call's language
+is fixed, ``analyze_segments`` on groups of ``batch_turns``: the encoders batch, the answers
+are the same). Memory is bounded by a group of turns, not by the call.
 
 The turn finder is a parameter (``find_turns``, ``assign_roles``) so tests and other segmenters
 can stand in for the real one, which is imported only when none is given.
@@ -30,6 +31,9 @@ FindTurns = Callable[..., Any]
 AssignRoles = Callable[..., Mapping[str, str]]
 
 ROLES = ("agent", "customer")
+# Turns analyzed together once the call's language is known (``analyze_call``): measured on
+# the 10-minute bench call (bench/call_scale.py), 8 takes most of the gain of batching
+BATCH_TURNS = 8
 
 
 @dataclass
@@ -134,7 +138,7 @@ def analyze_call(source: Any, recognizer: Any, *, find_turns: FindTurns | None =
                  transcripts: bool = True, keep_digits: bool = False,
                  progress: Progress | None = None,
                  should_stop: Callable[[], bool] | None = None,
-                 language: str | None = "auto") -> CallAnalysis:
+                 language: str | None = "auto", batch_turns: int = BATCH_TURNS) -> CallAnalysis:
     """Find the turns of ``source`` (a path) and analyze each one with ``recognizer`` (shaped
     like :class:`~multimodal_emotion.recognizer.EmotionRecognizer`: ``analyze_segment``,
     ``fps``, ``max_duration_s``).
@@ -151,6 +155,10 @@ def analyze_call(source: Any, recognizer: Any, *, find_turns: FindTurns | None =
     call is held in one language, and language ID is a fixed cost on every turn). A code
     (``"en"``, ``"de"``) holds from the first turn; ``"per-turn"`` (or ``None``) detects on
     every turn.
+
+    ``batch_turns``: once the language is fixed, this many turns at a time go to the
+    recognizer's ``analyze_segments`` (when it has one): its encoders run on batches, which
+    is the same answer per turn for less CPU. ``1`` analyzes turn by turn.
     """
     from .. import media_stream
     from ..turns import iter_turn_clips
@@ -160,6 +168,9 @@ def analyze_call(source: Any, recognizer: Any, *, find_turns: FindTurns | None =
         find_turns, assign_roles = find_turns or real_find, assign_roles or real_roles
     if agent_channel is not None and agent_channel not in ("left", "right"):
         raise InputError(f"agent channel must be 'left' or 'right', not {agent_channel!r}")
+    if not isinstance(batch_turns, int) or batch_turns < 1:
+        raise InputError(f"batch_turns must be a whole number of at least 1, not "
+                         f"{batch_turns!r}")
     if speakers is not None and not 1 <= int(speakers) <= 32:
         raise InputError(f"speakers must be between 1 and 32, not {speakers}")
     label_map = load_label_map(labels)
@@ -196,9 +207,30 @@ def analyze_call(source: Any, recognizer: Any, *, find_turns: FindTurns | None =
     if turns:
         chunks = _noting_warnings(media_stream.iter_chunks(
             source, fps=fps, keep_channels=True, max_duration=limit), warnings)
+        # once the language is fixed, turns go to the recognizer in groups (its encoders run
+        # on batches); memory then holds a group's turns, not one
+        group = batch_turns if hasattr(recognizer, "analyze_segments") else 1
+        pending: list[tuple[Turn, Any]] = []
+
+        def analyze_pending() -> None:
+            assert locked is not None
+            preds = recognizer.analyze_segments(
+                [c for _, c in pending], fusion=fusion, labels=label_map,
+                language=(locked["code"], locked["probability"]), batch_size=group)
+            for (done, _), pred in zip(pending, preds):
+                results.append(_turn_result(done, pred, transcripts, keep_digits))
+                if progress is not None:
+                    progress(len(results), len(turns), done.end, duration)
+            pending.clear()
+
         for turn, clip in iter_turn_clips(chunks, turns, fps, name=str(source)):
             if should_stop is not None and should_stop():
                 raise InterruptedError("the call analysis was stopped")
+            if locked is not None and group > 1:
+                pending.append((turn, clip))
+                if len(pending) >= group:
+                    analyze_pending()
+                continue
             known = {} if locked is None else {"language": (locked["code"],
                                                              locked["probability"])}
             pred = recognizer.analyze_segment(clip, fusion=fusion, labels=label_map, **known)
@@ -207,6 +239,8 @@ def analyze_call(source: Any, recognizer: Any, *, find_turns: FindTurns | None =
                 locked = _lock_language(pred, turn, len(results))
             if progress is not None:
                 progress(len(results), len(turns), turn.end, duration)
+        if pending:
+            analyze_pending()
         for _ in chunks:  # the tail after the last turn: what the decoder says about it
             pass
     warnings = list(dict.fromkeys(warnings))  # the finder's pass and this one see one tail

@@ -144,33 +144,124 @@ def decode_chunks(model: Any, hf_tokenizer: Any, chunks: list[tuple[Any, int]],
     probability exceeds ``no_speech_threshold`` contributes no words. ``avg_logprob`` is faster-whisper's: the
     cumulative log-probability over (tokens + 1), pooled over kept chunks by token count.
     """
+    tok, prompt, suppress = _decoder(model, hf_tokenizer, task, language)
+    acc = _Chunks(tok, no_speech_threshold)
+    for enc, n_frames in chunks:
+        acc.add(_generate(model, enc, [prompt], suppress, beam_size,
+                          len(prompt) + max_tokens(n_frames, tokens_per_s))[0])
+    return acc.result()
+
+
+def decode_batch(model: Any, hf_tokenizer: Any, encoded: Any, n_frames: list[int],
+                 task: str = "transcribe", language: str | None = None, beam_size: int = 1,
+                 no_speech_threshold: float = 0.6, tokens_per_s: float = 5.0
+                 ) -> list[Decoded | None]:
+    """:func:`decode_chunks` of several one-chunk clips in one ``generate``: ``encoded`` is the
+    encoder output ``[B, T, d]`` of the batch, ``n_frames`` each row's real frames.
+
+    Greedy decoding of a row does not depend on the other rows, but the length limit does:
+    the batch runs to the largest row's limit. A row that ended before its own limit is what
+    :func:`decode_chunks` gives. A row that ran past it is cut back to where its own limit
+    would have stopped it, and its score recomputed over those tokens from the step
+    log-probabilities: CTranslate2's Whisper stops a decode at half of ``max_length`` tokens
+    (measured with tiny.en's one-token prompt: limits of 43, 45 and 49 returned 21, 22 and 24
+    tokens, each a prefix of the longer decode; the recomputed average log-probability
+    matched the decode cut by its own limit within 5e-5). With a longer prompt (a
+    multilingual model) such a row comes back ``None``: the caller decodes it alone."""
+    tok, prompt, suppress = _decoder(model, hf_tokenizer, task, language)
+    limits = [len(prompt) + max_tokens(n, tokens_per_s) for n in n_frames]
+    top = max(limits)
+    results = model.generate(encoded, [prompt] * len(limits), beam_size=beam_size,
+                             max_length=top, return_no_speech_prob=True, return_scores=True,
+                             return_logits_vocab=top > min(limits), suppress_blank=True,
+                             suppress_tokens=suppress, max_initial_timestamp_index=50)
+    out: list[Decoded | None] = []
+    for res, limit in zip(results, limits):
+        keep = limit // 2
+        if limit < top and len(res.sequences_ids[0]) >= keep:
+            if len(prompt) != 1:
+                out.append(None)
+                continue
+            res = _Cut(res, keep)
+        acc = _Chunks(tok, no_speech_threshold)
+        acc.add(res)
+        out.append(acc.result())
+    return out
+
+
+class _Cut:
+    """A greedy generation result cut to its first ``keep`` tokens, scored as CTranslate2
+    scores a decode (mean log-probability of the tokens, length penalty 1)."""
+
+    def __init__(self, res: Any, keep: int) -> None:
+        seq = list(res.sequences_ids[0][:keep])
+        logp = 0.0
+        for step, token in zip(res.logits[0], seq):
+            z = np.asarray(step, np.float64).ravel()
+            top = z[np.isfinite(z)].max()
+            logp += float(z[token] - top - np.log(np.exp(z - top).sum()))
+        self.sequences_ids, self.scores = [seq], [logp / max(1, len(seq))]
+        self.no_speech_prob = res.no_speech_prob
+
+
+def _stack(views: list[Any]) -> Any:
+    """One ``[B, T, d]`` StorageView from ``[1, T, d]`` ones of the same shape."""
+    import ctranslate2
+
+    if len(views) == 1:
+        return views[0]
+    return ctranslate2.StorageView.from_array(
+        np.ascontiguousarray(np.concatenate([np.asarray(v) for v in views])))
+
+
+def max_tokens(n_frames: int, tokens_per_s: float) -> int:
+    """The token cap of a chunk of ``n_frames`` encoder frames (50 per second)."""
+    return int(np.ceil(n_frames / 50 * tokens_per_s)) + 8
+
+
+def _decoder(model: Any, hf_tokenizer: Any, task: str, language: str | None
+             ) -> tuple[Any, list[int], list[int]]:
+    """(tokenizer, prompt, suppressed tokens) for a decode of ``model``."""
     from faster_whisper.tokenizer import Tokenizer
     from faster_whisper.transcribe import get_suppressed_tokens
 
     multilingual = bool(model.is_multilingual)
     tok = Tokenizer(hf_tokenizer, multilingual, task=task if multilingual else "transcribe",
                     language=(language or "en") if multilingual else None)
-    prompt = list(tok.sot_sequence)
-    suppress = list(get_suppressed_tokens(tok, [-1]))
-    words, logprob_sum, token_count, no_speech = [], 0.0, 0, 0.0
-    for enc, n_frames in chunks:
-        max_tokens = int(np.ceil(n_frames / 50 * tokens_per_s)) + 8
-        res = model.generate(enc, [prompt], beam_size=beam_size,
-                             max_length=len(prompt) + max_tokens, return_no_speech_prob=True,
-                             return_scores=True, suppress_blank=True, suppress_tokens=suppress,
-                             max_initial_timestamp_index=50)[0]
-        no_speech = max(no_speech, float(res.no_speech_prob))
-        if res.no_speech_prob > no_speech_threshold:
-            continue
+    return tok, list(tok.sot_sequence), list(get_suppressed_tokens(tok, [-1]))
+
+
+def _generate(model: Any, features: Any, prompts: list[list[int]], suppress: list[int],
+              beam_size: int, max_length: int) -> list[Any]:
+    return model.generate(features, prompts, beam_size=beam_size, max_length=max_length,
+                          return_no_speech_prob=True, return_scores=True, suppress_blank=True,
+                          suppress_tokens=suppress, max_initial_timestamp_index=50)
+
+
+class _Chunks:
+    """The words and confidence of a clip's decoded chunks, added one generation result at a
+    time."""
+
+    def __init__(self, tok: Any, no_speech_threshold: float) -> None:
+        self.tok, self.threshold = tok, no_speech_threshold
+        self.words: list[str] = []
+        self.logprob_sum, self.token_count, self.no_speech = 0.0, 0, 0.0
+
+    def add(self, res: Any) -> None:
+        self.no_speech = max(self.no_speech, float(res.no_speech_prob))
+        if res.no_speech_prob > self.threshold:
+            return
         seq = res.sequences_ids[0]
         # CTranslate2's score is the cumulative log-probability / length (length_penalty 1)
-        logprob_sum += float(res.scores[0]) * len(seq)
-        token_count += len(seq) + 1
-        ids = [t for t in seq if t < tok.eot]  # drops timestamp tokens
-        words.append(tok.decode(ids).strip())
-    text = " ".join(w for w in words if w).strip()
-    avg = logprob_sum / token_count if token_count else 0.0
-    return Decoded(text, avg, no_speech, compression_ratio(text))
+        self.logprob_sum += float(res.scores[0]) * len(seq)
+        self.token_count += len(seq) + 1
+        ids = [t for t in seq if t < self.tok.eot]  # drops timestamp tokens
+        self.words.append(self.tok.decode(ids).strip())
+
+    def result(self) -> Decoded:
+        text = " ".join(w for w in self.words if w).strip()
+        avg = self.logprob_sum / self.token_count if self.token_count else 0.0
+        return Decoded(text, avg, self.no_speech, compression_ratio(text))
 
 
 class LanguageRouter:
@@ -236,6 +327,64 @@ class LanguageRouter:
             encoded = ct2_encode(model, np.ascontiguousarray(wave, dtype=np.float32))
         return decode_chunks(model.model, model.hf_tokenizer, encoded, "transcribe", "en",
                              self.english.beam_size, self.rules.no_speech_threshold)
+
+    def decode_english_batch(self, waves: list[np.ndarray], batch_size: int = 8
+                             ) -> list[Decoded]:
+        """:meth:`decode_english` (no shared encoder output) of many waves: tiny.en encodes
+        and decodes up to ``batch_size`` at once. Waves whose log-mel has the same length
+        (every wave under 10 s: the padding) share a batch; a wave longer than one 30 s
+        piece, or a row the batch's token cap could not vouch for (:func:`decode_batch`),
+        is decoded alone. Each result is what :meth:`decode_english` gives to float
+        rounding: the rows of a batch never mix."""
+        from .audio_features import whisper_pieces
+
+        model = self.english.model
+        out: list[Decoded | None] = [None] * len(waves)
+        groups: dict[int, list[tuple[int, np.ndarray, int]]] = {}
+        for i, wave in enumerate(waves):
+            wave = np.ascontiguousarray(wave, dtype=np.float32)
+            pieces = list(whisper_pieces(model.feature_extractor, wave, 10.0))
+            if len(pieces) != 1:
+                out[i] = self.decode_english(wave)
+                continue
+            mel, n_keep = pieces[0]
+            groups.setdefault(mel.shape[1], []).append((i, mel, n_keep))
+        step = max(1, int(batch_size))
+        for rows in groups.values():
+            for b in range(0, len(rows), step):
+                part = rows[b:b + step]
+                # encoded one by one (CTranslate2's int8 encoder took more CPU on a batch of
+                # 8 than on 8 singles), decoded together
+                encoded = _stack([model.encode(mel) for _, mel, _ in part])
+                decs = decode_batch(model.model, model.hf_tokenizer, encoded,
+                                    [n for _, _, n in part], "transcribe", "en",
+                                    self.english.beam_size, self.rules.no_speech_threshold)
+                for (i, _, _), dec in zip(part, decs):
+                    out[i] = dec if dec is not None else self.decode_english(waves[i])
+        return [d for d in out if d is not None]
+
+    def transcribe_batch(self, waves: list[np.ndarray], language: tuple[str, float],
+                         batch_size: int = 8) -> list[Transcript]:
+        """:meth:`transcribe` of many waves whose language is known (a call's, once found):
+        English is decoded in batches (:meth:`decode_english_batch`), any other language one
+        by one as before. Same transcripts, same rules."""
+        code, prob = str(language[0]), float(language[1])
+        if code != "en" or prob < self.rules.min_language_probability:
+            return [self.transcribe(w, None, language) for w in waves]
+        t0 = time.perf_counter()
+        long = [i for i, w in enumerate(waves) if w.size >= SAMPLE_RATE // 10]
+        decs = dict(zip(long, self.decode_english_batch([waves[i] for i in long], batch_size)))
+        each = (time.perf_counter() - t0) * 1000 / max(1, len(waves))
+        out = []
+        for i in range(len(waves)):
+            if i not in decs:
+                out.append(Transcript("", "", None, None, False,
+                                      "audio too short to transcribe"))
+                continue
+            t = self._judge(decs[i], decs[i], code, prob)
+            t.timings_ms = {"language": 0.0, "transcribe": each}  # the batch's time, shared
+            out.append(t)
+        return out
 
     # -- the call ------------------------------------------------------------------------------
     def transcribe(self, wave: np.ndarray,
@@ -349,6 +498,24 @@ def encode_transcript(text_encoder: Any, transcript: Transcript) -> ModalityOutp
     out.extras.update(transcript.extras())
     if not out.available:
         out.extras["transcript"] = transcript.text if transcript.reason is None else ""
+    return out
+
+
+def encode_transcripts(text_encoder: Any, transcripts: list[Transcript]
+                       ) -> list[ModalityOutput]:
+    """:func:`encode_transcript` of many transcripts, the readable ones embedded in one
+    batched pass (``text_encoder.encode_transcripts``)."""
+    readable = [i for i, t in enumerate(transcripts) if t.reason is None]
+    embedded = dict(zip(readable, text_encoder.encode_transcripts(
+        [transcripts[i].text for i in readable]) if readable else []))
+    out = []
+    for i, tr in enumerate(transcripts):
+        o = embedded.get(i) or ModalityOutput.missing("text", text_encoder.dim,
+                                                      reason=tr.reason)
+        o.extras.update(tr.extras())
+        if not o.available:
+            o.extras["transcript"] = tr.text if tr.reason is None else ""
+        out.append(o)
     return out
 
 

@@ -102,11 +102,13 @@ class _Block(nn.Module):
         self.fc1 = nn.Linear(d, d_ff)
         self.fc2 = nn.Linear(d_ff, d)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, keys: torch.Tensor | None = None) -> torch.Tensor:
+        """``keys`` [B, 1, 1, T] bool: which positions each row may attend to (a batch of
+        inputs of different lengths; ``None``: all)."""
         b, t, d = x.shape
         q, k, v = self.qkv(self.attn_ln(x)).view(b, t, 3, self.heads, d // self.heads
                                                   ).permute(2, 0, 3, 1, 4)
-        a = F.scaled_dot_product_attention(q, k, v)  # softmax(q k^T / sqrt(d_head)) v
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=keys)  # softmax(q k^T / sqrt(d)) v
         x = x + self.out(a.transpose(1, 2).reshape(b, t, d))
         return x + self.fc2(F.gelu(self.fc1(self.mlp_ln(x))))
 
@@ -170,10 +172,17 @@ class WhisperEncoderTorch(nn.Module):
 
         return cls.from_arrays(read_ct2_variables(resolve_whisper_model(model_path)))
 
-    def forward(self, mel: torch.Tensor, upto: int | None = None) -> list[torch.Tensor]:
+    def forward(self, mel: torch.Tensor, upto: int | None = None,
+                lengths: list[int] | None = None) -> list[torch.Tensor]:
         """Every layer's states; ``upto=k`` stops after block ``k`` (states 0..k, the last
         without the final layer norm unless ``k`` is the last block): what a caller that reads
-        only the first layers need not pay for."""
+        only the first layers need not pay for.
+
+        ``lengths``: each row's own mel length (even) when rows of different lengths share a
+        batch, the rest of each row zeros. Row ``i``'s first ``lengths[i] / 2`` states then
+        equal those of that row encoded alone (to float rounding): the zeros are what conv1's
+        own padding would give, conv2 (stride 2, kernel 3) reads no frame past an even length,
+        and attention is kept off the positions past it."""
         if mel.dim() == 2:
             mel = mel[None]
         if mel.shape[-1] % 2 or mel.shape[-1] > 2 * self.n_ctx:
@@ -182,10 +191,16 @@ class WhisperEncoderTorch(nn.Module):
         x = F.gelu(self.conv1(mel))
         x = F.gelu(self.conv2(x)).transpose(1, 2)
         x = x + self.positions[: x.shape[1]]  # short inputs: the first positions, as CTranslate2
+        keys = None
+        if lengths is not None and any(n != mel.shape[-1] for n in lengths):
+            if any(n % 2 or n > mel.shape[-1] for n in lengths):
+                raise ValueError(f"lengths must be even and <= {mel.shape[-1]}, got {lengths}")
+            half = torch.as_tensor([n // 2 for n in lengths])
+            keys = (torch.arange(x.shape[1])[None, :] < half[:, None])[:, None, None, :]
         states = [x]
         last = self.n_layers if upto is None else min(int(upto), self.n_layers)
         for i, block in enumerate(self.blocks[:last]):
-            x = block(x)
+            x = block(x, keys)
             states.append(self.ln_post(x) if i == self.n_layers - 1 else x)
         return states
 
