@@ -59,12 +59,14 @@ def test_layered_encoder_rows_of_different_lengths_equal_one_by_one(speech):
         enc(torch.from_numpy(batch), lengths=[lengths[0] + 1, *lengths[1:]])
 
 
-def test_audio_encoder_batch_equals_one_by_one(tiny_en, waves):
+@pytest.mark.parametrize("trim_db", [None, 35.0])
+def test_audio_encoder_batch_equals_one_by_one(tiny_en, waves, trim_db):
     from multimodal_emotion.encoders.audio import WhisperAudioEncoder
 
     enc = WhisperAudioEncoder(whisper_model=tiny_en, layers=[1, 2], pad_to_s=2.0,
-                              loudness_dbfs=-20.0)
-    inputs = [*waves, np.zeros(SR, np.float32), None]  # silence and no audio are masked
+                              loudness_dbfs=-20.0, trim_db=trim_db)
+    quiet = np.zeros(SR // 2, np.float32)  # silence around speech: what the trim drops
+    inputs = [*waves, np.concatenate([quiet, waves[1], quiet]), np.zeros(SR, np.float32), None]  # silence and no audio are masked
     batch = enc.encode_audio_batch(inputs, batch_size=3)
     assert len(batch) == len(inputs)
     for wave, b in zip(inputs, batch):

@@ -204,7 +204,7 @@ class WhisperAudioEncoder(_AudioEncoder):
             assert wave is not None
             wave = np.ascontiguousarray(wave, dtype=np.float32)
             pieces = list(whisper_pieces(self.whisper_model.feature_extractor, wave,
-                                         self.pad_to_s, self.loudness_dbfs)) \
+                                         self.pad_to_s, self.loudness_dbfs, self.trim_db)) \
                 if self.torch_encoder is not None else []
             if len(pieces) != 1:
                 out[i] = self.encode_audio(wave)
