@@ -231,7 +231,7 @@ def trim_table(root: Path, trim_db: float, nemo_every: int, t0: float) -> None:
         rows[name] = (loco, rav)
         print(f"{name}: {time.time() - t0:.0f} s", flush=True)
     print(f"\n== LOCO UAR (%), linear probe C = {EXPERT_CONFIG.C:g}; rows as the shipped recipe"
-          f"{'' if not every else f', nEMO every {nemo_every}th'} ==")
+          f"{'' if not every else f', every {nemo_every}-th nEMO utterance'} ==")
     print(f"{'encoder':<24}" + "".join(f"{c:>9}" for c in SPEECH_CORPORA) + "     mean"
           + "   RAVDESS 6-fold")
     for name, (loco, rav) in rows.items():
