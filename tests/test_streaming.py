@@ -304,6 +304,17 @@ def close_info(ws) -> tuple[dict, int, str]:
     return err, info.value.code, info.value.reason
 
 
+def end_stream(ws) -> dict:
+    """Stop an open stream and read up to its "end": the handler then finishes on its own
+    before the test client leaves the block (leaving an open stream makes the test client
+    cancel the handler while it still cleans up, a race of the test harness, not the server)."""
+    ws.send_text(json.dumps({"type": "stop"}))
+    while True:
+        m = ws.receive_json()
+        if m["type"] == "end":
+            return m
+
+
 def test_websocket_streams_results_per_window(tmp_path):
     fake = StreamFake()
     client = stream_client(tmp_path, fake)
@@ -348,9 +359,11 @@ def test_websocket_needs_the_key_before_media(tmp_path):
     with client.websocket_connect("/v1/stream?key=s3cret") as ws:  # "ready" answers the
         ws.send_bytes(audio_msg(0.0, 0.1, 0))                        # first message
         assert ws.receive_json()["type"] == "ready"
+        end_stream(ws)
     with client.websocket_connect("/v1/stream") as ws:  # the key in the start message
         ws.send_text(json.dumps({"type": "start", "key": "s3cret"}))
         assert ws.receive_json()["type"] == "ready"
+        end_stream(ws)
 
 
 def test_websocket_limits_concurrent_streams(tmp_path):
@@ -362,9 +375,11 @@ def test_websocket_limits_concurrent_streams(tmp_path):
             err, code, _ = close_info(second)
         assert err["error"] == "too_many_streams" and code == 4429
         assert "MER_MAX_STREAMS" in err["message"]
+        end_stream(first)
     with client.websocket_connect("/v1/stream") as third:  # the slot was given back
         third.send_text(json.dumps({"type": "start"}))
         assert third.receive_json()["type"] == "ready"
+        end_stream(third)
 
 
 @pytest.mark.parametrize("message, code, words", [
