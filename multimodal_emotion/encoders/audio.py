@@ -178,7 +178,10 @@ class WhisperAudioEncoder(_AudioEncoder):
         if missing is not None:
             return missing
         wave = np.ascontiguousarray(wave, dtype=np.float32)
-        chunks = self.encode_chunks(wave)
+        return self._output(wave, self.encode_chunks(wave))
+
+    def _output(self, wave: np.ndarray, chunks: list[tuple[Any, int]]) -> ModalityOutput:
+        """The audio output of ``wave`` from its encoded ``chunks`` (one clip or a batch row)."""
         embedding, sequence = self._pool(chunks)
         extras: dict[str, Any] = {"level_dbfs": round(active_level_dbfs(wave), 1)}
         if self.final_layer:  # the transcriber wants plain StorageViews
@@ -215,11 +218,7 @@ class WhisperAudioEncoder(_AudioEncoder):
             rows = todo[b:b + max(1, int(batch_size))]
             for (i, wave, _, _), chunk in zip(rows, self._encode_torch_batch(
                     [(mel, n_keep) for _, _, mel, n_keep in rows])):
-                embedding, sequence = self._pool([chunk])
-                extras: dict[str, Any] = {"level_dbfs": round(active_level_dbfs(wave), 1)}
-                if self.final_layer:
-                    extras["whisper_encoder_output"] = [(chunk[0].final, chunk[1])]
-                out[i] = ModalityOutput("audio", embedding, True, sequence, extras=extras)
+                out[i] = self._output(wave, [chunk])
         return [o for o in out if o is not None]
 
     def _encode_torch_batch(self, pieces: list[tuple[np.ndarray, int]]

@@ -372,14 +372,13 @@ class LanguageRouter:
         if code != "en" or prob < self.rules.min_language_probability:
             return [self.transcribe(w, None, language) for w in waves]
         t0 = time.perf_counter()
-        long = [i for i, w in enumerate(waves) if w.size >= SAMPLE_RATE // 10]
+        long = [i for i, w in enumerate(waves) if not _too_short(w)]
         decs = dict(zip(long, self.decode_english_batch([waves[i] for i in long], batch_size)))
         each = (time.perf_counter() - t0) * 1000 / max(1, len(waves))
         out = []
         for i in range(len(waves)):
             if i not in decs:
-                out.append(Transcript("", "", None, None, False,
-                                      "audio too short to transcribe"))
+                out.append(_too_short_transcript())
                 continue
             t = self._judge(decs[i], decs[i], code, prob)
             t.timings_ms = {"language": 0.0, "transcribe": each}  # the batch's time, shared
@@ -395,8 +394,8 @@ class LanguageRouter:
         ``language``: ``(code, probability)`` already known for this piece (a call's language,
         detected once on an earlier turn, or given by the user): no language ID is run, and
         English speech never touches Whisper base at all."""
-        if wave.size < SAMPLE_RATE // 10:
-            return Transcript("", "", None, None, False, "audio too short to transcribe")
+        if _too_short(wave):
+            return _too_short_transcript()
         t0 = time.perf_counter()
         if language is not None:
             code, prob = str(language[0]), float(language[1])
@@ -491,14 +490,29 @@ def load_base(cpu_threads: int = 2, compute_type: str = "int8") -> Any:
 def encode_transcript(text_encoder: Any, transcript: Transcript) -> ModalityOutput:
     """The text modality for ``transcript``: embedded when it may be read, else masked with
     its reason; either way the language fields ride along in ``extras``."""
-    if transcript.reason is None:
-        out = text_encoder.encode_transcript(transcript.text)
-    else:
-        out = ModalityOutput.missing("text", text_encoder.dim, reason=transcript.reason)
+    out = text_encoder.encode_transcript(transcript.text) if transcript.reason is None \
+        else None
+    return _with_language(out, text_encoder.dim, transcript)
+
+
+def _with_language(out: ModalityOutput | None, dim: int, transcript: Transcript
+                   ) -> ModalityOutput:
+    """``out`` (the embedded text, or ``None`` when it may not be read: masked with the
+    transcript's reason) with the transcript's language fields in ``extras``."""
+    out = out or ModalityOutput.missing("text", dim, reason=transcript.reason)
     out.extras.update(transcript.extras())
     if not out.available:
         out.extras["transcript"] = transcript.text if transcript.reason is None else ""
     return out
+
+
+def _too_short(wave: np.ndarray) -> bool:
+    """Under 0.1 s: nothing Whisper could transcribe."""
+    return wave.size < SAMPLE_RATE // 10
+
+
+def _too_short_transcript() -> Transcript:
+    return Transcript("", "", None, None, False, "audio too short to transcribe")
 
 
 def encode_transcripts(text_encoder: Any, transcripts: list[Transcript]
@@ -508,15 +522,8 @@ def encode_transcripts(text_encoder: Any, transcripts: list[Transcript]
     readable = [i for i, t in enumerate(transcripts) if t.reason is None]
     embedded = dict(zip(readable, text_encoder.encode_transcripts(
         [transcripts[i].text for i in readable]) if readable else []))
-    out = []
-    for i, tr in enumerate(transcripts):
-        o = embedded.get(i) or ModalityOutput.missing("text", text_encoder.dim,
-                                                      reason=tr.reason)
-        o.extras.update(tr.extras())
-        if not o.available:
-            o.extras["transcript"] = tr.text if tr.reason is None else ""
-        out.append(o)
-    return out
+    return [_with_language(embedded.get(i), text_encoder.dim, tr)
+            for i, tr in enumerate(transcripts)]
 
 
 def combine_extras(extras: list[dict[str, Any]]) -> dict[str, Any]:
