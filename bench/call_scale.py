@@ -19,10 +19,11 @@ EmotionRecognizer (load time reported apart).
     .venv/bin/python bench/call_scale.py --rescore kept/   # escalations under today's rule
     .venv/bin/python bench/call_scale.py --recognizer real --with-finder --minutes 10 60
     .venv/bin/python bench/call_scale.py --recognizer real --with-finder --mono --minutes 60
+    .venv/bin/python bench/call_scale.py --recognizer real --with-finder --fast --minutes 60
 
 ``--with-finder`` times the whole job (the real turn finder, then the emotion of each turn,
 its models loaded before the clock starts); ``--batch-turns 1`` analyzes turn by turn, as
-before batching.
+before batching; ``--fast`` is ``mer call --fast`` (int8 in the voice expert's layers).
 """
 
 from __future__ import annotations
@@ -146,7 +147,8 @@ def child(call_path: str, truth_path: str, recognizer: str, keep: str = "") -> N
     if recognizer == "real":
         from multimodal_emotion.recognizer import EmotionRecognizer
 
-        rec = EmotionRecognizer.from_pretrained(max_duration_s=36000.0)
+        rec = EmotionRecognizer.from_pretrained(
+            max_duration_s=36000.0, audio_int8=bool(os.environ.get("MER_BENCH_FAST")))
     else:
         rec = NullRecognizer()
     load_s = time.perf_counter() - t0
@@ -234,6 +236,8 @@ def main() -> None:
                          "speakers by voice clustering)")
     ap.add_argument("--batch-turns", type=int, default=8,
                     help="analyze_call's batch_turns (1: one turn at a time, as before)")
+    ap.add_argument("--fast", action="store_true",
+                    help="int8 in the voice expert's layers, as mer call --fast")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rescore:
@@ -257,6 +261,7 @@ def main() -> None:
                                   text=True, env={**os.environ, "PYTHONPATH": str(REPO),
                                                   "MER_BENCH_LANGUAGE": args.language,
                                                   "MER_BENCH_BATCH": str(args.batch_turns),
+                                                  "MER_BENCH_FAST": "1" if args.fast else "",
                                                   "MER_BENCH_FINDER":
                                                       "1" if args.with_finder else ""})
             if proc.returncode:
@@ -266,7 +271,7 @@ def main() -> None:
             rows.append(r)
             print(json.dumps(r), file=sys.stderr, flush=True)
     flags = "".join(f" {f}" for f, on in (("--with-finder", args.with_finder),
-                                           ("--mono", args.mono)) if on)
+                                           ("--mono", args.mono), ("--fast", args.fast)) if on)
     print(f"\nrecognizer: {args.recognizer}; {os.cpu_count()} CPUs; command: "
           f"python bench/call_scale.py --recognizer {args.recognizer} --language "
           f"{args.language} --batch-turns {args.batch_turns}{flags} --minutes "

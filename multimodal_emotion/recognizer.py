@@ -42,7 +42,8 @@ class EmotionRecognizer:
     def __init__(self, model: EmotionModel, model_dir: Path, window_s: float = DEFAULT_WINDOW_S,
                  fps: float = media.DEFAULT_FPS, threads: int | None = None,
                  max_duration_s: float | None = media.DEFAULT_MAX_DURATION_S,
-                 language_id: bool = True, _early: "_EarlyLoads | None" = None) -> None:
+                 language_id: bool = True, audio_int8: bool = False,
+                 _early: "_EarlyLoads | None" = None) -> None:
         self.model, self.model_dir = model, model_dir
         self.window_s, self.fps = window_s, fps
         self.max_duration_s = max_duration_s  # longer files are refused (media.load)
@@ -72,6 +73,11 @@ class EmotionRecognizer:
             # loads: one copy, not two. Nobody decodes its output (the transcriber is tiny.en),
             # so it stops at its last listed layer.
             acfg.update(whisper_model=base_future.result(), final_layer=False)
+        if audio_int8:  # a long job's choice (mer call --fast): int8 in the audio expert's layers
+            if acfg.get("name") != "whisper" or not acfg.get("layers"):
+                raise ModelError(f"int8 audio layers need the torch Whisper audio encoder with "
+                                 f"layers; this model's is {acfg.get('name')!r}")
+            acfg["int8"] = True
         self.audio = build_encoder("audio", acfg, model_dir)
         audio_whisper = getattr(self.audio, "whisper_model", None)
         # The transcriber is tiny.en: it shares the audio encoder's model when that is tiny.en

@@ -110,3 +110,29 @@ def test_linear_head_is_the_fitted_logistic_regression() -> None:
     np.testing.assert_allclose(p[:, :4], ref.predict_proba(z), atol=1e-4)
     assert p[:, 4:].max() < 1e-9  # classes never seen are never predicted
     assert (p.argmax(1) == y).mean() > 0.9
+
+
+def test_int8_layers_stay_near_float32_and_key_their_own_cache(base_dir: Path,
+                                                                demo_clip) -> None:
+    """``mer call --fast``: the int8 encoder's embedding of real speech is float32's to within
+    int8 rounding, yet not float32's (the int8 maps really run); its config, the embedding
+    cache's key, says so; a batch of one is the clip alone; int8 without torch layers is
+    refused rather than silently ignored."""
+    from multimodal_emotion import media
+    from multimodal_emotion.encoders.audio_features import clip_audio
+
+    kw = dict(model_path="base", layers=LAYERS, pad_to_s=5.0, loudness_dbfs=-20.0,
+              final_layer=False)
+    fp32, int8 = WhisperAudioEncoder(**kw), WhisperAudioEncoder(**kw, int8=True)
+    wave = clip_audio(media.load(demo_clip))
+    a, b = fp32.encode_audio(wave).embedding, int8.encode_audio(wave).embedding
+    assert not np.array_equal(a, b)
+    assert float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)) > 0.99
+    assert fp32.config() != int8.config() and "int8" in int8.config()["compute_type"]
+    [batched] = int8.encode_audio_batch([wave])
+    np.testing.assert_allclose(batched.embedding, b, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ModelError, match="layers"):
+        WhisperAudioEncoder(model_path="base", int8=True)
+    rec = EmotionRecognizer.from_pretrained(base_dir, audio_int8=True)
+    assert rec.audio.wrapped.int8
+    assert rec.analyze(demo_clip).to_dict()["modalities"]["audio"]["available"]

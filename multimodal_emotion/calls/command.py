@@ -28,7 +28,8 @@ def load_recognizer(args: argparse.Namespace) -> Any:
     from ..recognizer import EmotionRecognizer
 
     return EmotionRecognizer.from_pretrained(args.model, fps=args.fps,
-                                             max_duration_s=args.max_duration)
+                                             max_duration_s=args.max_duration,
+                                             audio_int8=getattr(args, "fast", False))
 
 
 def turn_finder() -> tuple[Callable[..., Any], Callable[..., Any]] | tuple[None, None]:
