@@ -301,7 +301,7 @@ def _add_call_parsers(sub: argparse._SubParsersAction) -> None:
                       help="keep digits in transcripts (redacted to # by default)")
     opts.add_argument("--fast", action="store_true",
                       help="int8 arithmetic in the voice expert's layers: the 60-minute "
-                           "bench call took 17 %% less time; about 6 %% of unseen clips get "
+                           "bench call took 15-17 %% less time; about 6 %% of unseen clips get "
                            "another voice label (README, Calls: --fast)")
     c = sub.add_parser("call", parents=[opts],
                        help="a customer-service call: per-turn emotion, events, report",
