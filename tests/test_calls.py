@@ -521,6 +521,18 @@ def test_mer_call_json_report_and_csv(fake_cli, stereo_call, tmp_path, capsys):
     assert (tmp_path / "c.html").read_text().startswith("<!doctype html>")
     assert len((tmp_path / "c.csv").read_text().splitlines()) == 9
     assert "\r" not in out.err  # no progress bar when stderr is not a terminal
+    assert "precision" not in r  # float32, the default, is not marked
+
+
+def test_mer_call_fast_asks_for_int8_and_marks_the_result(monkeypatch, stereo_call, capsys):
+    finder = FakeFinder(stereo_turns())
+    asked = []
+    monkeypatch.setattr(command, "load_recognizer",
+                        lambda args: asked.append(args.fast) or LoudnessRecognizer())
+    monkeypatch.setattr(command, "turn_finder", lambda: (finder.find, finder.roles))
+    assert cli.main(["call", str(stereo_call), "--json", "--fast"]) == 0
+    assert asked == [True]
+    assert json.loads(capsys.readouterr().out)["precision"] == {"audio": "int8 (mer call --fast)"}
 
 
 def test_mer_call_text_output_and_privacy_flags(fake_cli, stereo_call, capsys):
