@@ -39,7 +39,8 @@ from multimodal_emotion.datasets.speech_corpora import (SPEECH_CORPORA,  # noqa:
                                                         load_speech_corpus)
 from multimodal_emotion.heads import predict_proba  # noqa: E402
 from multimodal_emotion.metrics import uar  # noqa: E402
-from multimodal_emotion.training.audio import default_audio_encoder, embed_speech_corpus  # noqa: E402
+from multimodal_emotion.training.audio import (default_audio_encoder,  # noqa: E402
+                                               embed_speech_corpus)
 from multimodal_emotion.training.speech import (SpeechData, fit_expert,  # noqa: E402
                                                 restricted_predict)
 from speech_corpora import folds_of  # noqa: E402

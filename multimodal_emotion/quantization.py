@@ -5,10 +5,10 @@ and small devices care about, while CPU inference in float32 keeps the numbers i
 machines. Each 2-D weight is stored as int8 rows with one float32 scale per row (symmetric,
 ``w ~= q * scale``); biases and norms stay float16. Loading dequantises once.
 
-Compute (:func:`int8_linear_layers`): a long job (a 60-minute call is ~600 turns) may trade a
-little agreement for speed. The ``nn.Linear`` layers then multiply in int8 (torch's dynamic
-quantisation: weights per output channel, activations quantised per call). It changes answers
-slightly, so it is never the default; ``bench/int8_audio.py`` measures what it costs.
+Compute (:func:`int8_linear_layers`): a long job (a 60-minute call is hundreds of turns) may
+trade a little agreement for speed. The ``nn.Linear`` layers then multiply in int8 (torch's
+dynamic quantisation: weights per output channel, activations quantised per call). It changes
+answers slightly, so it is never the default; ``bench/int8_audio.py`` measures what it costs.
 """
 
 from __future__ import annotations
