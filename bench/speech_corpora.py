@@ -48,14 +48,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from multimodal_emotion.datasets import default_data_root  # noqa: E402
 from multimodal_emotion.datasets.ravdess import ravdess_folds  # noqa: E402
 from multimodal_emotion.datasets.speech_corpora import LANGUAGES, SPEECH_CORPORA  # noqa: E402
-from multimodal_emotion.heads import LinearConfig, TrainConfig, predict_proba, train_head  # noqa: E402
+from multimodal_emotion.heads import LinearConfig, TrainConfig, train_head  # noqa: E402
 from multimodal_emotion.labels import LABELS  # noqa: E402
-from multimodal_emotion.metrics import uar  # noqa: E402
 from multimodal_emotion.training.audio import default_audio_encoder  # noqa: E402
 from multimodal_emotion.training.speech import (EXPERT_CONFIG, MLP_CONFIG,  # noqa: E402
                                                 PREVIOUS_EVERY, SpeechData, grouped_cv_uar,
-                                                load_speech_data, loco_uar, previous_encoder,
-                                                restricted_predict, speaker_folds)
+                                                head_uar, load_speech_data, loco_uar,
+                                                previous_encoder, speaker_folds)
 
 WITHIN_FOLDS = {"nemo": 3, "casia": 2, "urdu": 3}
 # The shipped RAVDESS-only recipe (training/default_model.py before issue 14): actors 1-20,
@@ -93,8 +92,7 @@ def with_calm(data: SpeechData, root: Path) -> SpeechData:
 
 def corpus_uar(head, data: SpeechData, corpus: str) -> float:
     m = data.corpus == corpus
-    y = data.y[m]
-    return uar(y, restricted_predict(predict_proba(head, data.X[m]), np.unique(y)))
+    return head_uar(head, data.X[m], data.y[m])
 
 
 def fmt(values: list[float]) -> str:

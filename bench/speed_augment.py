@@ -37,12 +37,9 @@ from multimodal_emotion.datasets import default_data_root  # noqa: E402
 from multimodal_emotion.datasets.ravdess import read_audio  # noqa: E402
 from multimodal_emotion.datasets.speech_corpora import (SPEECH_CORPORA,  # noqa: E402
                                                         load_speech_corpus)
-from multimodal_emotion.heads import predict_proba  # noqa: E402
-from multimodal_emotion.metrics import uar  # noqa: E402
 from multimodal_emotion.training.audio import (default_audio_encoder,  # noqa: E402
                                                embed_speech_corpus)
-from multimodal_emotion.training.speech import (SpeechData, fit_expert,  # noqa: E402
-                                                restricted_predict)
+from multimodal_emotion.training.speech import SpeechData, fit_expert, head_uar  # noqa: E402
 from speech_corpora import folds_of  # noqa: E402
 
 
@@ -88,9 +85,7 @@ def rows(parts: dict, copies: dict, augment: bool) -> tuple[SpeechData, np.ndarr
 
 def score(data: SpeechData, train: np.ndarray, test: np.ndarray) -> float:
     """UAR (%) on the ``test`` rows of the recipe's expert fitted on the ``train`` rows."""
-    head = fit_expert(data.rows(train))
-    y = data.y[test]
-    return 100 * uar(y, restricted_predict(predict_proba(head, data.X[test]), np.unique(y)))
+    return 100 * head_uar(fit_expert(data.rows(train)), data.X[test], data.y[test])
 
 
 def main() -> None:

@@ -73,10 +73,13 @@ class EmotionRecognizer:
             # loads: one copy, not two. Nobody decodes its output (the transcriber is tiny.en),
             # so it stops at its last listed layer.
             acfg.update(whisper_model=base_future.result(), final_layer=False)
-        if audio_int8:  # a long job's choice (mer call --fast): int8 in the audio expert's layers
-            if acfg.get("name") != "whisper" or not acfg.get("layers"):
-                raise ModelError(f"int8 audio layers need the torch Whisper audio encoder with "
-                                 f"layers; this model's is {acfg.get('name')!r}")
+        # a long job's choice (mer call --fast): int8 in the audio expert's layers (the encoder
+        # itself refuses it without torch layers)
+        self.audio_int8 = bool(audio_int8)
+        if self.audio_int8:
+            if acfg.get("name") != "whisper":
+                raise ModelError(f"int8 audio layers need the torch Whisper audio encoder; "
+                                 f"this model's is {acfg.get('name')!r}")
             acfg["int8"] = True
         self.audio = build_encoder("audio", acfg, model_dir)
         audio_whisper = getattr(self.audio, "whisper_model", None)

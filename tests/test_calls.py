@@ -527,8 +527,14 @@ def test_mer_call_json_report_and_csv(fake_cli, stereo_call, tmp_path, capsys):
 def test_mer_call_fast_asks_for_int8_and_marks_the_result(monkeypatch, stereo_call, capsys):
     finder = FakeFinder(stereo_turns())
     asked = []
-    monkeypatch.setattr(command, "load_recognizer",
-                        lambda args: asked.append(args.fast) or LoudnessRecognizer())
+
+    def load(args):  # the recognizer --fast asks for says so, as EmotionRecognizer does
+        asked.append(args.fast)
+        rec = LoudnessRecognizer()
+        rec.audio_int8 = args.fast
+        return rec
+
+    monkeypatch.setattr(command, "load_recognizer", load)
     monkeypatch.setattr(command, "turn_finder", lambda: (finder.find, finder.roles))
     assert cli.main(["call", str(stereo_call), "--json", "--fast"]) == 0
     assert asked == [True]

@@ -95,6 +95,8 @@ class CallAnalysis:
     language: dict[str, Any] | None = None
     timings_s: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # None: float32 throughout; {"audio": ...}: the recognizer's voice expert ran in int8
+    precision: dict[str, str] | None = None
 
     @property
     def speakers(self) -> list[str]:
@@ -248,7 +250,9 @@ def analyze_call(source: Any, recognizer: Any, *, find_turns: FindTurns | None =
         roles[s] = "unknown"  # the role rule named no role for this voice
     return CallAnalysis(duration, results, roles, channels, label_map, locked,
                         {"turns": round(t_found - t0, 3),
-                         "emotion": round(time.perf_counter() - t_found, 3)}, warnings)
+                         "emotion": round(time.perf_counter() - t_found, 3)}, warnings,
+                        {"audio": "int8 (mer call --fast)"}
+                        if getattr(recognizer, "audio_int8", False) else None)
 
 
 def _noting_warnings(chunks: Iterator[Any], into: list[str]) -> Iterator[Any]:

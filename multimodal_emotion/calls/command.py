@@ -153,8 +153,6 @@ def call_cli(args: argparse.Namespace) -> int:
         bar.close()  # before any message (mer's error line, a warning): a line of its own
     if model is not None:
         result["summary"]["satisfaction"] = predict_satisfaction(model, result)
-    if getattr(args, "fast", False):  # answers from int8 layers are marked as such
-        result["precision"] = {"audio": "int8 (mer call --fast)"}
     for w in result.get("warnings", []):
         print(f"warning: {args.path}: {w}", file=sys.stderr, flush=True)
     if args.report:

@@ -65,6 +65,8 @@ def call_result(call: CallAnalysis, rule: EscalationRule = EscalationRule(),
         "language": getattr(call, "language", None),
         "timings_s": dict(call.timings_s),
         "warnings": list(call.warnings),
+        # only when not float32 throughout (mer call --fast)
+        **({"precision": call.precision} if getattr(call, "precision", None) else {}),
     }
 
 

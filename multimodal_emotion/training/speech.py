@@ -162,6 +162,12 @@ def restricted_predict(proba: np.ndarray, allowed: np.ndarray | list[int]) -> np
     return allowed[proba[:, allowed].argmax(1)]
 
 
+def head_uar(head: ClassifierHead, X: np.ndarray, y: np.ndarray) -> float:
+    """UAR of ``head`` on rows ``X`` with labels ``y``, argmax restricted to the labels ``y``
+    holds (:func:`restricted_predict`): how every protocol here scores a corpus."""
+    return uar(y, restricted_predict(predict_proba(head, X), np.unique(y)))
+
+
 def loco_split(data: SpeechData, held_out: str) -> tuple[np.ndarray, np.ndarray]:
     """(train mask, test mask) for leave-one-corpus-out: no row of ``held_out`` in training."""
     test = data.corpus == held_out
@@ -173,9 +179,7 @@ def loco_uar(data: SpeechData, held_out: str, config: ExpertConfig = EXPERT_CONF
     """UAR on ``held_out`` of an expert trained on the other corpora, argmax restricted to the
     held-out corpus's labels."""
     train, test = loco_split(data, held_out)
-    head = fit_expert(data.rows(train), config, balance)
-    y = data.y[test]
-    return uar(y, restricted_predict(predict_proba(head, data.X[test]), np.unique(y)))
+    return head_uar(fit_expert(data.rows(train), config, balance), data.X[test], data.y[test])
 
 
 def grouped_cv_uar(data: SpeechData, corpus: str, folds: np.ndarray,
@@ -193,8 +197,7 @@ def grouped_cv_uar(data: SpeechData, corpus: str, folds: np.ndarray,
         test[rows[folds == f]] = True
         train = ~test if others else (data.corpus == corpus) & ~test
         head = fit_expert(data.rows(train), config, balance, n_classes)
-        y = data.y[test]
-        out.append(uar(y, restricted_predict(predict_proba(head, data.X[test]), np.unique(y))))
+        out.append(head_uar(head, data.X[test], data.y[test]))
     return out
 
 
