@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from multimodal_emotion.datasets import default_data_root  # noqa: E402
 from multimodal_emotion.datasets.ravdess import ravdess_folds  # noqa: E402
 from multimodal_emotion.datasets.speech_corpora import LANGUAGES, SPEECH_CORPORA  # noqa: E402
-from multimodal_emotion.heads import LinearConfig, TrainConfig, train_head  # noqa: E402
+from multimodal_emotion.heads import TrainConfig, train_head  # noqa: E402
 from multimodal_emotion.labels import LABELS  # noqa: E402
 from multimodal_emotion.training.audio import default_audio_encoder  # noqa: E402
 from multimodal_emotion.training.speech import (EXPERT_CONFIG, MLP_CONFIG,  # noqa: E402
@@ -62,8 +63,9 @@ WITHIN_FOLDS = {"nemo": 3, "casia": 2, "urdu": 3}
 OLD_CONFIG = TrainConfig(hidden=256, dropout=0.5, epochs=300, patience=30, seed=0)
 OLD_VAL_ACTORS = (21, 22, 23, 24)
 def folds_of(data: SpeechData, corpus: str) -> np.ndarray:
-    """Speaker-grouped folds of ``corpus``'s rows (RAVDESS: the protocol's actor folds)."""
-    spk = data.speaker[data.corpus == corpus]
+    """Speaker-grouped folds of ``corpus``'s original rows (RAVDESS: the protocol's actor
+    folds); a speaker's speed copies follow the speaker (``grouped_cv_uar``)."""
+    spk = data.speaker[(data.corpus == corpus) & data.original]
     if corpus == "ravdess":
         return ravdess_folds([int(s.split(":")[1]) for s in spk])
     return speaker_folds(spk, WITHIN_FOLDS[corpus])
@@ -86,12 +88,17 @@ def with_calm(data: SpeechData, root: Path) -> SpeechData:
     calm = arrays["label8"][arrays["available"]] == RAVDESS_8_LABELS.index("calm")
     y = data.y.copy()
     rav = np.where(data.corpus == "ravdess")[0]
-    y[rav[calm]] = len(LABELS)
-    return SpeechData(data.X, y, data.speaker, data.corpus)
+    # the originals, then each speed's copies, each block in the originals' order
+    blocks = len(rav) // len(calm)
+    if blocks * len(calm) != len(rav) or \
+            not (data.y[rav].reshape(blocks, -1) == data.y[rav][:len(calm)]).all():
+        raise SystemExit("RAVDESS copies do not follow their originals row for row")
+    y[rav[np.tile(calm, blocks)]] = len(LABELS)
+    return SpeechData(data.X, y, data.speaker, data.corpus, data.copy)
 
 
 def corpus_uar(head, data: SpeechData, corpus: str) -> float:
-    m = data.corpus == corpus
+    m = (data.corpus == corpus) & data.original
     return head_uar(head, data.X[m], data.y[m])
 
 
@@ -113,6 +120,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="only: the previous and the shipped encoder's time per clip on N "
                          "RAVDESS clips (1 thread, after one warm-up clip)")
     ap.add_argument("--select-only", action="store_true", help="only the --select table")
+    ap.add_argument("--ablation", action="store_true",
+                    help="only: LOCO of the shipped recipe with and without its speed copies and "
+                         "its per-utterance block z-score")
     ap.add_argument("--select-c", type=float, nargs="+", default=None, metavar="C",
                     help="only these linear-probe penalties in the --select table")
     ap.add_argument("--no-previous", action="store_true",
@@ -138,12 +148,17 @@ def main(argv: list[str] | None = None) -> None:
         return
     data = load_speech_data(root)  # recipe C: the shipped encoder, every utterance
     n_labels = {c: len(np.unique(data.y[data.corpus == c])) for c in SPEECH_CORPORA}
-    print("rows:", {c: int((data.corpus == c).sum()) for c in SPEECH_CORPORA},
+    print("rows:", {c: int(((data.corpus == c) & data.original).sum()) for c in SPEECH_CORPORA},
+          "speed copies (training only):",
+          {c: int(((data.corpus == c) & data.copy).sum()) for c in SPEECH_CORPORA},
           "speakers:", {c: len(np.unique(data.speaker[data.corpus == c])) for c in SPEECH_CORPORA},
           "labels:", n_labels, flush=True)
 
     if args.ravdess8_only:
         ravdess8(data, args.data or default_data_root(), t0)
+        return
+    if args.ablation:
+        ablation(data, t0)
         return
     loco: dict[str, float] = {}
     if args.select:
@@ -151,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{'variant':<44}" + "".join(f"{c:>9}" for c in SPEECH_CORPORA) + "     mean")
         variants = [("MLP, early-stopped (the previous head)", MLP_CONFIG, True)]
         variants = variants if args.select_c is None else []
-        variants += [(f"linear, C = {c:g}", LinearConfig(C=c), True)
+        variants += [(f"linear, C = {c:g}", replace(EXPERT_CONFIG, C=c), True)
                      for c in (args.select_c or (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2))]
         if args.select_c is None:
             variants += [(f"linear, C = {EXPERT_CONFIG.C:g}, class weights only",
@@ -170,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # the old expert: its recipe on its own encoder's embeddings
     # the previous encoder, nEMO every third (A and B)
-    old_data = load_speech_data(root, previous_encoder(), every=PREVIOUS_EVERY)
+    old_data = load_speech_data(root, previous_encoder(), every=PREVIOUS_EVERY, speeds=())
     old = old_expert(old_data)
     old_cross = {c: corpus_uar(old, old_data, c) for c in SPEECH_CORPORA if c != "ravdess"}
     old_rav = grouped_cv_uar(old_data, "ravdess", folds_of(old_data, "ravdess"), OLD_CONFIG,
@@ -206,12 +221,34 @@ def main(argv: list[str] | None = None) -> None:
         ravdess8(data, args.data or default_data_root(), t0)
 
 
+def ablation(data: SpeechData, t0: float) -> None:
+    """LOCO UAR of the shipped recipe without each of its two newest parts, on the same rows."""
+    plain = replace(EXPERT_CONFIG, utterance_blocks=0)
+    variants = [
+        ("originals, no block z-score (the expert before)", data.rows(data.original), plain),
+        ("originals + block z-score", data.rows(data.original), EXPERT_CONFIG),
+        ("speed copies, no block z-score", data, plain),
+        ("**speed copies + block z-score (shipped)**", data, EXPERT_CONFIG),
+    ]
+    print(f"\n== LOCO UAR (%), linear probe C = {EXPERT_CONFIG.C:g}, cells balanced; original "
+          f"recordings scored ==")
+    print("| training rows, normalisation | " + " | ".join(SPEECH_CORPORA) + " | mean |")
+    print("| --- " * (len(SPEECH_CORPORA) + 2) + "|")
+    for name, d, cfg in variants:
+        res = [loco_uar(d, c, cfg) * 100 for c in SPEECH_CORPORA]
+        print(f"| {name} | " + " | ".join(f"{v:.1f}" for v in res) + f" | {np.mean(res):.1f} |",
+              flush=True)
+    print(f"{time.time() - t0:.0f} s", flush=True)
+
+
 def trim_table(root: Path, trim_db: float, nemo_every: int, t0: float) -> None:
-    """The shipped recipe with and without the silence trim, on the same rows."""
+    """The recipe with and without the silence trim, on the same rows; the recipe as it was when
+    this was measured (no speed copies, no block z-score)."""
     every = {"nemo": nemo_every} if nemo_every > 1 else {}
+    plain = replace(EXPERT_CONFIG, utterance_blocks=0)
     # the shipped embeddings are cached for every nEMO utterance: take every N-th row of them
     # (every utterance is available, so these are the rows the trimmed run embeds; checked)
-    full = load_speech_data(root)
+    full = load_speech_data(root, speeds=())
     nemo = np.flatnonzero(full.corpus == "nemo")
     keep = np.ones(len(full.y), bool)
     keep[nemo] = False
@@ -220,12 +257,13 @@ def trim_table(root: Path, trim_db: float, nemo_every: int, t0: float) -> None:
     for name, data in (("shipped (no trim)", full.rows(keep)),
                        (f"trim at -{trim_db:g} dB", None)):
         if data is None:
-            data = load_speech_data(root, default_audio_encoder(1, trim_db=trim_db), every=every)
+            data = load_speech_data(root, default_audio_encoder(1, trim_db=trim_db), every=every,
+                                    speeds=())
             base = full.rows(keep)
             if not (np.array_equal(data.y, base.y) and np.array_equal(data.speaker, base.speaker)):
                 raise SystemExit("the trimmed run's rows are not the shipped run's rows")
-        loco = [loco_uar(data, c) * 100 for c in SPEECH_CORPORA]
-        rav = grouped_cv_uar(data, "ravdess", folds_of(data, "ravdess"))
+        loco = [loco_uar(data, c, plain) * 100 for c in SPEECH_CORPORA]
+        rav = grouped_cv_uar(data, "ravdess", folds_of(data, "ravdess"), plain)
         rows[name] = (loco, rav)
         print(f"{name}: {time.time() - t0:.0f} s", flush=True)
     print(f"\n== LOCO UAR (%), linear probe C = {EXPERT_CONFIG.C:g}; rows as the shipped recipe"
@@ -283,7 +321,8 @@ def ravdess8(data: SpeechData, root: Path, t0: float) -> None:
     """RAVDESS's 6 actor folds with 8 classes, an 8-way head: recipe A on the shipped
     encoder's embeddings, recipe C on ``data`` (the shipped one's)."""
     d8 = with_calm(data, root)
-    old8d = with_calm(load_speech_data(root, previous_encoder(), every=PREVIOUS_EVERY), root)
+    old8d = with_calm(load_speech_data(root, previous_encoder(), every=PREVIOUS_EVERY,
+                                       speeds=()), root)
     old8 = grouped_cv_uar(old8d, "ravdess", folds_of(old8d, "ravdess"), OLD_CONFIG,
                           balance=False, others=False, n_classes=8)
     new8 = grouped_cv_uar(d8, "ravdess", folds_of(d8, "ravdess"), EXPERT_CONFIG,

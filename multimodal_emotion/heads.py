@@ -198,24 +198,30 @@ class LinearConfig:
 
     C: float = 3e-3
     max_iter: int = 1000
+    utterance_blocks: int = 0  # see UtteranceNorm; 0 = off
 
 
 def fit_linear_head(x: np.ndarray, y: np.ndarray, n_classes: int,
                     config: LinearConfig | None = None,
                     sample_weight: np.ndarray | None = None) -> ClassifierHead:
     """A :class:`ClassifierHead` with ``hidden=0`` holding a fitted multinomial logistic
-    regression on standardised inputs. A class absent from ``y`` gets a logit far below the
-    others (it is never predicted; nothing was learnt about it)."""
+    regression on standardised inputs (after :class:`UtteranceNorm` when
+    ``config.utterance_blocks``: the same module the head applies at inference). A class absent
+    from ``y`` gets a logit far below the others (it is never predicted; nothing was learnt
+    about it)."""
     from sklearn.linear_model import LogisticRegression
 
     cfg = config or LinearConfig()
-    x = np.asarray(x, np.float64)
+    utterance = UtteranceNorm(cfg.utterance_blocks)
+    with torch.no_grad():
+        x = utterance(torch.as_tensor(np.asarray(x, np.float32))).numpy().astype(np.float64)
     mean, std = x.mean(0), np.maximum(x.std(0), 1e-4)
     w = None if sample_weight is None else \
         np.asarray(sample_weight, np.float64) * len(y) / float(np.sum(sample_weight))
     lr = LogisticRegression(C=cfg.C, max_iter=cfg.max_iter).fit((x - mean) / std, y,
                                                                  sample_weight=w)
-    head = ClassifierHead(x.shape[1], n_classes, hidden=0, dropout=0.0, input_dropout=0.0)
+    head = ClassifierHead(x.shape[1], n_classes, hidden=0, dropout=0.0, input_dropout=0.0,
+                          utterance_blocks=cfg.utterance_blocks)
     weight = np.zeros((n_classes, x.shape[1]), np.float32)
     bias = np.full(n_classes, -30.0, np.float32)
     coef = lr.coef_ if len(lr.classes_) > 2 else np.vstack([-lr.coef_, lr.coef_]) / 2

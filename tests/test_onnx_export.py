@@ -58,7 +58,9 @@ def _model_folder(d: Path, audio: dict, dims: dict[str, int], language: dict) ->
         {"architecture": cnn.config(), "labels": list(LABELS)}))
     model = EmotionModel({
         "dims": dims,
-        "experts": {"audio": {"hidden": 8}, "text": {"hidden": 0}, "face": {"hidden": 0}},
+        # the audio expert z-scores its pooled blocks per utterance, as the shipped one does
+        "experts": {"audio": {"hidden": 8, "utterance_blocks": 2 * len(audio.get("layers", [1]))},
+                    "text": {"hidden": 0}, "face": {"hidden": 0}},
         "expert_domains": {"text": "spoken"},
         "domain_experts": {"text": {"written": {"hidden": 0}}},
         "fusions": {"product": {"weights": {"audio": 0.7, "text": 1.2, "face": 0.9}},

@@ -14,12 +14,13 @@ import torch
 from multimodal_emotion.datasets.speech_corpora import SPEECH_CORPORA, load_speech_corpus
 from multimodal_emotion.encoders.audio import active_level_dbfs, normalize_loudness
 from multimodal_emotion.encoders.audio_features import trim_silence, whisper_pieces
-from multimodal_emotion.heads import ClassifierHead, TrainConfig, UtteranceNorm, predict_proba, \
-    train_head
+from multimodal_emotion.heads import ClassifierHead, LinearConfig, TrainConfig, UtteranceNorm, \
+    fit_linear_head, predict_proba, train_head
 from multimodal_emotion.model import EmotionModel
 from multimodal_emotion.training import speech
 from multimodal_emotion.training.speech import SpeechData, cell_weights, loco_split, \
     restricted_predict, speaker_folds, validation_speakers, write_audio_expert
+from multimodal_emotion.training.speed_perturb import speed_changed
 
 
 # ---------------------------------------------------------------------------- real corpora
@@ -123,6 +124,106 @@ def test_grouped_cv_keeps_test_speakers_out_of_training(monkeypatch):
         test_speakers = set(data.speaker[rows][folds == f])
         assert test_speakers and not test_speakers & spk
         assert {"b:0", "c:0"} <= spk  # the new recipe adds the other corpora
+
+
+def with_copies(data: SpeechData) -> SpeechData:
+    """``data`` plus one copy of every row (same label, same speaker), marked as copies."""
+    both = np.concatenate
+    return SpeechData(both([data.X, data.X + 0.1]), both([data.y, data.y]),
+                      both([data.speaker, data.speaker]), both([data.corpus, data.corpus]),
+                      both([np.zeros(len(data.y), bool), np.ones(len(data.y), bool)]))
+
+
+def test_copies_train_but_are_never_scored_nor_cross_a_split(monkeypatch):
+    data = with_copies(synthetic())
+    assert data.rows(data.original).copy.sum() == 0 and synthetic().copy.sum() == 0
+    for held in ("a", "b", "c"):
+        train, test = loco_split(data, held)
+        assert not data.copy[test].any() and test.sum() == (synthetic().corpus == held).sum()
+        assert held not in set(data.corpus[train]) and data.copy[train].any()
+    fits: list[SpeechData] = []
+    scored: list[int] = []
+    real_fit, real_uar = speech.fit_expert, speech.head_uar
+
+    def spy_fit(d: SpeechData, *a, **k):
+        fits.append(d)
+        return real_fit(d, TrainConfig(hidden=0, epochs=2, patience=1))
+
+    def spy_uar(head, X, y):
+        scored.append(len(y))
+        return real_uar(head, X, y)
+
+    monkeypatch.setattr(speech, "fit_expert", spy_fit)
+    monkeypatch.setattr(speech, "head_uar", spy_uar)
+    rows = (data.corpus == "a") & data.original
+    folds = speaker_folds(data.speaker[rows], 3)
+    speech.grouped_cv_uar(data, "a", folds)
+    assert sum(scored) == rows.sum()  # every original clip of "a" once, no copy
+    for f, d in zip(range(3), fits):
+        test_speakers = set(data.speaker[rows][folds == f])
+        assert not test_speakers & set(d.speaker.tolist())  # their copies stay out too
+        assert d.copy.any()  # the other speakers' copies train
+
+
+def test_speed_copies_line_up_with_their_originals(monkeypatch, tmp_path):
+    """load_speech_data pairs each copy with the original it was made from (nEMO: every 3rd),
+    keeps a copy only where both are available, and gives it the original's label and
+    speaker."""
+    from multimodal_emotion.training import audio, speed_perturb
+
+    n = {"big": 10, "small": 4}
+
+    def corpus(name, encoder, root, every=1, progress=True):
+        i = np.arange(n[name])[::every]
+        return {"X": i[:, None].astype(np.float32), "available": i != 6,
+                "label7": i % 3, "speaker": np.asarray([f"{name}:{k % 2}" for k in i])}
+
+    def copies(name, speed, encoder, root, every=1):
+        i = np.arange(n[name])[::every]
+        return {"X": (i[:, None] + speed).astype(np.float32), "available": i != 3}
+
+    monkeypatch.setattr(audio, "embed_speech_corpus", corpus)
+    monkeypatch.setattr(speed_perturb, "embed_speed_copies", copies)
+    monkeypatch.setattr(speed_perturb, "SPEED_EVERY", {"big": 3})
+    d = speech.load_speech_data(tmp_path, encoder=object(), corpora=("big", "small"),
+                                speeds=(0.5,))
+    src = np.rint(d.X[:, 0] - np.where(d.copy, 0.5, 0.0)).astype(int)  # the original's index
+    assert not d.copy[d.corpus == "big"][:9].any()  # originals first, 6 not available
+    assert sorted(src[(d.corpus == "big") & d.copy]) == [0, 9]  # every 3rd, 3 and 6 dropped
+    assert sorted(src[(d.corpus == "small") & d.copy]) == [0, 1, 2]
+    assert np.array_equal(d.y, src % 3)
+    assert np.array_equal(d.speaker, np.char.add(np.char.add(d.corpus, ":"),
+                                                 (src % 2).astype(str)))
+    none = speech.load_speech_data(tmp_path, encoder=object(), corpora=("big",), speeds=())
+    assert not none.copy.any() and len(none.y) == 9
+
+
+def test_linear_probe_with_block_norm_ignores_a_recordings_gain_and_offset():
+    data = synthetic()
+    head = fit_linear_head(data.X, data.y, 7, LinearConfig(C=1.0, utterance_blocks=4))
+    assert head.spec() == {"hidden": 0, "input_dropout": 0.0, "utterance_blocks": 4}
+    x = data.X[:6].copy()
+    louder = x.copy()
+    louder[:, :4] = louder[:, :4] * 5.0 + 3.0  # one block, another level and offset
+    assert np.allclose(predict_proba(head, louder), predict_proba(head, x), atol=1e-4)
+    plain = fit_linear_head(data.X, data.y, 7, LinearConfig(C=1.0))
+    assert "utterance_blocks" not in plain.spec()
+    assert not np.allclose(predict_proba(plain, louder), predict_proba(plain, x), atol=1e-2)
+    # it learnt: the label signal survives the normalisation
+    assert (predict_proba(head, data.X).argmax(1) == data.y).mean() > 0.8
+
+
+def test_speed_change_moves_tempo_and_pitch_together():
+    sr = 16000
+    t = np.arange(sr) / sr
+    tone = np.sin(2 * np.pi * 200.0 * t).astype(np.float32)
+    for speed in (0.9, 1.1):
+        out = speed_changed(tone, speed)
+        assert out.dtype == np.float32
+        assert abs(out.size - sr / speed) <= 1  # 1 s played faster is shorter
+        spectrum = np.abs(np.fft.rfft(out * np.hanning(out.size)))
+        peak_hz = np.argmax(spectrum) * sr / out.size
+        assert abs(peak_hz - 200.0 * speed) < 2.0  # and higher
 
 
 def test_speaker_folds_are_whole_speakers_of_similar_size():
