@@ -170,6 +170,7 @@ def child(call_path: str, truth_path: str, recognizer: str, keep: str = "") -> N
     result = call_result(call)
     wall, cpu = time.perf_counter() - t1, _cpu_s() - c1
     if keep:
+        Path(keep).parent.mkdir(parents=True, exist_ok=True)
         Path(keep).write_text(json.dumps(result))
     print(json.dumps({
         "load_s": load_s, "wall_s": wall, "cpu_s": cpu, "turns": len(result["turns"]),

@@ -2,10 +2,11 @@
 
 A: the RAVDESS-only recipe on the old encoder (Whisper tiny.en layers 1-4, log-mel padded to
 10 s, levels as recorded). B: the 4-corpus recipe on that encoder (an MLP early-stopped on
-held-out speakers; nEMO every third utterance): the expert shipped before. C: the shipped
+held-out speakers; nEMO every third utterance): an expert shipped before. C: the shipped
 recipe (``training.speech``): Whisper base layers 1-4, each utterance scaled to a -20 dBFS
-active level, log-mel padded to 5 s, all 4,481 nEMO utterances, and a strongly penalised
-linear probe. Corpora (``multimodal_emotion.datasets.speech_corpora``, cached embeddings):
+active level, log-mel padded to 5 s, all 4,481 nEMO utterances plus 0.9x and 1.1x speed copies
+of the training side (``training.speed_perturb``; never scored), each of the 8 pooled blocks
+z-scored within the utterance, and a strongly penalised linear probe. Corpora (``multimodal_emotion.datasets.speech_corpora``, cached embeddings):
 RAVDESS (English, 7 canonical classes, calm merged into neutral, 24 actors), nEMO (Polish,
 6 classes, 9 actors), CASIA (Mandarin, 6 classes, 4 speakers), URDU (talk shows, 4 classes,
 29 speaker ids).
@@ -25,10 +26,12 @@ own training rows (``training.speech.validation_speakers``), never on test rows:
   1 / that number.
 
 ``--select`` first compares heads on C's embeddings by the mean LOCO UAR over the four
-folds (the choice is made on it): the previous MLP, with and without per-utterance z-scoring
-of its 8 pooled blocks, and the linear probe at several penalties, cell-balanced or not.
+folds (the choice is made on it): the previous MLP and the linear probe at several penalties,
+cell-balanced or not. ``--ablation`` gives C's LOCO without its speed copies, without its block
+z-score, and without both (the expert shipped before them).
 
     python bench/speech_corpora.py [--select | --select-only [--select-c C ...]] [--no-previous]
+        [--ablation]
         [--levels] [--encoder-time N]
         [--ravdess8 | --ravdess8-only] [--data DIR]
 """
@@ -215,7 +218,8 @@ def main(argv: list[str] | None = None) -> None:
           f"(tiny.en layers 1-4); its RAVDESS cell is the same recipe on the 6 actor folds.\n"
           f"B = the 4-corpus recipe on the old encoder (nEMO every third utterance).\n"
           f"C = the shipped recipe (recipe.ENCODERS['audio'], training.speech: {data.X.shape[1]}-d; "
-          f"rows {dict((c, int((data.corpus == c).sum())) for c in SPEECH_CORPORA)}).\n"
+          f"training rows, originals + speed copies, "
+          f"{dict((c, int((data.corpus == c).sum())) for c in SPEECH_CORPORA)}).\n"
           f"{time.time() - t0:.0f} s", flush=True)
     if args.ravdess8:
         ravdess8(data, args.data or default_data_root(), t0)

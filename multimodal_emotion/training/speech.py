@@ -35,7 +35,7 @@ from ..metrics import uar
 CORPUS_EVERY: dict[str, int] = {}
 # Per-utterance z-scoring of the 8 pooled blocks (mean and std of Whisper layers 1-4). On the
 # previous encoder (tiny.en) it lost (mean LOCO 34.7 vs 35.1 %); on the shipped one, with the
-# speed copies, it is what moves nEMO and CASIA (bench/speech_corpora.py --select).
+# speed copies, it is what moves nEMO and CASIA (bench/speech_corpora.py --ablation).
 UTTERANCE_BLOCKS = 8
 VAL_FRACTION = 0.15  # of each training corpus's clips, as whole speakers, for early stopping
 # The shipped head: a penalised linear probe, C chosen on the mean leave-one-corpus-out UAR
@@ -117,20 +117,24 @@ def load_speech_data(root: str | os.PathLike[str] | None = None, encoder: Any = 
     every = CORPUS_EVERY if every is None else every
     speeds = SPEEDS if speeds is None else speeds
     speed_every = SPEED_EVERY if speed_every is None else speed_every
-    blocks: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]] = []
+    pieces: list[SpeechData] = []
     for c in corpora:
         p = embed_speech_corpus(c, encoder, root, every=every.get(c, 1))
-        blocks.append((c, p["X"], p["available"], p["label7"], p["speaker"], False))
+        pieces.append(_kept(c, p["X"], p["available"], p["label7"], p["speaker"], copy=False))
         step = speed_every.get(c, 1)
         for s in speeds:
             q = embed_speed_copies(c, s, encoder, root, every.get(c, 1) * step)
-            blocks.append((c, q["X"], q["available"] & p["available"][::step],
-                           p["label7"][::step], p["speaker"][::step], True))
-    return SpeechData(np.concatenate([x[k] for _, x, k, _, _, _ in blocks]),
-                      np.concatenate([y[k] for _, _, k, y, _, _ in blocks]),
-                      np.concatenate([s[k] for _, _, k, _, s, _ in blocks]),
-                      np.concatenate([np.full(int(k.sum()), c) for c, _, k, _, _, _ in blocks]),
-                      np.concatenate([np.full(int(k.sum()), cp) for _, _, k, _, _, cp in blocks]))
+            pieces.append(_kept(c, q["X"], q["available"] & p["available"][::step],
+                                p["label7"][::step], p["speaker"][::step], copy=True))
+    return SpeechData(*(np.concatenate([getattr(p, f) for p in pieces])
+                        for f in ("X", "y", "speaker", "corpus", "copy")))
+
+
+def _kept(corpus: str, X: np.ndarray, keep: np.ndarray, y: np.ndarray, speaker: np.ndarray,
+          copy: bool) -> SpeechData:
+    """The ``keep`` rows of one corpus's arrays (originals or one speed's copies)."""
+    n = int(keep.sum())
+    return SpeechData(X[keep], y[keep], speaker[keep], np.full(n, corpus), np.full(n, copy))
 
 
 def cell_weights(corpus: np.ndarray, y: np.ndarray) -> np.ndarray:
