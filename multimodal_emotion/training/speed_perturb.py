@@ -2,8 +2,8 @@
 
 Speech recognition's speed perturbation: each utterance played 0.9x and 1.1x as fast
 (resampled, so tempo and pitch move together) is a new voice with the same emotion. The audio
-expert has 46 speakers in four studios; the copies widen the range of pitch and rate it sees,
-which is what an unseen speaker and studio differ in. A copy keeps its speaker id, so no
+expert has 66 speaker ids in four corpora; the copies widen the range of pitch and rate it sees,
+one of the ways an unseen speaker differs. A copy keeps its speaker id, so no
 speaker-grouped split ever puts a voice's copy on one side and the voice on the other.
 
 Only training uses them; every protocol scores original recordings. Embedded by exactly the
