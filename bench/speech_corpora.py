@@ -65,6 +65,9 @@ WITHIN_FOLDS = {"nemo": 3, "casia": 2, "urdu": 3}
 # early-stopped on 21-24, inverse-frequency class weights, no per-utterance normalisation.
 OLD_CONFIG = TrainConfig(hidden=256, dropout=0.5, epochs=300, patience=30, seed=0)
 OLD_VAL_ACTORS = (21, 22, 23, 24)
+# The shipped probe without its per-utterance block z-score: the expert before it, which the
+# ablation and the silence-trim table (measured before it) run.
+UNNORMALISED_CONFIG = replace(EXPERT_CONFIG, utterance_blocks=0)
 def folds_of(data: SpeechData, corpus: str) -> np.ndarray:
     """Speaker-grouped folds of ``corpus``'s original rows (RAVDESS: the protocol's actor
     folds); a speaker's speed copies follow the speaker (``grouped_cv_uar``)."""
@@ -227,7 +230,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def ablation(data: SpeechData, t0: float) -> None:
     """LOCO UAR of the shipped recipe without each of its two newest parts, on the same rows."""
-    plain = replace(EXPERT_CONFIG, utterance_blocks=0)
+    plain = UNNORMALISED_CONFIG
     variants = [
         ("originals, no block z-score (the expert before)", data.rows(data.original), plain),
         ("originals + block z-score", data.rows(data.original), EXPERT_CONFIG),
@@ -249,7 +252,7 @@ def trim_table(root: Path, trim_db: float, nemo_every: int, t0: float) -> None:
     """The recipe with and without the silence trim, on the same rows; the recipe as it was when
     this was measured (no speed copies, no block z-score)."""
     every = {"nemo": nemo_every} if nemo_every > 1 else {}
-    plain = replace(EXPERT_CONFIG, utterance_blocks=0)
+    plain = UNNORMALISED_CONFIG
     # the shipped embeddings are cached for every nEMO utterance: take every N-th row of them
     # (every utterance is available, so these are the rows the trimmed run embeds; checked)
     full = load_speech_data(root, speeds=())

@@ -296,11 +296,9 @@ def expert_with_report(data: SpeechData, seed: int = 0,
     val = validation_speakers(data)
     report.update({"val_speakers": sorted(np.unique(data.speaker[val]).tolist()),
                    "utterance_blocks": config.utterance_blocks, "val_uar": {}})
-    proba = predict_proba(head, data.X[val])
     for c in np.unique(data.corpus[val]):
-        m = data.corpus[val] == c
-        y = data.y[val][m]
-        report["val_uar"][str(c)] = round(uar(y, restricted_predict(proba[m], np.unique(y))), 4)
+        m = val & (data.corpus == c)
+        report["val_uar"][str(c)] = round(head_uar(head, data.X[m], data.y[m]), 4)
     return head, report
 
 

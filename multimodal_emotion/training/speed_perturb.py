@@ -13,12 +13,11 @@ shipped encoder and cached like :func:`~multimodal_emotion.training.audio.embed_
 from __future__ import annotations
 
 import os
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from ..cache import cached_arrays
 from ..datasets.ravdess import read_audio
@@ -37,7 +36,8 @@ def speed_changed(wave: np.ndarray, speed: float) -> np.ndarray:
 
 
 def embed_speed_copies(corpus: str, speed: float, encoder: Any, root: str | os.PathLike[str],
-                       every: int = 1, batch: int = 8) -> dict[str, np.ndarray]:
+                       every: int = 1, batch: int = 8, progress: bool = True
+                       ) -> dict[str, np.ndarray]:
     """Embeddings of every ``every``-th utterance of ``corpus`` (path order, the rows
     ``embed_speech_corpus(corpus, every=every)`` holds) played at ``speed``; cached.
 
@@ -49,14 +49,15 @@ def embed_speed_copies(corpus: str, speed: float, encoder: Any, root: str | os.P
     rel = [os.path.relpath(r.path, root) for r in records]
 
     def compute() -> dict[str, np.ndarray]:
-        t, xs, avail = time.time(), [], []
-        for i in range(0, len(records), batch):
-            waves = [speed_changed(read_audio(r.path), speed) for r in records[i:i + batch]]
-            outs = encoder.encode_audio_batch(waves, batch)
-            xs += [o.embedding for o in outs]
-            avail += [o.available for o in outs]
-        print(f"  embedded {corpus} x{speed:g}: {len(records)} clips in {time.time() - t:.0f} s",
-              file=sys.stderr, flush=True)
+        xs, avail = [], []
+        with tqdm(total=len(records), desc=f"embed {corpus} x{speed:g} [{encoder.name}]",
+                  disable=not progress, mininterval=10) as bar:
+            for i in range(0, len(records), batch):
+                waves = [speed_changed(read_audio(r.path), speed) for r in records[i:i + batch]]
+                outs = encoder.encode_audio_batch(waves, batch)
+                xs += [o.embedding for o in outs]
+                avail += [o.available for o in outs]
+                bar.update(len(waves))
         return {"X": np.stack(xs).astype(np.float32), "available": np.asarray(avail, bool)}
 
     return cached_arrays(f"{corpus}-audio-speed", {"encoder": encoder.config(), "files": rel,
