@@ -23,7 +23,8 @@ EmotionRecognizer (load time reported apart).
 
 ``--with-finder`` times the whole job (the real turn finder, then the emotion of each turn,
 its models loaded before the clock starts); ``--batch-turns 1`` analyzes turn by turn, as
-before batching; ``--fast`` is ``mer call --fast`` (int8 in the voice expert's layers).
+before batching; ``--workers 1`` runs the groups one after another, as before they overlapped;
+``--fast`` is ``mer call --fast`` (int8 in the voice expert's layers).
 """
 
 from __future__ import annotations
@@ -166,7 +167,8 @@ def child(call_path: str, truth_path: str, recognizer: str, keep: str = "") -> N
         import sklearn.cluster  # noqa: F401  (a one-off import the mono clustering needs)
     t1, c1 = time.perf_counter(), _cpu_s()
     call = analyze_call(call_path, rec, language=language,
-                        batch_turns=int(os.environ.get("MER_BENCH_BATCH", "8")), **finder)
+                        batch_turns=int(os.environ.get("MER_BENCH_BATCH", "8")),
+                        workers=int(os.environ.get("MER_BENCH_WORKERS", "2")), **finder)
     result = call_result(call)
     wall, cpu = time.perf_counter() - t1, _cpu_s() - c1
     if keep:
@@ -237,6 +239,9 @@ def main() -> None:
                          "speakers by voice clustering)")
     ap.add_argument("--batch-turns", type=int, default=8,
                     help="analyze_call's batch_turns (1: one turn at a time, as before)")
+    ap.add_argument("--workers", type=int, default=2,
+                    help="analyze_call's workers: groups of turns in flight at once (1: one "
+                         "after another, as before the overlap)")
     ap.add_argument("--fast", action="store_true",
                     help="int8 in the voice expert's layers, as mer call --fast")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
@@ -262,6 +267,7 @@ def main() -> None:
                                   text=True, env={**os.environ, "PYTHONPATH": str(REPO),
                                                   "MER_BENCH_LANGUAGE": args.language,
                                                   "MER_BENCH_BATCH": str(args.batch_turns),
+                                                  "MER_BENCH_WORKERS": str(args.workers),
                                                   "MER_BENCH_FAST": "1" if args.fast else "",
                                                   "MER_BENCH_FINDER":
                                                       "1" if args.with_finder else ""})
@@ -275,7 +281,8 @@ def main() -> None:
                                            ("--mono", args.mono), ("--fast", args.fast)) if on)
     print(f"\nrecognizer: {args.recognizer}; {os.cpu_count()} CPUs; command: "
           f"python bench/call_scale.py --recognizer {args.recognizer} --language "
-          f"{args.language} --batch-turns {args.batch_turns}{flags} --minutes "
+          f"{args.language} --batch-turns {args.batch_turns} --workers {args.workers}{flags} "
+          f"--minutes "
           + " ".join(f"{m:g}" for m in args.minutes))
     print("| call | FLAC | turns | wall (turn finder + emotion) | CPU | x real time | peak RSS "
           "| load (1 min) | escalation in the angry third | false alarms |")

@@ -12,6 +12,7 @@ import io
 import json
 import re
 import sys
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -196,7 +197,8 @@ def test_turns_go_to_the_recognizer_in_groups_once_the_language_is_fixed(stereo_
     done: list[int] = []
     kw = dict(find_turns=finder.find, assign_roles=finder.roles)
     alone = analyze_call(str(stereo_call), one, batch_turns=1, **kw)
-    grouped = analyze_call(str(stereo_call), many, batch_turns=4,
+    # one worker: this fake numbers transcripts by call order (two workers: see below)
+    grouped = analyze_call(str(stereo_call), many, batch_turns=4, workers=1,
                            progress=lambda n, total, s, d: done.append(n), **kw)
     assert one.groups == [] and many.groups == [4, 2]
     assert many.told == one.told
@@ -204,6 +206,64 @@ def test_turns_go_to_the_recognizer_in_groups_once_the_language_is_fixed(stereo_
     assert done == list(range(len(grouped.turns) + 1))
     with pytest.raises(InputError, match="batch_turns"):
         analyze_call(str(stereo_call), many, batch_turns=0, **kw)
+
+
+class OverlapRecognizer(BatchRecognizer):
+    """Answers that depend on the clip only (no call-order numbering), and a record of how
+    many groups were inside ``analyze_segments`` at once. With ``wait_for_second`` the first
+    group waits (up to 5 s) until a second one has started, so overlap is seen, not hoped for."""
+
+    def __init__(self, wait_for_second: bool = False) -> None:
+        super().__init__()
+        self.lock, self.inside, self.most = threading.Lock(), 0, 0
+        self.second, self.wait = threading.Event(), wait_for_second
+
+    def analyze_segment(self, clip: Any, fusion: str | None = None, labels: Any = None,
+                        language: Any = None) -> Prediction:
+        pred = LoudnessRecognizer.analyze_segment(self, clip, fusion, labels)
+        if pred.modalities["text"].available:
+            pred.modalities["text"].extras.update(
+                transcript=f"{float(np.abs(clip.audio).mean()):.4f}", language="en",
+                language_probability=0.95)
+        return pred
+
+    def analyze_segments(self, clips: list[Any], fusion: str | None = None, labels: Any = None,
+                         language: Any = None, batch_size: int = 8) -> list[Prediction]:
+        with self.lock:
+            self.inside += 1
+            self.most = max(self.most, self.inside)
+            first = len(self.groups) == 0
+            self.groups.append(len(clips))
+            if not first:
+                self.second.set()
+        if first and self.wait:
+            self.second.wait(5.0)
+        try:
+            return [self.analyze_segment(c, fusion, labels, language) for c in clips]
+        finally:
+            with self.lock:
+                self.inside -= 1
+
+
+def test_groups_of_turns_overlap_on_workers_and_keep_their_order(stereo_call):
+    """With two workers two groups are inside the recognizer at once (never more), and the
+    turns, their order, the progress and the answers are those of one worker."""
+    finder = FakeFinder(stereo_turns())
+    kw = dict(find_turns=finder.find, assign_roles=finder.roles, batch_turns=2, language="en")
+    one = OverlapRecognizer()
+    alone = analyze_call(str(stereo_call), one, workers=1, **kw)
+    for workers in (2, 3):
+        rec, done = OverlapRecognizer(wait_for_second=True), []
+        both = analyze_call(str(stereo_call), rec, workers=workers,
+                            progress=lambda n, total, s, d: done.append(n), **kw)
+        assert [t.to_dict() for t in both.turns] == [t.to_dict() for t in alone.turns]
+        assert done == list(range(len(alone.turns) + 1))
+        assert 2 <= rec.most <= workers
+        assert sorted(rec.groups) == sorted(one.groups) == [2, 2, 2, 2]
+    assert one.most == 1
+    assert not [t for t in threading.enumerate() if t.name.startswith("mer-turns")]
+    with pytest.raises(InputError, match="workers"):
+        analyze_call(str(stereo_call), one, workers=0, **kw)
 
 
 def test_the_calls_language_is_detected_once_then_kept(stereo_call):

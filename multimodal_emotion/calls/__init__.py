@@ -1,6 +1,7 @@
 """Customer-service calls: per-turn emotion, the call's story, and its report.
 
 Modules, one idea each: ``analysis`` (turns -> per-turn predictions, :func:`analyze_call`),
+``overlap`` (groups of turns on a few threads, answers in order),
 ``stats`` (talk time, silence, overtalk, interruptions, emotion shares), ``events`` (escalation
 and recovery), ``score`` (the end-weighted sentiment score and trend), ``summary`` (the
 ``mer call --json`` object), ``satisfaction`` (fitting and applying a user's satisfaction
