@@ -36,8 +36,9 @@ ROLES = ("agent", "customer")
 # Turns analyzed together once the call's language is known (``analyze_call``): measured on
 # the 10-minute bench call (bench/call_scale.py), 8 takes most of the gain of batching
 BATCH_TURNS = 8
-# Groups of turns in flight at once (overlap.py): measured on 64 turns of the same call, 2
-# takes 7-8 % off the wall time on 2 cores (16 % with --fast); 3 gave no more
+# Groups of turns in flight at once (overlap.py): on 2 cores, 2 took 10 % off the wall time of
+# 64 turns of the same call (float32 and --fast alike) and 9 % off the 60-minute call; 3 gave
+# no more (bench/call_batching.py --workers, bench/call_scale.py --workers)
 TURN_WORKERS = 2
 
 

@@ -3,10 +3,11 @@
 Why: a group of turns passes through three engines one after the other (the voice expert's
 Whisper layers in torch, tiny.en in CTranslate2, the sentence encoder), and each engine serves
 one caller at a time (the recognizer's ``serialized`` locks). While one group is in tiny.en, the
-next can be in the voice expert: on 2 cores, two groups in flight took 7-8 % off the wall time
-of 64 bench-call turns in float32 and 16 % with ``--fast``, with the same labels, transcripts and
-probabilities (``bench/call_batching.py --workers 1 2``). Only ``workers`` groups are ever in
-flight, so memory holds that many groups, not the call.
+next can be in the voice expert: on 2 cores, two groups in flight took 10 % off the wall time
+of 64 bench-call turns (23.6 -> 21.2 s float32, 21.3 -> 19.1 s ``--fast``) and 9 % off the
+60-minute bench call, with the same labels, transcripts and probabilities
+(``bench/call_batching.py --workers 1 2``, ``bench/call_scale.py --workers``). Only ``workers``
+groups are ever in flight, so memory holds that many groups, not the call.
 """
 
 from __future__ import annotations
