@@ -6,9 +6,11 @@ speech, stereo, each turn cut from its speaker's channel), loads the shipped rec
 warms it up, then analyzes the turns with each ``--batch`` size (1: ``analyze_segment`` per
 turn, the path before batching), the call's language given as English (as ``analyze_call``
 does once it is fixed), with each ``--workers`` count (groups in flight at once, as
-``analyze_call(workers=...)`` runs them: ``calls.overlap.InOrder``). Per-stage seconds are the sums of each prediction's ``timings_ms``
-(a batch stage's time is shared among its turns). CPU is the process's user + system time,
-steadier than wall time on a shared machine.
+``analyze_call(workers=...)`` runs them: ``calls.overlap.InOrder``). Per-stage seconds are the
+sums of each prediction's ``timings_ms`` (a batch stage's time is shared among its turns; with
+more than one worker a stage's time includes waiting for the engine the other group holds, so
+they add up to more than the wall time). CPU is the process's user + system time, steadier than
+wall time on a shared machine.
 
     .venv/bin/python bench/call_batching.py --turns 32 --batch 1 4 8 16 32
     .venv/bin/python bench/call_batching.py --turns 64 --batch 8 --workers 1 2 3
@@ -90,12 +92,13 @@ def main() -> None:
         rows.append((bs, workers, wall, cpu, stages, same, diff, os.getloadavg()[0]))
         print(json.dumps({"batch": bs, "workers": workers, "wall_s": wall, "cpu_s": cpu,
                           **stages}), file=sys.stderr, flush=True)
-    print(f"\n{len(clips)} turns of the 10-minute bench call; command: python "
-          f"bench/call_batching.py --turns {args.turns} --batch "
-          + " ".join(map(str, args.batch)) + " --workers " + " ".join(map(str, args.workers)) + (" --fast" if args.fast else ""))
-    print("| batch | workers | wall | CPU | audio (Whisper base L1-4) | transcribe (tiny.en) | text "
-          "(sentence encoder) | same label + transcript as the first row | max probability diff "
-          "| load (1 min) |")
+    command = (f"bench/call_batching.py --turns {args.turns} --batch "
+               + " ".join(map(str, args.batch)) + " --workers "
+               + " ".join(map(str, args.workers)) + (" --fast" if args.fast else ""))
+    print(f"\n{len(clips)} turns of the 10-minute bench call; command: python {command}")
+    print("| batch | workers | wall | CPU | audio (Whisper base L1-4) | transcribe (tiny.en) "
+          "| text (sentence encoder) | same label + transcript as the first row "
+          "| max probability diff | load (1 min) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for bs, workers, wall, cpu, st, same, diff, load in rows:
         print(f"| {bs} | {workers} | {wall:.1f} s | {cpu:.1f} s | {st['audio']:.1f} s | "
