@@ -266,6 +266,23 @@ def test_groups_of_turns_overlap_on_workers_and_keep_their_order(stereo_call):
         analyze_call(str(stereo_call), one, workers=0, **kw)
 
 
+def test_a_call_stopped_with_groups_in_flight_leaves_nothing_running(stereo_call):
+    """A job stopped (the API's DELETE) while groups are in flight: the stop reaches the
+    caller, and by then every started group has finished and no worker thread is left."""
+    finder = FakeFinder(stereo_turns())
+    rec, asked = OverlapRecognizer(), []
+
+    def stop() -> bool:
+        asked.append(1)
+        return len(asked) > 5  # after five turns: two groups of two submitted
+
+    with pytest.raises(InterruptedError):
+        analyze_call(str(stereo_call), rec, find_turns=finder.find, assign_roles=finder.roles,
+                     batch_turns=2, language="en", workers=2, should_stop=stop)
+    assert rec.groups and rec.inside == 0
+    assert not [t for t in threading.enumerate() if t.name.startswith("mer-turns")]
+
+
 def test_the_calls_language_is_detected_once_then_kept(stereo_call):
     """Language ID runs per turn only until a long turn names a language surely; the call's
     language is then handed to every later turn (and reported); a given code holds from the
