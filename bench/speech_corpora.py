@@ -6,7 +6,8 @@ held-out speakers; nEMO every third utterance): an expert shipped before. C: the
 recipe (``training.speech``): Whisper base layers 1-4, each utterance scaled to a -20 dBFS
 active level, log-mel padded to 5 s, all 4,481 nEMO utterances plus 0.9x and 1.1x speed copies
 of the training side (``training.speed_perturb``; never scored), each of the 8 pooled blocks
-z-scored within the utterance, and a strongly penalised linear probe. Corpora (``multimodal_emotion.datasets.speech_corpora``, cached embeddings):
+z-scored within the utterance, and a strongly penalised linear probe. Corpora
+(``multimodal_emotion.datasets.speech_corpora``, cached embeddings):
 RAVDESS (English, 7 canonical classes, calm merged into neutral, 24 actors), nEMO (Polish,
 6 classes, 9 actors), CASIA (Mandarin, 6 classes, 4 speakers), URDU (talk shows, 4 classes,
 29 speaker ids).
@@ -68,6 +69,8 @@ OLD_VAL_ACTORS = (21, 22, 23, 24)
 # The shipped probe without its per-utterance block z-score: the expert before it, which the
 # ablation and the silence-trim table (measured before it) run.
 UNNORMALISED_CONFIG = replace(EXPERT_CONFIG, utterance_blocks=0)
+
+
 def folds_of(data: SpeechData, corpus: str) -> np.ndarray:
     """Speaker-grouped folds of ``corpus``'s original rows (RAVDESS: the protocol's actor
     folds); a speaker's speed copies follow the speaker (``grouped_cv_uar``)."""
@@ -230,11 +233,11 @@ def main(argv: list[str] | None = None) -> None:
 
 def ablation(data: SpeechData, t0: float) -> None:
     """LOCO UAR of the shipped recipe without each of its two newest parts, on the same rows."""
-    plain = UNNORMALISED_CONFIG
     variants = [
-        ("originals, no block z-score (the expert before)", data.rows(data.original), plain),
+        ("originals, no block z-score (the expert before)", data.rows(data.original),
+         UNNORMALISED_CONFIG),
         ("originals + block z-score", data.rows(data.original), EXPERT_CONFIG),
-        ("speed copies, no block z-score", data, plain),
+        ("speed copies, no block z-score", data, UNNORMALISED_CONFIG),
         ("**speed copies + block z-score (shipped)**", data, EXPERT_CONFIG),
     ]
     print(f"\n== LOCO UAR (%), linear probe C = {EXPERT_CONFIG.C:g}, cells balanced; original "
@@ -252,7 +255,6 @@ def trim_table(root: Path, trim_db: float, nemo_every: int, t0: float) -> None:
     """The recipe with and without the silence trim, on the same rows; the recipe as it was when
     this was measured (no speed copies, no block z-score)."""
     every = {"nemo": nemo_every} if nemo_every > 1 else {}
-    plain = UNNORMALISED_CONFIG
     # the shipped embeddings are cached for every nEMO utterance: take every N-th row of them
     # (every utterance is available, so these are the rows the trimmed run embeds; checked)
     full = load_speech_data(root, speeds=())
@@ -269,8 +271,9 @@ def trim_table(root: Path, trim_db: float, nemo_every: int, t0: float) -> None:
             base = full.rows(keep)
             if not (np.array_equal(data.y, base.y) and np.array_equal(data.speaker, base.speaker)):
                 raise SystemExit("the trimmed run's rows are not the shipped run's rows")
-        loco = [loco_uar(data, c, plain) * 100 for c in SPEECH_CORPORA]
-        rav = grouped_cv_uar(data, "ravdess", folds_of(data, "ravdess"), plain)
+        loco = [loco_uar(data, c, UNNORMALISED_CONFIG) * 100 for c in SPEECH_CORPORA]
+        rav = grouped_cv_uar(data, "ravdess", folds_of(data, "ravdess"),
+                             UNNORMALISED_CONFIG)
         rows[name] = (loco, rav)
         print(f"{name}: {time.time() - t0:.0f} s", flush=True)
     print(f"\n== LOCO UAR (%), linear probe C = {EXPERT_CONFIG.C:g}; rows as the shipped recipe"
