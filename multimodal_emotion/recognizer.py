@@ -18,6 +18,7 @@ import numpy as np
 
 from . import encoders, media, media_stream
 from .encoders import language
+from .blas import use_one_blas_thread
 from .encoders.audio_features import clip_audio
 from .errors import ModelError
 from .explain import modality_shapley, word_occlusion
@@ -117,6 +118,9 @@ class EmotionRecognizer:
             if enc.dim != model.dims[m]:
                 raise ModelError(f"{m} encoder gives {enc.dim}-d embeddings but the model was "
                                  f"trained on {model.dims[m]}-d")
+        # once every encoder's libraries are loaded (OpenCV brings its own OpenBLAS): the same
+        # answers on any core count, see blas.py
+        use_one_blas_thread()
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, **kwargs: Any) -> "EmotionRecognizer":

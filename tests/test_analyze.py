@@ -32,6 +32,16 @@ def test_a_known_language_skips_language_id_and_keeps_the_transcript(rec, demo_c
     assert told["timings_ms"]["language"] < 5.0  # nothing ran for it
 
 
+def test_a_loaded_recognizer_keeps_numpy_blas_on_one_thread(rec):
+    """OpenBLAS splits a product differently on one and on two threads, and tiny.en turned those
+    last bits into other words (blas.py): a recognizer pins numpy's BLAS to one thread, so the
+    answer does not depend on how many cores the machine has."""
+    from threadpoolctl import threadpool_info
+
+    blas = [p for p in threadpool_info() if p["user_api"] == "blas"]
+    assert blas and all(p["num_threads"] == 1 for p in blas), blas
+
+
 def test_demo_clip_uses_all_three_modalities(rec, demo_clip):
     d = rec.analyze(demo_clip).to_dict()
     assert d["label"] in LABELS and d["fusion"] == rec.model.default_fusion
