@@ -94,6 +94,29 @@ def test_stereo_gives_one_speaker_per_channel_and_the_overtalk(stereo_call):
     assert r.talk_time()["right"] == pytest.approx(truth[1][1] - truth[1][0], abs=0.3)
 
 
+def test_channels_scored_side_by_side_give_the_turns_of_one_channel_after_the_other(
+        stereo_call):
+    """The right channel is scored on a second thread while the left is scored on the caller's:
+    the turns and overtalk are those of each channel's VAD fed alone, and no thread is left."""
+    import threading
+
+    from multimodal_emotion.segmenting.find import _stereo_result
+    from multimodal_emotion.segmenting.vad import VadConfig
+
+    path, _ = stereo_call
+    audio, _ = sf.read(path, dtype="float32")
+    alone = [StreamingVAD(), StreamingVAD()]
+    for c in (0, 1):
+        for piece in np.array_split(audio[:, c], 7):
+            alone[c].feed(piece)
+        alone[c].finish()
+    want = _stereo_result(alone, VadConfig(), 30.0, [])
+    got = find_turns(path, chunk_s=1.0)  # many chunks: many hand-overs between the threads
+    assert got.turns == want.turns and got.overtalk == want.overtalk
+    assert len(got.turns) == 3
+    assert not [t for t in threading.enumerate() if t.name.startswith("mer-vad")]
+
+
 def test_long_turns_are_split_below_the_limit(stereo_call):
     path, _ = stereo_call
     r = find_turns(path, max_turn_s=1.5)
