@@ -117,6 +117,31 @@ def test_channels_scored_side_by_side_give_the_turns_of_one_channel_after_the_ot
     assert not [t for t in threading.enumerate() if t.name.startswith("mer-vad")]
 
 
+def test_mono_pass_scoring_beside_embedding_equals_one_thread(stereo_call):
+    """The mono pass scores each chunk on a second thread while the last chunk's windows are
+    embedded: its scores and speaker windows equal those of one thread doing both in turn."""
+    import threading
+
+    from multimodal_emotion.media_stream import iter_chunks
+    from multimodal_emotion.segmenting.diarize import WindowEmbedder
+    from multimodal_emotion.segmenting.find import mono_pass
+    from multimodal_emotion.segmenting.vad import VadConfig
+
+    path, _ = stereo_call
+    vad, embedder = StreamingVAD(), WindowEmbedder(VadConfig())
+    for chunk in iter_chunks(path, chunk_s=1.0):  # the decoder's own mix, one thread
+        embedder.add(*vad.feed(chunk.audio))
+    embedder.add(*vad.finish())
+    want = embedder.finish()
+    probs, duration, got = mono_pass(iter_chunks(path, chunk_s=1.0), VadConfig(), [])
+    np.testing.assert_array_equal(probs, vad.probs)
+    assert duration == pytest.approx(vad.duration) and len(got.vectors) >= 5
+    np.testing.assert_array_equal(got.spans, want.spans)
+    np.testing.assert_array_equal(got.piece, want.piece)
+    np.testing.assert_allclose(got.vectors, want.vectors, atol=1e-6)
+    assert not [t for t in threading.enumerate() if t.name.startswith("mer-vad")]
+
+
 def test_long_turns_are_split_below_the_limit(stereo_call):
     path, _ = stereo_call
     r = find_turns(path, max_turn_s=1.5)

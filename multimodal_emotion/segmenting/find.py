@@ -28,6 +28,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from ..blas import use_one_blas_thread
 from ..errors import InputError, MediaError
 from ..media import Source
 from ..media_stream import MediaChunk, iter_chunks, probe
@@ -107,6 +108,7 @@ def find_turns(source: Source, *, speakers: int | None = None, max_turn_s: float
     if not (isinstance(max_turn_s, (int, float)) and math.isfinite(max_turn_s)
             and max_turn_s >= 1.0):
         raise InputError(f"max_turn_s must be at least 1 second, not {max_turn_s!r}")
+    use_one_blas_thread()  # the same turns on any core count, no spinning core (blas.py)
     source = _reopenable(source)
     info = probe(source)
     if not info.has_audio:
@@ -157,15 +159,27 @@ def find_turns(source: Source, *, speakers: int | None = None, max_turn_s: float
 def mono_pass(chunks: Iterable[MediaChunk], cfg: VadConfig, warnings: list[str],
               progress: Callable[[float, float | None], None] | None = None,
               total: float | None = None) -> tuple[np.ndarray, float, SpeakerWindows]:
-    """The streaming pass over a mono mix: Silero scores, duration and speaker windows."""
+    """The streaming pass over a mono mix: Silero scores, duration and speaker windows.
+
+    Silero scores each chunk on a second thread while the speaker windows of the chunk before
+    are embedded here (both let go of the GIL in their engines): the chunks reach the VAD and
+    the embedder in order, so the result is the one-thread result, and one more chunk is
+    held."""
     v = StreamingVAD()
     embedder = WindowEmbedder(cfg)
-    for chunk in chunks:
-        warnings.extend(chunk.warnings)
-        if chunk.audio is not None:
-            embedder.add(*v.feed(chunk.audio))
-        if progress:
-            progress(chunk.end, total)
+    with ThreadPoolExecutor(1, thread_name_prefix="mer-vad") as scorer:
+        scored = None  # the scores and frames of the last chunk, being computed
+        for chunk in chunks:
+            warnings.extend(chunk.warnings)
+            if chunk.audio is not None:
+                following = scorer.submit(v.feed, chunk.audio)
+                if scored is not None:
+                    embedder.add(*scored.result())
+                scored = following
+            if progress:
+                progress(chunk.end, total)
+        if scored is not None:
+            embedder.add(*scored.result())
     embedder.add(*v.finish())
     return v.probs, v.duration, embedder.finish()
 
