@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 import numpy as np
 
 from . import encoders, media, media_stream
-from .encoders import language
 from .blas import use_one_blas_thread
+from .encoders import language
 from .encoders.audio_features import clip_audio
 from .errors import ModelError
 from .explain import modality_shapley, word_occlusion
