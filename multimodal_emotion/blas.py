@@ -8,7 +8,8 @@ Why, measured on the 5-minute stereo bench call (48 turns, 2 cores):
   differs in its last bits; tiny.en's greedy decoding turns such bits into other words: 6 of
   the 48 transcripts changed (one fused label) between one and two BLAS threads, while each
   setting gave the same answers run after run. The thread count OpenBLAS picks is the
-  machine's core count, so the same clip read differently on a 2- and a 4-core machine.
+  machine's core count, so the same clip could read differently on machines with different
+  core counts.
 * **A spinning core.** After each product OpenBLAS's idle workers busy-wait for a while
   before they sleep: in the turn finder's pass a second thread burned 4.2 s of CPU beside
   4.1 s of work, and in a call that core is taken from torch and CTranslate2. On one thread
