@@ -233,11 +233,14 @@ def analyze_call(source: Any, recognizer: Any, *, find_turns: FindTurns | None =
                 [c for _, c in turn_clips], fusion=fusion, labels=label_map,
                 language=(locked["code"], locked["probability"]), batch_size=group)
 
+        def take(done: Turn, pred: Any) -> None:
+            results.append(_turn_result(done, pred, transcripts, keep_digits))
+            if progress is not None:
+                progress(len(results), len(turns), done.end, duration)
+
         def take_group(turn_clips: list[tuple[Turn, Any]], preds: list[Any]) -> None:
             for (done, _), pred in zip(turn_clips, preds):
-                results.append(_turn_result(done, pred, transcripts, keep_digits))
-                if progress is not None:
-                    progress(len(results), len(turns), done.end, duration)
+                take(done, pred)
 
         # groups overlap on ``workers`` threads (see overlap.py); answers are taken in order
         with InOrder(analyze_group, take_group, workers if group > 1 else 1) as groups:
@@ -247,19 +250,17 @@ def analyze_call(source: Any, recognizer: Any, *, find_turns: FindTurns | None =
                 if locked is not None and group > 1:
                     pending.append((turn, clip))
                     if len(pending) >= group:
-                        groups.submit(list(pending))
-                        pending.clear()
+                        groups.submit(pending)
+                        pending = []
                     continue
                 known = {} if locked is None else {"language": (locked["code"],
                                                                  locked["probability"])}
                 pred = recognizer.analyze_segment(clip, fusion=fusion, labels=label_map, **known)
-                results.append(_turn_result(turn, pred, transcripts, keep_digits))
                 if locked is None and language == "auto":
-                    locked = _lock_language(pred, turn, len(results))
-                if progress is not None:
-                    progress(len(results), len(turns), turn.end, duration)
+                    locked = _lock_language(pred, turn, len(results) + 1)
+                take(turn, pred)
             if pending:
-                groups.submit(list(pending))
+                groups.submit(pending)
             groups.drain()
         for _ in chunks:  # the tail after the last turn: what the decoder says about it
             pass

@@ -134,10 +134,10 @@ def find_turns(source: Source, *, speakers: int | None = None, max_turn_s: float
                 if chunk.channels is not None:
                     right = other.submit(vads[1].feed, chunk.channels[1])
                     vads[0].feed(chunk.channels[0])
-                    d = chunk.channels[0].astype(np.float64) - chunk.channels[1]
+                    both = chunk.channels.astype(np.float64)
                     # sums, not a BLAS dot product: OpenBLAS's idle threads spin (see blas.py)
-                    energy += (float(np.square(d).sum()),
-                               float(np.square(chunk.channels.astype(np.float64)).sum()))
+                    energy += (float(np.square(both[0] - both[1]).sum()),
+                               float(np.square(both).sum()))
                     right.result()
                 if progress:
                     progress(chunk.end, info.declared_duration)
