@@ -35,6 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import describe  # bench/ is on sys.path when a bench runs
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -145,7 +147,8 @@ def main() -> None:
                 breakdown = cost_breakdown(out, r)
 
     print(f"\n20 real clips ({data}): 6 CREMA-D, 7 MEAD, 7 RAVDESS; shipped default model; "
-          f"{os.cpu_count()} CPU cores, shared\n")
+          f"{os.cpu_count()} CPU cores, shared")
+    print(describe() + "\n")
     print("| run | files (failed) | wall s | files/s end to end | first result s | "
           "files/s after first | model load s / worker | workers' CPU s (cores used) | "
           "load avg before -> after |")

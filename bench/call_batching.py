@@ -28,6 +28,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from machine import describe  # bench/ is on sys.path when a bench runs
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
@@ -96,6 +98,7 @@ def main() -> None:
                + " ".join(map(str, args.batch)) + " --workers "
                + " ".join(map(str, args.workers)) + (" --fast" if args.fast else ""))
     print(f"\n{len(clips)} turns of the 10-minute bench call; command: python {command}")
+    print(describe())
     print("| batch | workers | wall | CPU | audio (Whisper base L1-4) | transcribe (tiny.en) "
           "| text (sentence encoder) | same label + transcript as the first row "
           "| max probability diff | load (1 min) |")

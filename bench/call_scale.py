@@ -39,6 +39,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import describe  # bench/ is on sys.path when a bench runs
+
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -284,6 +286,7 @@ def main() -> None:
           f"{args.language} --batch-turns {args.batch_turns} --workers {args.workers}{flags} "
           f"--minutes "
           + " ".join(f"{m:g}" for m in args.minutes))
+    print(describe())
     print("| call | FLAC | turns | wall (turn finder + emotion) | CPU | x real time | peak RSS "
           "| load (1 min) | escalation in the angry third | false alarms |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")

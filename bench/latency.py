@@ -16,6 +16,8 @@ import sys
 import tempfile
 import time
 
+from machine import describe  # bench/ is on sys.path when a bench runs
+
 T_START = time.perf_counter()
 
 
@@ -89,6 +91,7 @@ def main() -> int:
     print(f"peak RSS: {peak_mb:.0f} MB")
     print(f"load average (1 min) before / after: {load_before:.2f} / {os.getloadavg()[0]:.2f} "
           f"on {os.cpu_count()} cores")
+    print(describe())
     return 0
 
 

@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import describe  # bench/ is on sys.path when a bench runs
+
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,7 +89,8 @@ def main() -> int:
     for m in a.silence_minutes:
         rows.append((f"silence, {m:g} min", run(demo.make_silent_flac(
             work / f"silence_{m:g}.flac", seconds=m * 60))))
-    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n")
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(describe() + "\n")
     print("| file | duration s | windows | label | wall s | peak RSS MB |")
     print("| --- | --- | --- | --- | --- | --- |")
     for name, r in rows:
