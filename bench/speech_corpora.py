@@ -29,11 +29,12 @@ own training rows (``training.speech.validation_speakers``), never on test rows:
 ``--select`` first compares heads on C's embeddings by the mean LOCO UAR over the four
 folds (the choice is made on it): the previous MLP and the linear probe at several penalties,
 cell-balanced or not. ``--ablation`` gives C's LOCO without its speed copies, without its block
-z-score, and without both (the expert shipped before them).
+z-score, and without both (the expert shipped before them). ``--confusion`` prints, for each
+held-out corpus, where the shipped recipe's LOCO answers go (an offset shows as one column).
 
     python bench/speech_corpora.py [--select | --select-only [--select-c C ...]] [--no-previous]
         [--ablation]
-        [--levels] [--encoder-time N]
+        [--levels] [--encoder-time N] [--confusion]
         [--ravdess8 | --ravdess8-only] [--data DIR]
 """
 
@@ -53,13 +54,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from multimodal_emotion.datasets import default_data_root  # noqa: E402
 from multimodal_emotion.datasets.ravdess import ravdess_folds  # noqa: E402
 from multimodal_emotion.datasets.speech_corpora import LANGUAGES, SPEECH_CORPORA  # noqa: E402
-from multimodal_emotion.heads import TrainConfig, train_head  # noqa: E402
+from multimodal_emotion.heads import TrainConfig, predict_proba, train_head  # noqa: E402
 from multimodal_emotion.labels import LABELS  # noqa: E402
 from multimodal_emotion.training.audio import default_audio_encoder  # noqa: E402
 from multimodal_emotion.training.speech import (EXPERT_CONFIG, MLP_CONFIG,  # noqa: E402
-                                                PREVIOUS_EVERY, SpeechData, grouped_cv_uar,
-                                                head_uar, load_speech_data, loco_uar,
-                                                previous_encoder, speaker_folds)
+                                                PREVIOUS_EVERY, SpeechData, fit_expert,
+                                                grouped_cv_uar,
+                                                head_uar, load_speech_data, loco_split,
+                                                loco_uar, previous_encoder,
+                                                restricted_predict, speaker_folds)
 
 WITHIN_FOLDS = {"nemo": 3, "casia": 2, "urdu": 3}
 # The shipped RAVDESS-only recipe (training/default_model.py before issue 14): actors 1-20,
@@ -134,6 +137,8 @@ def main(argv: list[str] | None = None) -> None:
                          "its per-utterance block z-score")
     ap.add_argument("--select-c", type=float, nargs="+", default=None, metavar="C",
                     help="only these linear-probe penalties in the --select table")
+    ap.add_argument("--confusion", action="store_true",
+                    help="only the shipped recipe's LOCO confusion of each held-out corpus")
     ap.add_argument("--no-previous", action="store_true",
                     help="skip recipe B (the previous shipped expert; its MLP folds are slow)")
     ap.add_argument("--trim-db", type=float, default=None, metavar="DB",
@@ -168,6 +173,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.ablation:
         ablation(data, t0)
+        return
+    if args.confusion:
+        confusion(data, t0)
         return
     loco: dict[str, float] = {}
     if args.select:
@@ -248,6 +256,27 @@ def ablation(data: SpeechData, t0: float) -> None:
         res = [loco_uar(d, c, cfg) * 100 for c in SPEECH_CORPORA]
         print(f"| {name} | " + " | ".join(f"{v:.1f}" for v in res) + f" | {np.mean(res):.1f} |",
               flush=True)
+    print(f"{time.time() - t0:.0f} s", flush=True)
+
+
+def confusion(data: SpeechData, t0: float) -> None:
+    """Where each held-out corpus's clips go: a corpus read with an offset (nEMO as sad, CASIA
+    as happy) shows as one column that takes every row, not as scattered errors."""
+    for c in SPEECH_CORPORA:
+        train, test = loco_split(data, c)
+        head = fit_expert(data.rows(train), EXPERT_CONFIG)
+        y = data.y[test]
+        allowed = np.unique(y)
+        pred = restricted_predict(predict_proba(head, data.X[test]), allowed)
+        names = [LABELS[a] for a in allowed]
+        print(f"\n{c} held out: LOCO UAR {head_uar(head, data.X[test], y) * 100:.1f} %; % of each "
+              f"true label's {len(y)} clips given each label (rows sum to 100)")
+        print("| true \\ answered | " + " | ".join(names) + " |")
+        print("| --- " * (len(names) + 1) + "|")
+        for t in allowed:
+            row = [(pred[y == t] == a).mean() * 100 for a in allowed]
+            print(f"| {LABELS[t]} ({int((y == t).sum())}) | " + " | ".join(f"{v:.0f}" for v in row)
+                  + " |", flush=True)
     print(f"{time.time() - t0:.0f} s", flush=True)
 
 
