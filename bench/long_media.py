@@ -20,9 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import describe  # bench/ is on sys.path when a bench runs
-
 import numpy as np
+
+from machine import describe  # bench/ is on sys.path when a bench runs
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
