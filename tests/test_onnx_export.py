@@ -168,8 +168,13 @@ def test_cli_exports_and_analyzes(tiny_dir: Path, tmp_path: Path, demo_clip: Pat
                 ["encoders"]["text"]["model"])
     q = create("text", "text-onnx", checkpoint=str(out / "text"))
     texts = ["I am so happy to see you", "that is terrible news"]
-    cos = (fl.embed_texts(texts) * q.embed_texts(texts)).sum(1)
-    assert (cos > 0.98).all() and not np.allclose(cos, 1.0, atol=1e-7), cos
+    a, b = fl.embed_texts(texts), q.embed_texts(texts)
+    cos = (a * b).sum(1)
+    # int8 rounding moves the vectors (the int8 graph ran, not a float one), but only a little:
+    # how little depends on the CPU (with AVX-512 VNNI the cosine rounds to 1.0 in float32), so
+    # the vectors themselves are compared, not the cosine against 1
+    assert (cos > 0.98).all(), cos
+    assert np.abs(a - b).max() > 1e-6, np.abs(a - b).max()
     assert main(["analyze", "--json", "--model", str(out), str(demo_clip)]) == 0
     d = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert d["label"] in LABELS and d["fusion"] == "product"
