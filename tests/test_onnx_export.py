@@ -202,8 +202,10 @@ def test_weight_only_int8_is_a_quarter_and_keeps_the_vectors(tiny_dir: Path, onn
     fl = create("text", "text-onnx", checkpoint=str(onnx_dir / "text"))
     q = create("text", "text-onnx", checkpoint=str(folder))
     texts = ["I am so happy to see you", "that is terrible news"]
-    cos = (fl.embed_texts(texts) * q.embed_texts(texts)).sum(1)
-    assert (cos > 0.995).all() and not np.allclose(cos, 1.0, atol=1e-7), cos
+    a, b = fl.embed_texts(texts), q.embed_texts(texts)
+    cos = (a * b).sum(1)
+    assert (cos > 0.995).all(), cos
+    assert np.abs(a - b).max() > 1e-6, np.abs(a - b).max()  # int8 weights: the vectors move
 
 
 def _analyze_without_torch(folder: Path, clip: Path, checks: str = "") -> dict:
