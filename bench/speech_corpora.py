@@ -30,11 +30,13 @@ own training rows (``training.speech.validation_speakers``), never on test rows:
 folds (the choice is made on it): the previous MLP and the linear probe at several penalties,
 cell-balanced or not. ``--ablation`` gives C's LOCO without its speed copies, without its block
 z-score, and without both (the expert shipped before them). ``--confusion`` prints, for each
-held-out corpus, where the shipped recipe's LOCO answers go (an offset shows as one column).
+held-out corpus, where the shipped recipe's LOCO answers go (an offset shows as one column);
+``--offsets`` gives LOCO with and without the training corpora's offsets projected out of the
+probe, and the within-corpus speaker folds with them.
 
     python bench/speech_corpora.py [--select | --select-only [--select-c C ...]] [--no-previous]
         [--ablation]
-        [--levels] [--encoder-time N] [--confusion]
+        [--levels] [--encoder-time N] [--confusion] [--offsets]
         [--ravdess8 | --ravdess8-only] [--data DIR]
 """
 
@@ -137,6 +139,9 @@ def main(argv: list[str] | None = None) -> None:
                          "its per-utterance block z-score")
     ap.add_argument("--select-c", type=float, nargs="+", default=None, metavar="C",
                     help="only these linear-probe penalties in the --select table")
+    ap.add_argument("--offsets", action="store_true",
+                    help="only LOCO with and without the corpus offsets projected out, and "
+                         "within-corpus UAR with them")
     ap.add_argument("--confusion", action="store_true",
                     help="only the shipped recipe's LOCO confusion of each held-out corpus")
     ap.add_argument("--no-previous", action="store_true",
@@ -176,6 +181,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.confusion:
         confusion(data, t0)
+        return
+    if args.offsets:
+        offsets(data, t0)
         return
     loco: dict[str, float] = {}
     if args.select:
@@ -256,6 +264,28 @@ def ablation(data: SpeechData, t0: float) -> None:
         res = [loco_uar(d, c, cfg) * 100 for c in SPEECH_CORPORA]
         print(f"| {name} | " + " | ".join(f"{v:.1f}" for v in res) + f" | {np.mean(res):.1f} |",
               flush=True)
+    print(f"{time.time() - t0:.0f} s", flush=True)
+
+
+def offsets(data: SpeechData, t0: float) -> None:
+    """The shipped probe with and without the training corpora's offset directions projected
+    out (``heads.group_offset_directions``), on the same rows; then each corpus's speaker folds
+    with them."""
+    kept = replace(EXPERT_CONFIG, remove_group_offsets=False)
+    print(f"\n== LOCO UAR (%), linear probe C = {EXPERT_CONFIG.C:g}, speed copies, block z-score, "
+          f"cells balanced; original recordings scored ==")
+    print("| corpus offsets | " + " | ".join(SPEECH_CORPORA) + " | mean |")
+    print("| --- " * (len(SPEECH_CORPORA) + 2) + "|")
+    for name, cfg in (("kept (the expert before)", kept),
+                      ("**projected out (shipped)**", EXPERT_CONFIG)):
+        res = [loco_uar(data, c, cfg) * 100 for c in SPEECH_CORPORA]
+        print(f"| {name} | " + " | ".join(f"{v:.1f}" for v in res) + f" | {np.mean(res):.1f} |",
+              flush=True)
+    print("\nwithin corpus, speaker folds (the other folds + the other corpora in training), "
+          "offsets projected out:")
+    for c in SPEECH_CORPORA:
+        within = grouped_cv_uar(data, c, folds_of(data, c), EXPERT_CONFIG)
+        print(f"{c}: {fmt(within)} ({len(within)} folds)", flush=True)
     print(f"{time.time() - t0:.0f} s", flush=True)
 
 

@@ -199,16 +199,43 @@ class LinearConfig:
     C: float = 3e-3
     max_iter: int = 1000
     utterance_blocks: int = 0  # see UtteranceNorm; 0 = off
+    # Given the training rows' groups (corpora), fit on the inputs with the directions along
+    # which the groups' class-balanced means differ projected out, so the probe gives those
+    # directions zero weight: see group_offset_directions.
+    remove_group_offsets: bool = False
+
+
+def group_offset_directions(z: np.ndarray, y: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Orthonormal columns [D, G-1] spanning the differences between the ``G`` groups' means.
+
+    Each group's mean is the mean of its per-class means (a corpus with more angry clips is not
+    "more angry" here, only its recording and voices move its mean). Held out, a corpus is read
+    with one offset (nEMO as sad, CASIA as happy: ``bench/speech_corpora.py --confusion``); the
+    directions along which the *training* corpora already differ are where a new studio and
+    language tend to differ too, so a probe that gives them no weight cannot be moved along
+    them. Nothing about the scored clip or its corpus is used: the projection is fixed at fit
+    time and folded into the probe's weights (the head is unchanged at inference)."""
+    names = np.unique(groups)
+    means = []
+    for g in names:
+        in_g = groups == g
+        means.append(np.mean([z[in_g & (y == k)].mean(0) for k in np.unique(y[in_g])], 0))
+    offsets = np.stack(means) - np.mean(means, 0)
+    _, sv, vt = np.linalg.svd(offsets, full_matrices=False)
+    keep = sv > 1e-9 * max(float(sv.max(initial=0.0)), 1e-30)
+    return vt[keep][: len(names) - 1].T
 
 
 def fit_linear_head(x: np.ndarray, y: np.ndarray, n_classes: int,
                     config: LinearConfig | None = None,
-                    sample_weight: np.ndarray | None = None) -> ClassifierHead:
+                    sample_weight: np.ndarray | None = None,
+                    groups: np.ndarray | None = None) -> ClassifierHead:
     """A :class:`ClassifierHead` with ``hidden=0`` holding a fitted multinomial logistic
     regression on standardised inputs (after :class:`UtteranceNorm` when
     ``config.utterance_blocks``: the same module the head applies at inference). A class absent
     from ``y`` gets a logit far below the others (it is never predicted; nothing was learnt
-    about it)."""
+    about it). With ``config.remove_group_offsets`` and ``groups`` (one per row, e.g. the
+    corpus), the weights are orthogonal to :func:`group_offset_directions`."""
     from sklearn.linear_model import LogisticRegression
 
     cfg = config or LinearConfig()
@@ -218,13 +245,19 @@ def fit_linear_head(x: np.ndarray, y: np.ndarray, n_classes: int,
     mean, std = x.mean(0), np.maximum(x.std(0), 1e-4)
     w = None if sample_weight is None else \
         np.asarray(sample_weight, np.float64) * len(y) / float(np.sum(sample_weight))
-    lr = LogisticRegression(C=cfg.C, max_iter=cfg.max_iter).fit((x - mean) / std, y,
-                                                                 sample_weight=w)
+    z = (x - mean) / std
+    nuisance = None
+    if cfg.remove_group_offsets and groups is not None and len(np.unique(groups)) > 1:
+        nuisance = group_offset_directions(z, np.asarray(y), np.asarray(groups))
+        z = z - (z @ nuisance) @ nuisance.T
+    lr = LogisticRegression(C=cfg.C, max_iter=cfg.max_iter).fit(z, y, sample_weight=w)
     head = ClassifierHead(x.shape[1], n_classes, hidden=0, dropout=0.0, input_dropout=0.0,
                           utterance_blocks=cfg.utterance_blocks)
     weight = np.zeros((n_classes, x.shape[1]), np.float32)
     bias = np.full(n_classes, -30.0, np.float32)
     coef = lr.coef_ if len(lr.classes_) > 2 else np.vstack([-lr.coef_, lr.coef_]) / 2
+    if nuisance is not None:  # exactly blind to them (the fit leaves only rounding there)
+        coef = coef - (coef @ nuisance) @ nuisance.T
     inter = lr.intercept_ if len(lr.classes_) > 2 else np.r_[-lr.intercept_, lr.intercept_] / 2
     weight[lr.classes_], bias[lr.classes_] = coef, inter
     with torch.no_grad():

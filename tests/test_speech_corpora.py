@@ -198,6 +198,54 @@ def test_speed_copies_line_up_with_their_originals(monkeypatch, tmp_path):
     assert not none.copy.any() and len(none.y) == 9
 
 
+def _corpora_with_offsets(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Three corpora, two classes told apart along dim 0; each corpus shifted along its own
+    direction in dims 1-2, and its class mix uneven (corpus a is mostly class 1)."""
+    rng = np.random.default_rng(seed)
+    xs, ys, gs = [], [], []
+    for g, (shift, share) in {"a": ((3.0, 0.0), 0.8), "b": ((0.0, 3.0), 0.5),
+                              "c": ((-3.0, -3.0), 0.3)}.items():
+        y = (rng.random(300) < share).astype(np.int64)
+        x = rng.normal(size=(300, 6))
+        x[:, 0] += 2.0 * y
+        x[:, 1:3] += shift
+        xs.append(x), ys.append(y), gs.append(np.full(300, g))
+    return np.concatenate(xs).astype(np.float32), np.concatenate(ys), np.concatenate(gs)
+
+
+def test_group_offset_directions_span_the_corpus_means_not_their_class_mix():
+    from multimodal_emotion.heads import group_offset_directions
+
+    x, y, g = _corpora_with_offsets()
+    u = group_offset_directions(x.astype(np.float64), y, g)
+    assert u.shape == (6, 2)  # three corpora: two directions
+    assert np.allclose(u.T @ u, np.eye(2), atol=1e-9)
+    # the offsets live in dims 1-2; the class direction (dim 0) is not taken with them even
+    # though corpus a holds more of class 1 than c does (means of per-class means; plain
+    # corpus means would tilt the directions towards dim 0 by about 0.1)
+    assert np.linalg.norm(u[[1, 2]], axis=0).min() > 0.99 and np.abs(u[0]).max() < 0.05
+
+
+def test_a_probe_fitted_without_the_corpus_offsets_is_blind_to_them():
+    from multimodal_emotion.heads import group_offset_directions
+
+    x, y, g = _corpora_with_offsets()
+    cfg = LinearConfig(C=1.0, remove_group_offsets=True)
+    head = fit_linear_head(x, y, 7, cfg, groups=g)
+    # a new corpus, shifted somewhere in the plane the training corpora's offsets span (in the
+    # probe's standardised units, where the directions are found)
+    u = group_offset_directions((x - head.norm.mean.numpy()) / head.norm.std.numpy(), y, g)
+    moved = x[:20] + (u @ np.array([4.0, -3.0])) * head.norm.std.numpy()
+    assert np.allclose(predict_proba(head, moved), predict_proba(head, x[:20]), atol=1e-5)
+    assert (predict_proba(head, x).argmax(1) == y).mean() > 0.8  # the class signal is kept
+    kept = fit_linear_head(x, y, 7, LinearConfig(C=1.0), groups=g)  # the option off
+    assert not np.allclose(predict_proba(kept, moved), predict_proba(kept, x[:20]), atol=1e-3)
+    # no groups given, or one group: nothing to remove, the plain fit
+    one = fit_linear_head(x, y, 7, cfg, groups=np.full(len(y), "a"))
+    plain = fit_linear_head(x, y, 7, cfg)
+    assert np.allclose(predict_proba(one, x), predict_proba(plain, x), atol=1e-6)
+
+
 def test_linear_probe_with_block_norm_ignores_a_recordings_gain_and_offset():
     data = synthetic()
     head = fit_linear_head(data.X, data.y, 7, LinearConfig(C=1.0, utterance_blocks=4))
