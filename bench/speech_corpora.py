@@ -58,13 +58,14 @@ from multimodal_emotion.datasets.ravdess import ravdess_folds  # noqa: E402
 from multimodal_emotion.datasets.speech_corpora import LANGUAGES, SPEECH_CORPORA  # noqa: E402
 from multimodal_emotion.heads import TrainConfig, predict_proba, train_head  # noqa: E402
 from multimodal_emotion.labels import LABELS  # noqa: E402
+from multimodal_emotion.metrics import confusion_matrix, uar  # noqa: E402
 from multimodal_emotion.training.audio import default_audio_encoder  # noqa: E402
 from multimodal_emotion.training.speech import (EXPERT_CONFIG, MLP_CONFIG,  # noqa: E402
-                                                PREVIOUS_EVERY, SpeechData, fit_expert,
-                                                grouped_cv_uar,
-                                                head_uar, load_speech_data, loco_split,
-                                                loco_uar, previous_encoder,
-                                                restricted_predict, speaker_folds)
+                                                PREVIOUS_EVERY, ExpertConfig, SpeechData,
+                                                fit_expert, grouped_cv_uar, head_uar,
+                                                load_speech_data, loco_split, loco_uar,
+                                                previous_encoder, restricted_predict,
+                                                speaker_folds)
 
 WITHIN_FOLDS = {"nemo": 3, "casia": 2, "urdu": 3}
 # The shipped RAVDESS-only recipe (training/default_model.py before issue 14): actors 1-20,
@@ -256,15 +257,21 @@ def ablation(data: SpeechData, t0: float) -> None:
         ("speed copies, no block z-score", data, UNNORMALISED_CONFIG),
         ("**speed copies + block z-score (shipped)**", data, EXPERT_CONFIG),
     ]
-    print(f"\n== LOCO UAR (%), linear probe C = {EXPERT_CONFIG.C:g}, cells balanced; original "
-          f"recordings scored ==")
-    print("| training rows, normalisation | " + " | ".join(SPEECH_CORPORA) + " | mean |")
+    loco_table(f"linear probe C = {EXPERT_CONFIG.C:g}, cells balanced",
+               "training rows, normalisation", variants)
+    print(f"{time.time() - t0:.0f} s", flush=True)
+
+
+def loco_table(title: str, first_column: str,
+               variants: list[tuple[str, SpeechData, ExpertConfig]]) -> None:
+    """One markdown row of LOCO UAR (%) per ``(name, rows, config)``, each corpus held out."""
+    print(f"\n== LOCO UAR (%), {title}; original recordings scored ==")
+    print(f"| {first_column} | " + " | ".join(SPEECH_CORPORA) + " | mean |")
     print("| --- " * (len(SPEECH_CORPORA) + 2) + "|")
     for name, d, cfg in variants:
         res = [loco_uar(d, c, cfg) * 100 for c in SPEECH_CORPORA]
         print(f"| {name} | " + " | ".join(f"{v:.1f}" for v in res) + f" | {np.mean(res):.1f} |",
               flush=True)
-    print(f"{time.time() - t0:.0f} s", flush=True)
 
 
 def offsets(data: SpeechData, t0: float) -> None:
@@ -272,15 +279,10 @@ def offsets(data: SpeechData, t0: float) -> None:
     out (``heads.group_offset_directions``), on the same rows; then each corpus's speaker folds
     with them."""
     kept = replace(EXPERT_CONFIG, remove_group_offsets=False)
-    print(f"\n== LOCO UAR (%), linear probe C = {EXPERT_CONFIG.C:g}, speed copies, block z-score, "
-          f"cells balanced; original recordings scored ==")
-    print("| corpus offsets | " + " | ".join(SPEECH_CORPORA) + " | mean |")
-    print("| --- " * (len(SPEECH_CORPORA) + 2) + "|")
-    for name, cfg in (("kept (the expert before)", kept),
-                      ("**projected out (shipped)**", EXPERT_CONFIG)):
-        res = [loco_uar(data, c, cfg) * 100 for c in SPEECH_CORPORA]
-        print(f"| {name} | " + " | ".join(f"{v:.1f}" for v in res) + f" | {np.mean(res):.1f} |",
-              flush=True)
+    loco_table(f"linear probe C = {EXPERT_CONFIG.C:g}, speed copies, block z-score, cells "
+               f"balanced", "corpus offsets",
+               [("kept (the expert before)", data, kept),
+                ("**projected out (shipped)**", data, EXPERT_CONFIG)])
     print("\nwithin corpus, speaker folds (the other folds + the other corpora in training), "
           "offsets projected out:")
     for c in SPEECH_CORPORA:
@@ -298,15 +300,15 @@ def confusion(data: SpeechData, t0: float) -> None:
         y = data.y[test]
         allowed = np.unique(y)
         pred = restricted_predict(predict_proba(head, data.X[test]), allowed)
+        cm = confusion_matrix(y, pred, len(LABELS))[np.ix_(allowed, allowed)]
         names = [LABELS[a] for a in allowed]
-        print(f"\n{c} held out: LOCO UAR {head_uar(head, data.X[test], y) * 100:.1f} %; % of each "
-              f"true label's {len(y)} clips given each label (rows sum to 100)")
+        print(f"\n{c} held out: LOCO UAR {uar(y, pred) * 100:.1f} %; % of each true label's "
+              f"{len(y)} clips given each label (rows sum to 100)")
         print("| true \\ answered | " + " | ".join(names) + " |")
         print("| --- " * (len(names) + 1) + "|")
-        for t in allowed:
-            row = [(pred[y == t] == a).mean() * 100 for a in allowed]
-            print(f"| {LABELS[t]} ({int((y == t).sum())}) | " + " | ".join(f"{v:.0f}" for v in row)
-                  + " |", flush=True)
+        for name, row in zip(names, cm):
+            shares = " | ".join(f"{v:.0f}" for v in 100 * row / row.sum())
+            print(f"| {name} ({row.sum()}) | {shares} |", flush=True)
     print(f"{time.time() - t0:.0f} s", flush=True)
 
 

@@ -15,7 +15,7 @@ from multimodal_emotion.datasets.speech_corpora import SPEECH_CORPORA, load_spee
 from multimodal_emotion.encoders.audio import active_level_dbfs, normalize_loudness
 from multimodal_emotion.encoders.audio_features import trim_silence, whisper_pieces
 from multimodal_emotion.heads import ClassifierHead, LinearConfig, TrainConfig, UtteranceNorm, \
-    fit_linear_head, predict_proba, train_head
+    fit_linear_head, group_offset_directions, predict_proba, train_head
 from multimodal_emotion.model import EmotionModel
 from multimodal_emotion.training import speech
 from multimodal_emotion.training.speech import SpeechData, cell_weights, loco_split, \
@@ -214,8 +214,6 @@ def _corpora_with_offsets(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.nda
 
 
 def test_group_offset_directions_span_the_corpus_means_not_their_class_mix():
-    from multimodal_emotion.heads import group_offset_directions
-
     x, y, g = _corpora_with_offsets()
     u = group_offset_directions(x.astype(np.float64), y, g)
     assert u.shape == (6, 2)  # three corpora: two directions
@@ -227,8 +225,6 @@ def test_group_offset_directions_span_the_corpus_means_not_their_class_mix():
 
 
 def test_a_probe_fitted_without_the_corpus_offsets_is_blind_to_them():
-    from multimodal_emotion.heads import group_offset_directions
-
     x, y, g = _corpora_with_offsets()
     cfg = LinearConfig(C=1.0, remove_group_offsets=True)
     head = fit_linear_head(x, y, 7, cfg, groups=g)
