@@ -464,6 +464,31 @@ def test_websocket_handler_leaves_no_task_behind_however_the_stream_ends(tmp_pat
     assert not [r.getMessage() for r in caplog.records if r.name == "asyncio"]
 
 
+def test_ending_the_sender_keeps_the_handlers_own_cancellation():
+    """The handler's cancellation (a cancel scope's, with its own message) must be the one
+    that leaves _end_task, even when it lands in the same loop turn as the sender's own
+    cancel; and the sender is over by then. Awaited through gather, the sender's bare
+    CancelledError came out instead, which anyio's scope does not swallow as its own: the
+    once-seen CancelledError from the test client's exit above."""
+    import asyncio
+
+    from multimodal_emotion.serving.stream import _end_task
+
+    async def main() -> None:
+        never = asyncio.Event()
+        sender = asyncio.create_task(never.wait())
+        await asyncio.sleep(0)  # the sender waits on its event
+        handler = asyncio.create_task(_end_task(sender))
+        await asyncio.sleep(0)  # the handler has cancelled the sender and waits for it...
+        handler.cancel("the scope's own")  # ...and is cancelled before the sender wakes
+        with pytest.raises(asyncio.CancelledError) as caught:
+            await handler
+        assert caught.value.args == ("the scope's own",)
+        assert sender.cancelled()
+
+    asyncio.run(main())
+
+
 # -- mer stream ------------------------------------------------------------------------------
 def test_mer_stream_replays_the_demo_clip_as_json_lines(demo_clip, monkeypatch, capsys):
     from multimodal_emotion import cli

@@ -237,12 +237,26 @@ async def _read_media(ws: WebSocket, settings: Settings, engine: StreamEngine,
 async def _end_task(task: asyncio.Task) -> None:
     """Cancel ``task`` unless it is done, and wait for it, so that no task outlives its
     connection. Its own error (a send to a client that has gone) is logged, not raised: the
-    handler is already ending for a reason of its own."""
+    handler is already ending for a reason of its own.
+
+    If the handler is itself cancelled meanwhile (the server, or a test client, ending the
+    connection), the wait still runs to the task's end and then the handler's *own*
+    cancellation is raised. Awaiting the task through ``gather`` instead would, when both
+    cancellations meet in one loop turn, raise the task's bare ``CancelledError`` in the
+    handler: a cancel scope (anyio, which Starlette runs on) does not recognise that one as
+    its own and lets it escape the connection."""
     task.cancel()
-    outcome = (await asyncio.gather(task, return_exceptions=True))[0]
-    if isinstance(outcome, Exception):
-        log.info("stream: the results sender ended with %s: %s", type(outcome).__name__,
-                 outcome)
+    own: asyncio.CancelledError | None = None
+    while not task.done():
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError as exc:
+            own = exc
+    if own is not None:
+        raise own
+    if not task.cancelled() and task.exception() is not None:
+        exc = task.exception()
+        log.info("stream: the results sender ended with %s: %s", type(exc).__name__, exc)
 
 
 async def _send_results(ws: WebSocket, unsent: deque, wake: asyncio.Event,
