@@ -25,8 +25,16 @@ def fused_face_only(model, x: np.ndarray) -> dict[str, np.ndarray]:
     emb = {m: torch.zeros(n, model.dims[m]) for m in model.modalities}
     emb["face"] = torch.from_numpy(x)
     mask = torch.tensor([[m == "face" for m in model.modalities]] * n)
-    return {name: torch.softmax(f(emb, mask, None), -1).numpy().argmax(1)
-            for name, f in model.fusions.items()}
+    out = {}
+    for name, f in model.fusions.items():
+        if getattr(f, "decision_level", False):  # product: the calibrated experts combined
+            log_q = torch.zeros(n, len(model.modalities), len(model.labels))
+            log_q[:, model.modalities.index("face")] = model.calibration.log_proba(
+                "face", model.experts["face"](emb["face"]))
+            out[name] = f.combine(log_q, mask, model.calibration.log_target()).numpy().argmax(1)
+        else:
+            out[name] = torch.softmax(f(emb, mask, None), -1).numpy().argmax(1)
+    return out
 
 
 def main() -> None:
