@@ -51,12 +51,24 @@ def train_cli(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else DEFAULT_MODEL_DIR
     torch.set_num_threads(1)  # small heads: one thread is faster than two fighting
     if args.what in ("all", "face"):
-        from .face_cnn import train_face_cnn
+        from .face_cnn import sync_face_expert, train_face_cnn_stages
+        from .recipe import FACE_CNN_AVERAGE_STAGES, FACE_CNN_STAGES
 
-        train_face_cnn(root, out / "face_cnn", epochs=args.epochs or 30, seed=args.seed,
-                       threads=torch.get_num_threads(),
-                       labels=getattr(args, "face_labels", "fer2013"),
-                       augment=getattr(args, "face_augment", "basic"))
+        stages = list(FACE_CNN_STAGES)
+        if args.epochs:  # --epochs: the first (from scratch) stage's length
+            stages[0] = {**stages[0], "epochs": args.epochs}
+        train_face_cnn_stages(root, out / "face_cnn", stages, average=FACE_CNN_AVERAGE_STAGES,
+                              seed=args.seed,
+                              threads=torch.get_num_threads(),
+                              labels=getattr(args, "face_labels", "fer2013"),
+                              augment=getattr(args, "face_augment", "basic"))
+        if args.what == "face" and (out / "model.safetensors").exists():
+            # a model folder around it: its face expert is this CNN's head, recalibrated;
+            # the fusions are kept (bench/face_fusion_check.py measures that they still suit)
+            from .calibration import fit_calibration
+
+            sync_face_expert(out)
+            fit_calibration(root, out, ["face"])
     if args.what in ("all", "mfcc-lstm"):
         from .mfcc_lstm import train_mfcc_lstm
 

@@ -22,7 +22,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -341,6 +341,92 @@ def train_face_cnn(data_root: str | Path, out_dir: str | Path, epochs: int = 30,
     _save(model, out_dir, info)
     print(json.dumps({"val_accuracy": best["val_accuracy"], **tests,
                       "elapsed_minutes": info["elapsed_minutes"]}), flush=True)
+    return info
+
+
+def train_face_cnn_stages(data_root: str | Path, out_dir: str | Path,
+                          stages: Sequence[dict[str, Any]], average: bool = False,
+                          **kwargs: Any) -> dict[str, Any]:
+    """Train ``stages`` one after the other, each (``{"epochs", "lr"}``) a one-cycle run
+    continued from the last one's kept epoch; the stages before the last go into a temporary
+    folder beside ``out_dir`` that is removed afterwards. ``kwargs`` go to every
+    :func:`train_face_cnn` call. Without ``average`` the last stage is written to ``out_dir``;
+    with it, the uniform average of every stage's kept checkpoint
+    (:func:`average_face_cnns`). Returns what was written's info.
+
+    Why: the stages are points along one trajectory; their average generalises better than
+    any of them (FER2013 hold-out, see recipe.FACE_CNN_STAGES), for no cost at inference."""
+    import tempfile
+
+    if not stages:
+        raise ValueError("at least one stage is needed")
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    init = kwargs.pop("init", None)
+    info: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=".face-cnn-stages-") as tmp:
+        done = []
+        for i, stage in enumerate(stages):
+            last = i == len(stages) - 1
+            dest = out_dir if last and not average else Path(tmp) / f"stage{i + 1}"
+            info = train_face_cnn(data_root, dest, epochs=int(stage["epochs"]),
+                                  lr=float(stage["lr"]), init=init, **kwargs)
+            done.append(dest)
+            init = dest
+        if average:
+            info = average_face_cnns(done, out_dir, data_root, seed=kwargs.get("seed", 0),
+                                     labels=kwargs.get("labels", "fer2013"))
+    return info
+
+
+@torch.no_grad()
+def average_face_cnns(checkpoints: Sequence[str | Path], out_dir: str | Path,
+                      data_root: str | Path, seed: int = 0, labels: str = "fer2013",
+                      batch: int = 512) -> dict[str, Any]:
+    """Write the uniform average of ``checkpoints``' weights (one architecture, points along
+    one training run) to ``out_dir``, with BatchNorm's statistics recomputed on the fitted
+    training faces (centre crops), which the averaged weights change; report hold-out and
+    test accuracy as :func:`train_face_cnn` does.
+
+    Why: averaging weights along a trajectory (SWA, "model soups") lands nearer the middle of
+    a flat region than any single point: +0.6 points on the FER2013 hold-out for the shipped
+    three stages, at no inference cost, unlike an ensemble."""
+    from ..encoders.face import load_face_cnn
+
+    models, configs = zip(*(load_face_cnn(c) for c in checkpoints))
+    if len({json.dumps(m.config(), sort_keys=True) for m in models}) != 1:
+        raise ValueError("the checkpoints to average differ in architecture")
+    model = models[0].float()
+    states = [m.float().state_dict() for m in models]
+    model.load_state_dict({k: (sum(st[k] for st in states) / len(states)
+                               if v.is_floating_point() else v) for k, v in states[0].items()})
+    data = (_ferplus_data if labels == "ferplus" else _fer2013_data)(data_root, seed)
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+            mod.reset_running_stats()
+            mod.momentum = None  # a plain average over the batches
+    model.train()
+    x_fit = torch.from_numpy(standardise(data["x_tr"]))[:, None]
+    for i in range(0, len(x_fit), batch):
+        model.embed(center_crop(x_fit[i:i + batch], model.input_size).contiguous(
+            memory_format=torch.channels_last))
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+            mod.momentum = 0.1  # as built, so a later continuation behaves as usual
+    model.eval()
+    val = float((evaluate(model, data["x_va"]).argmax(1) == data["y_va"]).mean())
+    tests = {name: float((evaluate(model, xi).argmax(1) == yi).mean())
+             for name, (xi, yi) in data["tests"].items()}
+    info = {"training": {"data": data["data"], "labels": labels,
+                         "average": f"uniform weight average of {len(models)} checkpoints "
+                                    "along one run, BatchNorm statistics recomputed on the "
+                                    f"{len(x_fit)} fitted training faces (centre crops)",
+                         "averaged": [{k: c.get(k) for k in ("training", "val_accuracy",
+                                                              "test_accuracy")}
+                                      for c in configs]},
+            "val_accuracy": val, "test_accuracy": tests["fer2013_test"], "tests": tests}
+    _save(model, Path(out_dir), info)
+    print(json.dumps({"val_accuracy": val, **tests}), flush=True)
     return info
 
 
