@@ -209,8 +209,7 @@ def train_face_cnn(data_root: str | Path, out_dir: str | Path, epochs: int = 30,
                    weight_decay: float = 0.05, label_smoothing: float = 0.1,
                    subset: int | None = None, max_minutes: float | None = None,
                    init: str | Path | None = None, labels: str = "fer2013",
-                   augment: str = "basic", stop_after: int | None = None,
-                   keep_embedding: float = 0.0) -> dict[str, Any]:
+                   augment: str = "basic", stop_after: int | None = None) -> dict[str, Any]:
     """Train, keep the epoch with the best hold-out accuracy, save it, report Test accuracy.
 
     ``init``: a checkpoint folder of the same architecture to continue from (a second, lower
@@ -227,19 +226,10 @@ def train_face_cnn(data_root: str | Path, out_dir: str | Path, epochs: int = 30,
     early (keeping the best epoch so far) so a shared machine is not held longer than planned;
     ``stop_after`` stops after that many epochs of an ``epochs``-long schedule, which replays a
     run that ``max_minutes`` cut short.
-
-    ``keep_embedding`` (with ``init``): weight of a penalty on the mean squared distance between
-    the new embedding and the ``init`` CNN's (frozen) on the same augmented batch. Why: every
-    learned fusion reads the embedding, so a continued CNN that moves it must come with
-    retrained fusions; held near the old one, the new CNN can be shipped with its own head
-    synced into the face expert and the fusions left as they are (check with
-    ``bench/face_fusion_check.py``).
     """
     t0 = time.time()
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
-    if keep_embedding and init is None:
-        raise ValueError("keep_embedding needs init: the embedding to stay near")
     if labels not in ("fer2013", "ferplus") or augment not in ("basic", "video"):
         raise ValueError(f"labels must be fer2013/ferplus and augment basic/video, "
                          f"not {labels!r}/{augment!r}")
@@ -267,8 +257,6 @@ def train_face_cnn(data_root: str | Path, out_dir: str | Path, epochs: int = 30,
         model.load_state_dict(start.float().state_dict())
         previous = {k: start_cfg.get(k) for k in ("training", "val_accuracy", "test_accuracy",
                                                    "elapsed_minutes", "previous")}
-        anchor = start.float().eval().to(memory_format=torch.channels_last)
-        anchor.requires_grad_(False)
     model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     steps = epochs * math.ceil(len(x_tr) / batch_size)
@@ -290,13 +278,8 @@ def train_face_cnn(data_root: str | Path, out_dir: str | Path, epochs: int = 30,
             x = aug(x_tr[idx], model.input_size, gen).contiguous(
                 memory_format=torch.channels_last)
             p = p_tr[idx]
-            emb = model.embed(x)
-            logits = model.head(emb)
+            logits = model(x)
             loss = F.cross_entropy(logits, p, label_smoothing=label_smoothing)  # soft targets
-            if keep_embedding:
-                with torch.no_grad():
-                    old = anchor.embed(x)
-                loss = loss + keep_embedding * F.mse_loss(emb, old)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -330,8 +313,7 @@ def train_face_cnn(data_root: str | Path, out_dir: str | Path, epochs: int = 30,
                          "batch_size": batch_size, "optimizer": "AdamW", "lr": lr,
                          "weight_decay": weight_decay, "schedule": "OneCycle",
                          "label_smoothing": label_smoothing, "seed": seed, "threads": threads,
-                         "augmentation": augmentation,
-                         **({"keep_embedding": keep_embedding} if keep_embedding else {})},
+                         "augmentation": augmentation},
             "val_accuracy": best["val_accuracy"], "test_accuracy": tests["fer2013_test"],
             "tests": tests, "elapsed_minutes": round((time.time() - t0) / 60, 2),
             "history": history}
@@ -493,14 +475,12 @@ def main() -> None:
     p.add_argument("--augment", choices=["basic", "video"], default="basic")
     p.add_argument("--label-smoothing", type=float, default=0.1)
     p.add_argument("--stop-after", type=int, default=None)
-    p.add_argument("--keep-embedding", type=float, default=0.0,
-                   help="with --init: penalty weight holding the embedding near the init CNN's")
     a = p.parse_args()
     train_face_cnn(a.data, a.out, a.epochs, a.seed, a.threads,
                    tuple(int(c) for c in a.channels.split(",")), a.embed_dim, a.batch_size,
                    a.lr, label_smoothing=a.label_smoothing, subset=a.subset,
                    max_minutes=a.max_minutes, init=a.init, labels=a.labels, augment=a.augment,
-                   stop_after=a.stop_after, keep_embedding=a.keep_embedding)
+                   stop_after=a.stop_after)
 
 
 if __name__ == "__main__":
