@@ -2,9 +2,9 @@
 
 Usage: ``.venv/bin/python bench/fer2013.py --data /work/shared/data``. The model was selected on
 a hold-out of ``Training`` (the stratified 10 % it never fitted; its accuracy is printed last,
-as the figure a choice between CNNs is made on); ``Test`` is only read here, for the report. By default the face
-encoder is configured as in the shipped model (mirror-image TTA on); ``--no-flip-tta`` scores
-the CNN on the plain face only.
+as the figure a choice between CNNs is made on); ``Test`` is only read here, for the report.
+By default the face encoder is configured as in the shipped model (mirror-image TTA on);
+``--no-flip-tta`` scores the CNN on the plain face only.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from multimodal_emotion.datasets.fer2013 import load_fer2013
 from multimodal_emotion.encoders.face import FaceEncoder
 from multimodal_emotion.labels import LABELS
 from multimodal_emotion.metrics import classification_report, format_report
-from multimodal_emotion.training.face_cnn import _split
+from multimodal_emotion.training.face_cnn import cnn_training_split
 from multimodal_emotion.training.recipe import ENCODERS
 
 
@@ -48,9 +48,8 @@ def main() -> None:
                                       f"{', flip TTA' if a.flip_tta else ''})"))
     print(f"throughput: {len(x) / dt:.0f} images/s on {a.threads} CPU thread(s) "
           f"(batch 512, {dt:.2f} s for {len(x)} images)")
-    train = np.flatnonzero(usage == "Training")
-    _, held = _split(labels[train], 0.1, enc.model_config.get("training", {}).get("seed", 0))
-    rows = train[held]
+    _, held = cnn_training_split(labels, usage, enc.model_config)
+    rows = np.flatnonzero(usage == "Training")[held]
     hit = enc.predict_images(images[rows]).argmax(1) == labels[rows]
     print(f"hold-out (the {len(rows)} Training faces the CNN never fitted): accuracy "
           f"{hit.mean():.4f}")

@@ -115,6 +115,11 @@ def evaluate(model: FaceCNN, images: np.ndarray, batch: int = 512) -> np.ndarray
     return torch.cat(out).numpy()
 
 
+def _accuracy(model: FaceCNN, images: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 accuracy of :func:`evaluate` (plain centre crop, no TTA), as the reports give it."""
+    return float((evaluate(model, images).argmax(1) == labels).mean())
+
+
 def _split(labels: np.ndarray, frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Stratified train/validation index split."""
     rng = np.random.default_rng(seed)
@@ -125,6 +130,15 @@ def _split(labels: np.ndarray, frac: float, seed: int) -> tuple[np.ndarray, np.n
         va.append(idx[:k])
         tr.append(idx[k:])
     return np.concatenate(tr), np.concatenate(va)
+
+
+def cnn_training_split(labels: np.ndarray, usage: np.ndarray, cnn_config: dict[str, Any],
+                       seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``fitted`` / ``held`` indices into FER2013's ``Training`` rows as the CNN described by
+    ``cnn_config`` (its ``config.json``) split them: ``held`` is the stratified 10 % it never
+    trained on, the set a CNN is chosen on (``seed`` when the config records none)."""
+    cnn_seed = cnn_config.get("training", {}).get("seed", seed)
+    return _split(labels[usage == "Training"], 0.1, cnn_seed)
 
 
 def fer2013_face_embeddings(root: Path, encoder: Any, checkpoint: Path, seed: int = 0
@@ -142,9 +156,8 @@ def fer2013_face_embeddings(root: Path, encoder: Any, checkpoint: Path, seed: in
     x = cached_arrays("fer2013-face", {"weights": sha, "n": len(images),
                                        "flip_tta": encoder.flip_tta},
                       lambda: {"X": encoder.encode_images(images).astype(np.float32)})["X"]
-    cnn_seed = json.loads((checkpoint / "config.json").read_text()).get(
-        "training", {}).get("seed", seed)
-    fitted, held = _split(labels[usage == "Training"], 0.1, cnn_seed)
+    fitted, held = cnn_training_split(
+        labels, usage, json.loads((checkpoint / "config.json").read_text()), seed)
     return {"X": x, "labels": labels, "usage": usage, "fitted": fitted, "held": held}
 
 
@@ -287,7 +300,7 @@ def train_face_cnn(data_root: str | Path, out_dir: str | Path, epochs: int = 30,
             tot += float(loss.detach()) * len(p)
             n_ok += int((logits.argmax(1) == p.argmax(1)).sum())
             n += len(p)
-        val_acc = float((evaluate(model, x_va).argmax(1) == y_va).mean())
+        val_acc = _accuracy(model, x_va, y_va)
         history.append({"epoch": ep + 1, "loss": tot / n, "train_accuracy": n_ok / n,
                         "val_accuracy": val_acc, "minutes": (time.time() - t0) / 60})
         print(json.dumps(history[-1]), flush=True)
@@ -302,8 +315,7 @@ def train_face_cnn(data_root: str | Path, out_dir: str | Path, epochs: int = 30,
             break
     assert best_state is not None
     model.load_state_dict(best_state)
-    tests = {name: float((evaluate(model, xi).argmax(1) == yi).mean())
-             for name, (xi, yi) in data["tests"].items()}
+    tests = {name: _accuracy(model, xi, yi) for name, (xi, yi) in data["tests"].items()}
     augmentation = ("rotate +-12deg, scale 0.9-1.1, shift 8%, h-flip, 44x44 crops"
                     if augment == "basic" else _video_augment.__doc__.split("\n\n")[1]
                     .replace("\n", " ").replace("    ", " ").strip())
@@ -383,22 +395,21 @@ def average_face_cnns(checkpoints: Sequence[str | Path], out_dir: str | Path,
     model.load_state_dict({k: (sum(st[k] for st in states) / len(states)
                                if v.is_floating_point() else v) for k, v in states[0].items()})
     data = (_ferplus_data if labels == "ferplus" else _fer2013_data)(data_root, seed)
-    for mod in model.modules():
-        if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
-            mod.reset_running_stats()
-            mod.momentum = None  # a plain average over the batches
+    norms = {mod: mod.momentum for mod in model.modules()
+             if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm)}
+    for mod in norms:
+        mod.reset_running_stats()
+        mod.momentum = None  # a plain average over the batches
     model.train()
     x_fit = torch.from_numpy(standardise(data["x_tr"]))[:, None]
     for i in range(0, len(x_fit), batch):
         model.embed(center_crop(x_fit[i:i + batch], model.input_size).contiguous(
             memory_format=torch.channels_last))
-    for mod in model.modules():
-        if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
-            mod.momentum = 0.1  # as built, so a later continuation behaves as usual
+    for mod, momentum in norms.items():
+        mod.momentum = momentum  # as built, so a later continuation behaves as usual
     model.eval()
-    val = float((evaluate(model, data["x_va"]).argmax(1) == data["y_va"]).mean())
-    tests = {name: float((evaluate(model, xi).argmax(1) == yi).mean())
-             for name, (xi, yi) in data["tests"].items()}
+    val = _accuracy(model, data["x_va"], data["y_va"])
+    tests = {name: _accuracy(model, xi, yi) for name, (xi, yi) in data["tests"].items()}
     info = {"training": {"data": data["data"], "labels": labels,
                          "average": f"uniform weight average of {len(models)} checkpoints "
                                     "along one run, BatchNorm statistics recomputed on the "
