@@ -48,6 +48,9 @@ def test_average_is_the_mean_of_the_weights_with_batchnorm_recomputed(tmp_path, 
     stat = "features.1.running_mean"  # recomputed on the faces, not averaged
     assert not torch.allclose(avg[stat], (ma[stat] + mb[stat]) / 2, rtol=0.05, atol=0)
     assert "average" in info["training"] and len(info["training"]["averaged"]) == 2
+    fc.average_face_cnns([a, b], tmp_path / "again", tmp_path)
+    assert (tmp_path / "again" / "model.safetensors").read_bytes() == \
+        (tmp_path / "avg" / "model.safetensors").read_bytes()  # a rerun is the same
 
     other = tmp_path / "other"
     fc.train_face_cnn(tmp_path, other, epochs=1, channels=(4, 4), embed_dim=16, batch_size=16)

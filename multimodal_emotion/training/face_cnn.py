@@ -400,7 +400,8 @@ def average_face_cnns(checkpoints: Sequence[str | Path], out_dir: str | Path,
     for mod in norms:
         mod.reset_running_stats()
         mod.momentum = None  # a plain average over the batches
-    model.train()
+    model.train()  # as in training, dropout included: seeded, so a rerun gives the same stats
+    torch.manual_seed(seed)
     x_fit = torch.from_numpy(standardise(data["x_tr"]))[:, None]
     for i in range(0, len(x_fit), batch):
         model.embed(center_crop(x_fit[i:i + batch], model.input_size).contiguous(
