@@ -466,7 +466,7 @@ def format_prediction(d: dict) -> str:
             line += f'   "{v["transcript"]}"'
         if m == "text" and v.get("translated"):  # say it is a translation, and of what
             line += f'   (translated from {v["language"]}: "{v.get("transcript_original")}")'
-        if m == "face":
+        if m == "face" and v.get("frames"):  # no frames: the reason above already says why
             line += f"   faces in {v.get('frames_with_face', 0)}/{v.get('frames', 0)} frames"
         lines.append(line)
     ex = d.get("explanation")

@@ -195,6 +195,21 @@ def test_cli_table_output(demo_clip):
     assert proc.returncode == 0, proc.stderr
     assert "FUSED" in proc.stdout and "faces in" in proc.stdout and "fusion=sum" in proc.stdout
     assert "confidence" in proc.stdout and "(Shapley)" in proc.stdout
+    assert "XNNPACK" not in proc.stderr and "absl::InitializeLog" not in proc.stderr
+
+
+def test_cli_table_gives_no_face_count_without_frames() -> None:
+    """An audio-only file's face line gives the reason, not a meaningless "faces in 0/0"."""
+    from multimodal_emotion.cli import format_prediction
+
+    face = {"available": False, "reason": "no video track", "frames": 0, "frames_with_face": 0}
+    out = format_prediction({"label": None, "reason": "x", "duration_s": 2.0, "fusion": "sum",
+                             "modalities": {"face": face}})
+    assert "(no video track)" in out and "faces in" not in out
+    face = {"available": False, "reason": "no face found", "frames": 8, "frames_with_face": 0}
+    out = format_prediction({"label": None, "reason": "x", "duration_s": 2.0, "fusion": "sum",
+                             "modalities": {"face": face}})
+    assert "faces in 0/8 frames" in out
 
 
 def test_cli_labels_and_explain(demo_clip, tmp_path):

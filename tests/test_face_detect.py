@@ -153,3 +153,40 @@ def test_blazeface_does_not_import_pyplot_and_pyplot_still_works() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_mediapipe_start_up_notices_are_not_shown() -> None:
+    """A user's run must not open with MediaPipe's C++ notices (TF Lite's XNNPACK line, absl's
+    pre-init warning, a feedback-tensor warning per graph): a fresh interpreter, since some of
+    them print once per process."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, sys\n"
+        "from multimodal_emotion.encoders.face_detect import create_detector\n"
+        "d = create_detector('blazeface')\n"
+        "d.detect(np.zeros((120, 160, 3), np.uint8))\n"
+        "print('still here', file=sys.stderr)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stderr.strip() == "still here", out.stderr[-2000:]
+
+
+def test_start_up_noise_filter_keeps_everything_else(capfd) -> None:
+    """Only the known notices are dropped: other lines written meanwhile, at the descriptor or
+    through ``sys.stderr``, still reach stderr."""
+    import os
+    import sys
+
+    from multimodal_emotion.encoders.face_detect import _start_up_noise_dropped
+
+    with _start_up_noise_dropped():
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n"
+                    b"a real error from C++\n"
+                    b"W0000 00:00:1 3039 inference_feedback_manager.cc:114] Feedback...\n")
+        print("a Python warning", file=sys.stderr)
+    err = capfd.readouterr().err
+    assert "a real error from C++" in err and "a Python warning" in err
+    assert "XNNPACK" not in err and "inference_feedback_manager" not in err

@@ -16,7 +16,9 @@ installed with ``--no-deps`` (Makefile) beside the two small packages it really 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+import tempfile
 import threading
 import types
 from contextlib import contextmanager
@@ -153,6 +155,54 @@ def _pyplot_deferred() -> Iterator[None]:
             delattr(parent, "pyplot")
 
 
+#: What MediaPipe's graphs print to file descriptor 2 as they start, on every run of the program:
+#: TF Lite's XNNPACK notice, absl's "before InitializeLog" warning and a feedback-tensor warning
+#: per graph. None of it concerns the user, and no environment variable turns it off in 0.10.21.
+_START_UP_NOISE = (
+    "Created TensorFlow Lite XNNPACK delegate",
+    "All log messages before absl::InitializeLog()",
+    "inference_feedback_manager.cc",
+)
+_stderr_lock = threading.Lock()
+
+
+@contextmanager
+def _start_up_noise_dropped() -> Iterator[None]:
+    """Run the block with file descriptor 2 sent to a temporary file, then write back to stderr
+    every line of it but the known start-up notices (:data:`_START_UP_NOISE`).
+
+    Why at the descriptor: the notices come from C++ (absl, TF Lite) on the graph's own threads,
+    below ``sys.stderr``. Anything else written meanwhile, by this thread or another, is kept,
+    only delayed to the end of the block; where the descriptor cannot be redirected the block
+    simply runs.
+    """
+    with _stderr_lock:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):
+            yield
+            return
+        with tempfile.TemporaryFile() as captured:
+            os.dup2(captured.fileno(), 2)
+            try:
+                yield
+            finally:
+                try:
+                    sys.stderr.flush()
+                except (OSError, ValueError, AttributeError):
+                    pass
+                os.dup2(saved, 2)
+                os.close(saved)
+                captured.seek(0)
+                text = captured.read().decode("utf-8", errors="replace")
+                kept = [line for line in text.splitlines(keepends=True)
+                        if not any(noise in line for noise in _START_UP_NOISE)]
+                if kept:
+                    sys.stderr.write("".join(kept))
+                    sys.stderr.flush()
+
+
 @register_detector("blazeface")
 class BlazeFaceDetector:
     """MediaPipe BlazeFace. ``model`` ``short`` (128x128 input, faces within ~2 m: webcams,
@@ -187,12 +237,15 @@ class BlazeFaceDetector:
                 f"mediapipe==0.10.21 attrs absl-py (see the Makefile) ({e})") from e
         self.model, self.min_confidence, self.tile = model, float(min_confidence), float(tile)
         self._graphs = {}
-        if model in ("short", "auto"):
-            self._graphs["short"] = face_detection.FaceDetection(
-                model_selection=0, min_detection_confidence=min_confidence)
-        if model in ("full", "auto"):
-            self._graphs["full"] = face_detection.FaceDetection(
-                model_selection=1, min_detection_confidence=min_confidence)
+        # each graph starts (and prints its start-up notices) at its first frame: give it a
+        # blank one here, with those notices dropped, so a user's run shows none of them
+        with _start_up_noise_dropped():
+            for which, selection in (("short", 0), ("full", 1)):
+                if model in (which, "auto"):
+                    graph = face_detection.FaceDetection(
+                        model_selection=selection, min_detection_confidence=min_confidence)
+                    graph.process(np.zeros((64, 64, 3), np.uint8))
+                    self._graphs[which] = graph
         self._lock = threading.Lock()
 
     def _run(self, which: str, frame: np.ndarray) -> list[Face]:
