@@ -60,10 +60,13 @@ from multimodal_emotion.heads import TrainConfig, predict_proba, train_head  # n
 from multimodal_emotion.labels import LABELS  # noqa: E402
 from multimodal_emotion.metrics import confusion_matrix, uar  # noqa: E402
 from multimodal_emotion.training.audio import default_audio_encoder  # noqa: E402
+from multimodal_emotion.training.short_crops import CROP_SECONDS  # noqa: E402
 from multimodal_emotion.training.speech import (EXPERT_CONFIG, MLP_CONFIG,  # noqa: E402
                                                 PREVIOUS_EVERY, ExpertConfig, SpeechData,
-                                                fit_expert, grouped_cv_uar, head_uar,
+                                                fit_expert, grouped_cv_uar,
+                                                grouped_cv_uars, head_uar,
                                                 load_speech_data, loco_split, loco_uar,
+                                                loco_uars,
                                                 previous_encoder, restricted_predict,
                                                 speaker_folds)
 
@@ -143,6 +146,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--offsets", action="store_true",
                     help="only LOCO with and without the corpus offsets projected out, and "
                          "within-corpus UAR with them")
+    ap.add_argument("--short", action="store_true",
+                    help="the recipe with and without short crops (training.short_crops): "
+                         "LOCO and RAVDESS folds on whole recordings and on short crops")
     ap.add_argument("--confusion", action="store_true",
                     help="only the shipped recipe's LOCO confusion of each held-out corpus")
     ap.add_argument("--no-previous", action="store_true",
@@ -166,7 +172,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.trim_db is not None:
         trim_table(root, args.trim_db, args.nemo_every, t0)
         return
-    data = load_speech_data(root)  # recipe C: the shipped encoder, every utterance
+    # recipe C: the shipped encoder, every utterance (--short: with the crops, to score them)
+    data = load_speech_data(root, crops=True if args.short else None)
     n_labels = {c: len(np.unique(data.y[data.corpus == c])) for c in SPEECH_CORPORA}
     print("rows:", {c: int(((data.corpus == c) & data.original).sum()) for c in SPEECH_CORPORA},
           "speed copies (training only):",
@@ -185,6 +192,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.offsets:
         offsets(data, t0)
+        return
+    if args.short:
+        short_table(data, t0)
         return
     loco: dict[str, float] = {}
     if args.select:
@@ -288,6 +298,29 @@ def offsets(data: SpeechData, t0: float) -> None:
     for c in SPEECH_CORPORA:
         within = grouped_cv_uar(data, c, folds_of(data, c), EXPERT_CONFIG)
         print(f"{c}: {fmt(within)} ({len(within)} folds)", flush=True)
+    print(f"{time.time() - t0:.0f} s", flush=True)
+
+
+def short_table(data: SpeechData, t0: float) -> None:
+    """The shipped recipe trained without and with the short crops, each scored on whole
+    recordings and on the short crops of the same held-out speakers or corpus."""
+    n_crops = {c: int(((data.corpus == c) & data.short).sum()) for c in SPEECH_CORPORA}
+    print(f"\nshort crops per corpus {n_crops}, each {CROP_SECONDS[0]:g}-{CROP_SECONDS[1]:g} s "
+          f"of its utterance's speech (training.short_crops)")
+    print("\n== UAR (%), argmax restricted; LOCO = the corpus held out, RAVDESS = its 6 actor "
+          "folds with the other corpora in training ==")
+    print("| training side | scored on | " + " | ".join(f"{c} LOCO" for c in SPEECH_CORPORA)
+          + " | LOCO mean | RAVDESS 6-fold |")
+    print("| --- " * (len(SPEECH_CORPORA) + 4) + "|")
+    folds = folds_of(data, "ravdess")
+    for name, train_short in (("without short crops", False), ("**with short crops**", True)):
+        loco = {c: loco_uars(data, c, EXPERT_CONFIG, train_short=train_short)
+                for c in SPEECH_CORPORA}
+        ravs = grouped_cv_uars(data, "ravdess", folds, EXPERT_CONFIG, train_short=train_short)
+        for i, (scored, rav) in enumerate(zip(("whole recordings", "short crops"), ravs)):
+            vals = [loco[c][i] * 100 for c in SPEECH_CORPORA]
+            print(f"| {name} | {scored} | " + " | ".join(f"{v:.1f}" for v in vals)
+                  + f" | {np.mean(vals):.1f} | {fmt(rav)} |", flush=True)
     print(f"{time.time() - t0:.0f} s", flush=True)
 
 

@@ -406,3 +406,75 @@ def test_written_audio_expert_round_trips_and_leaves_the_rest(tmp_path):
     for k, v in before.items():  # fusions and the other experts are untouched
         if not k.startswith("experts.audio."):
             assert torch.equal(after[k], v), k
+
+
+# ---------------------------------------------------------------------------- short crops
+
+
+def test_short_crop_is_a_window_of_the_speech_not_of_the_silence():
+    from multimodal_emotion.training.short_crops import short_crop
+
+    rng = np.random.default_rng(0)
+    sr = 16000
+    quiet, speech_part = 1e-4 * rng.normal(size=sr), 0.3 * rng.normal(size=3 * sr)
+    wave = np.concatenate([quiet, speech_part, quiet]).astype(np.float32)
+    lengths = []
+    for seed in range(20):
+        crop = short_crop(wave, seed)
+        lengths.append(crop.size / sr)
+        assert 0.5 <= crop.size / sr <= 1.5
+        start = int(np.flatnonzero(wave == crop[0])[0])
+        assert np.array_equal(wave[start:start + crop.size], crop)  # one contiguous window
+        assert sr - 320 <= start and start + crop.size <= 4 * sr + 320  # inside the speech
+        assert np.array_equal(short_crop(wave, seed), crop)  # the seed fixes it
+    assert np.std(lengths) > 0.1  # lengths are drawn, not fixed
+    word = np.concatenate([quiet, speech_part[: int(0.3 * sr)], quiet]).astype(np.float32)
+    assert abs(short_crop(word, 0).size / sr - 0.3) < 0.05  # shorter speech: all of it
+
+
+def test_short_crops_train_as_copies_and_are_scored_only_when_asked(monkeypatch, tmp_path):
+    """load_speech_data adds each corpus's crops (every CROP_EVERY-th utterance) as copies
+    marked short; the protocols score whole recordings unless asked for the crops, and
+    train_short=False leaves the crops out of training."""
+    from multimodal_emotion.training import audio, short_crops
+
+    n = {"big": 12, "small": 6}
+
+    def corpus(name, encoder, root, every=1, progress=True):
+        i = np.arange(n[name])[::every]
+        x = np.zeros((len(i), 8), np.float32)
+        x[np.arange(len(i)), i % 3] = 3.0
+        return {"X": x, "available": np.ones(len(i), bool), "label7": i % 3,
+                "speaker": np.asarray([f"{name}:{k % 2}" for k in i])}
+
+    def crops(name, encoder, root, every=1):
+        d = corpus(name, encoder, root, every)
+        return {"X": d["X"] + 0.5, "available": np.ones(len(d["X"]), bool)}
+
+    monkeypatch.setattr(audio, "embed_speech_corpus", corpus)
+    monkeypatch.setattr(short_crops, "embed_short_crops", crops)
+    monkeypatch.setattr(short_crops, "CROP_EVERY", {"big": 3})  # both speakers
+    d = speech.load_speech_data(tmp_path, encoder=object(), corpora=("big", "small"),
+                                speeds=(), crops=True)
+    assert (d.short <= d.copy).all() and d.copy.sum() == d.short.sum() == 4 + 6
+    assert not speech.load_speech_data(tmp_path, encoder=object(), corpora=("big",),
+                                       speeds=(), crops=False).short.any()
+    for short in (False, True):
+        train, test = loco_split(d, "small", short)
+        assert set(d.corpus[test]) == {"small"} and (d.short[test] == short).all()
+        assert test.sum() == 6 and "small" not in set(d.corpus[train])
+    fits: list[SpeechData] = []
+    real_fit = speech.fit_expert
+
+    def spy(data: SpeechData, *a, **k):
+        fits.append(data)
+        return real_fit(data, TrainConfig(hidden=0, epochs=2, patience=1))
+
+    monkeypatch.setattr(speech, "fit_expert", spy)
+    whole, short = speech.loco_uars(d, "small", train_short=False)
+    assert not fits[-1].short.any() and 0.0 <= whole <= 1.0 and 0.0 <= short <= 1.0
+    speech.loco_uars(d, "small")
+    assert fits[-1].short.any()
+    rows = (d.corpus == "big") & d.original
+    scores = speech.grouped_cv_uars(d, "big", speaker_folds(d.speaker[rows], 2))
+    assert len(scores) == 2 and all(len(s) == 2 for s in scores)

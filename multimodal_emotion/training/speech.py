@@ -84,35 +84,47 @@ class SpeechData:
     speaker: np.ndarray
     corpus: np.ndarray
     copy: np.ndarray | None = None
+    short: np.ndarray | None = None  # the copies that are short crops (training.short_crops)
 
     def __post_init__(self) -> None:
         if self.copy is None:
             self.copy = np.zeros(len(self.y), bool)
+        if self.short is None:
+            self.short = np.zeros(len(self.y), bool)
 
     @property
     def original(self) -> np.ndarray:
         """Mask of rows that are recordings as made: the only rows any protocol scores."""
         return ~self.copy
 
+    def scored(self, short: bool = False) -> np.ndarray:
+        """Mask of the rows a protocol scores: the recordings as made, or (``short``) their
+        short crops, the stand-in for a single word."""
+        return self.short.copy() if short else self.original
+
     def rows(self, mask: np.ndarray) -> "SpeechData":
         return SpeechData(self.X[mask], self.y[mask], self.speaker[mask], self.corpus[mask],
-                          self.copy[mask])
+                          self.copy[mask], self.short[mask])
 
 
 def load_speech_data(root: str | os.PathLike[str] | None = None, encoder: Any = None,
                      corpora: tuple[str, ...] = SPEECH_CORPORA,
                      every: dict[str, int] | None = None,
                      speeds: tuple[float, ...] | None = None,
-                     speed_every: dict[str, int] | None = None) -> SpeechData:
+                     speed_every: dict[str, int] | None = None,
+                     crops: bool | None = None) -> SpeechData:
     """The available (non-silent) rows of ``corpora`` through the shipped audio encoder (cached),
     then each corpus's speed-perturbed copies (``copy`` True).
 
     ``every``: keep every n-th utterance of a corpus (default :data:`CORPUS_EVERY`). ``speeds``:
     the copies' speeds (default the recipe's :data:`~.speed_perturb.SPEEDS`; ``()`` none), of
     every ``speed_every``-th kept utterance (default :data:`~.speed_perturb.SPEED_EVERY`). A copy
-    is kept where both it and its original are available."""
+    is kept where both it and its original are available. ``crops``: add one short crop of
+    every :data:`~.short_crops.CROP_EVERY`-th utterance (``copy`` and ``short`` True; default
+    :data:`~.short_crops.SHORT_CROPS`, the recipe's choice)."""
     from ..datasets import default_data_root
     from .audio import default_audio_encoder, embed_speech_corpus
+    from .short_crops import CROP_EVERY, SHORT_CROPS, embed_short_crops
     from .speed_perturb import SPEED_EVERY, SPEEDS, embed_speed_copies
 
     root = Path(root) if root is not None else default_data_root()
@@ -120,6 +132,7 @@ def load_speech_data(root: str | os.PathLike[str] | None = None, encoder: Any = 
     every = CORPUS_EVERY if every is None else every
     speeds = SPEEDS if speeds is None else speeds
     speed_every = SPEED_EVERY if speed_every is None else speed_every
+    crops = SHORT_CROPS if crops is None else crops
     pieces: list[SpeechData] = []
     for c in corpora:
         p = embed_speech_corpus(c, encoder, root, every=every.get(c, 1))
@@ -129,15 +142,23 @@ def load_speech_data(root: str | os.PathLike[str] | None = None, encoder: Any = 
             q = embed_speed_copies(c, s, encoder, root, every.get(c, 1) * step)
             pieces.append(_kept(c, q["X"], q["available"] & p["available"][::step],
                                 p["label7"][::step], p["speaker"][::step], copy=True))
+        if crops:
+            step = CROP_EVERY.get(c, 1)
+            q = embed_short_crops(c, encoder, root, every.get(c, 1) * step)
+            pieces.append(_kept(c, q["X"], q["available"] & p["available"][::step],
+                                p["label7"][::step], p["speaker"][::step], copy=True,
+                                short=True))
     return SpeechData(*(np.concatenate([getattr(p, f) for p in pieces])
-                        for f in ("X", "y", "speaker", "corpus", "copy")))
+                        for f in ("X", "y", "speaker", "corpus", "copy", "short")))
 
 
 def _kept(corpus: str, X: np.ndarray, keep: np.ndarray, y: np.ndarray, speaker: np.ndarray,
-          copy: bool) -> SpeechData:
-    """The ``keep`` rows of one corpus's arrays (originals or one speed's copies)."""
+          copy: bool, short: bool = False) -> SpeechData:
+    """The ``keep`` rows of one corpus's arrays (originals, one speed's copies or the short
+    crops)."""
     n = int(keep.sum())
-    return SpeechData(X[keep], y[keep], speaker[keep], np.full(n, corpus), np.full(n, copy))
+    return SpeechData(X[keep], y[keep], speaker[keep], np.full(n, corpus), np.full(n, copy),
+                      np.full(n, short))
 
 
 def cell_weights(corpus: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -209,39 +230,69 @@ def head_uar(head: ClassifierHead, X: np.ndarray, y: np.ndarray) -> float:
     return uar(y, restricted_predict(predict_proba(head, X), np.unique(y)))
 
 
-def loco_split(data: SpeechData, held_out: str) -> tuple[np.ndarray, np.ndarray]:
+def loco_split(data: SpeechData, held_out: str, short: bool = False
+               ) -> tuple[np.ndarray, np.ndarray]:
     """(train mask, test mask) for leave-one-corpus-out: no row of ``held_out`` in training
-    (copies neither), its original recordings tested."""
+    (copies neither), its original recordings tested (``short``: their short crops)."""
     test = data.corpus == held_out
-    return ~test, test & data.original
+    return ~test, test & data.scored(short)
 
 
 def loco_uar(data: SpeechData, held_out: str, config: ExpertConfig = EXPERT_CONFIG,
-             balance: bool = True) -> float:
+             balance: bool = True, short: bool = False) -> float:
     """UAR on ``held_out`` of an expert trained on the other corpora, argmax restricted to the
     held-out corpus's labels."""
-    train, test = loco_split(data, held_out)
-    return head_uar(fit_expert(data.rows(train), config, balance), data.X[test], data.y[test])
+    return loco_uars(data, held_out, config, balance, (short,))[0]
+
+
+def loco_uars(data: SpeechData, held_out: str, config: ExpertConfig = EXPERT_CONFIG,
+              balance: bool = True, shorts: tuple[bool, ...] = (False, True),
+              train_short: bool = True) -> list[float]:
+    """:func:`loco_uar` for each of ``shorts`` from one fitted expert (whole recordings, then
+    short crops, by default); ``train_short=False`` leaves the short crops out of training
+    (the recipe without them, scored on the same rows)."""
+    train, _ = loco_split(data, held_out)
+    if not train_short:
+        train &= ~data.short
+    head = fit_expert(data.rows(train), config, balance)
+    return [head_uar(head, data.X[t], data.y[t])
+            for t in (loco_split(data, held_out, s)[1] for s in shorts)]
 
 
 def grouped_cv_uar(data: SpeechData, corpus: str, folds: np.ndarray,
                    config: ExpertConfig = EXPERT_CONFIG, balance: bool = True,
-                   others: bool = True, n_classes: int = len(LABELS)) -> list[float]:
+                   others: bool = True, n_classes: int = len(LABELS), short: bool = False,
+                   train_short: bool = True) -> list[float]:
     """Per-fold UAR on ``corpus`` with speaker-grouped ``folds`` (one per original row of that
     corpus).
 
-    Each test fold's speakers are absent from training, their speed copies too; only original
-    recordings are scored. ``others`` adds every other corpus to training (the new recipe),
-    else only the corpus's remaining speakers are used.
+    Each test fold's speakers are absent from training, their copies too; only original
+    recordings are scored (``short``: their short crops). ``others`` adds every other corpus to
+    training (the new recipe), else only the corpus's remaining speakers are used;
+    ``train_short=False`` leaves the short crops out of training.
     """
+    return grouped_cv_uars(data, corpus, folds, config, balance, others, n_classes, (short,),
+                           train_short)[0]
+
+
+def grouped_cv_uars(data: SpeechData, corpus: str, folds: np.ndarray,
+                    config: ExpertConfig = EXPERT_CONFIG, balance: bool = True,
+                    others: bool = True, n_classes: int = len(LABELS),
+                    shorts: tuple[bool, ...] = (False, True), train_short: bool = True
+                    ) -> list[list[float]]:
+    """:func:`grouped_cv_uar` for each of ``shorts`` from the same fitted experts: per-fold
+    UAR lists, whole recordings first by default."""
     rows = np.where((data.corpus == corpus) & data.original)[0]
-    out = []
+    out: list[list[float]] = [[] for _ in shorts]
     for f in np.unique(folds):
         held = np.isin(data.speaker, np.unique(data.speaker[rows[folds == f]]))
-        test = held & data.original
         train = ~held if others else (data.corpus == corpus) & ~held
+        if not train_short:
+            train &= ~data.short
         head = fit_expert(data.rows(train), config, balance, n_classes)
-        out.append(head_uar(head, data.X[test], data.y[test]))
+        for scores, short in zip(out, shorts):
+            test = held & data.scored(short)
+            scores.append(head_uar(head, data.X[test], data.y[test]))
     return out
 
 

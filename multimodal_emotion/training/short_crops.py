@@ -1,0 +1,92 @@
+"""Short crops of training utterances: the audio expert taught to read a single word.
+
+Every utterance the four speech corpora hold is a sentence of 2-5 s, so the expert learned what a
+sentence's pooled Whisper statistics look like. A single word, a short reply in a call or a short
+turn pools fewer, less varied frames, and the expert trained on sentences read such pieces as
+high arousal: cut to their first 0.6 s of speech, the very utterances it was trained on came back
+"fearful", "surprised" or "angry" for 36-51 % of pieces (``bench/speech_corpora.py --short``).
+The copies here are windows of 0.5-1.5 s cut from inside each utterance's speech, labelled as
+the utterance: the same voice and emotion, at the length a word has.
+
+Like the speed copies (:mod:`~multimodal_emotion.training.speed_perturb`) they keep their
+speaker id, so no speaker-grouped split puts a voice's crop on one side and the voice on the
+other; the protocols that score whole utterances never score them. Each utterance's window is
+drawn from a generator seeded by its path, so the crops, and their cache, are the same on every
+run and machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from ..cache import cached_arrays
+from ..datasets.ravdess import read_audio
+from ..encoders.audio_features import SAMPLE_RATE, trim_silence
+
+# The window's length, uniform in seconds: the length of one spoken word to a short phrase.
+CROP_SECONDS: tuple[float, float] = (0.5, 1.5)
+# Silence farther under the utterance's active level than this is not speech to cut from.
+SPEECH_DB = 30.0
+# Whether the shipped recipe trains on them (bench/speech_corpora.py --short chose).
+SHORT_CROPS = False
+# Every n-th utterance cropped, per corpus (as for the speed copies, a third of nEMO's 4,481).
+CROP_EVERY: dict[str, int] = {"nemo": 3}
+
+
+def short_crop(wave: np.ndarray, seed: int,
+               seconds: tuple[float, float] = CROP_SECONDS) -> np.ndarray:
+    """A window of ``seconds`` (drawn uniformly) from inside ``wave``'s speech (leading and
+    trailing silence trimmed first), at a start drawn uniformly; all of the speech when it is
+    shorter than the window."""
+    rng = np.random.default_rng(seed)
+    speech = trim_silence(wave, SPEECH_DB, margin_s=0.0)
+    n = int(round(rng.uniform(*seconds) * SAMPLE_RATE))
+    if speech.size <= n:
+        return speech.astype(np.float32)
+    start = int(rng.integers(0, speech.size - n + 1))
+    return speech[start:start + n].astype(np.float32)
+
+
+def path_seed(rel_path: str) -> int:
+    """A seed from a file's path relative to the data root: the same crop on every machine."""
+    return int.from_bytes(hashlib.sha256(rel_path.encode()).digest()[:8], "little")
+
+
+def embed_short_crops(corpus: str, encoder: Any, root: str | os.PathLike[str], every: int = 1,
+                      batch: int = 8, progress: bool = True,
+                      seconds: tuple[float, float] = CROP_SECONDS) -> dict[str, np.ndarray]:
+    """Embeddings of one short crop (:func:`short_crop`) of every ``every``-th utterance of
+    ``corpus`` (path order, the rows ``embed_speech_corpus(corpus, every=every)`` holds); cached.
+
+    ``X`` [N, dim], ``available`` [N] bool, ``seconds`` [N] (each crop's length). Labels and
+    speakers are the originals'."""
+    from ..datasets.speech_corpora import load_speech_corpus
+
+    root = Path(root)
+    records = load_speech_corpus(corpus, root)[::every]
+    rel = [os.path.relpath(r.path, root) for r in records]
+
+    def compute() -> dict[str, np.ndarray]:
+        xs, avail, lengths = [], [], []
+        with tqdm(total=len(records), desc=f"embed {corpus} short crops [{encoder.name}]",
+                  disable=not progress, mininterval=10) as bar:
+            for i in range(0, len(records), batch):
+                waves = [short_crop(read_audio(r.path), path_seed(p), seconds)
+                         for r, p in zip(records[i:i + batch], rel[i:i + batch])]
+                outs = encoder.encode_audio_batch(waves, batch)
+                xs += [o.embedding for o in outs]
+                avail += [o.available for o in outs]
+                lengths += [w.size / SAMPLE_RATE for w in waves]
+                bar.update(len(waves))
+        return {"X": np.stack(xs).astype(np.float32), "available": np.asarray(avail, bool),
+                "seconds": np.asarray(lengths, np.float32)}
+
+    return cached_arrays(f"{corpus}-audio-crop", {"encoder": encoder.config(), "files": rel,
+                                                  "seconds": list(seconds),
+                                                  "speech_db": SPEECH_DB, "format": 1}, compute)
