@@ -32,11 +32,14 @@ cell-balanced or not. ``--ablation`` gives C's LOCO without its speed copies, wi
 z-score, and without both (the expert shipped before them). ``--confusion`` prints, for each
 held-out corpus, where the shipped recipe's LOCO answers go (an offset shows as one column);
 ``--offsets`` gives LOCO with and without the training corpora's offsets projected out of the
-probe, and the within-corpus speaker folds with them.
+probe, and the within-corpus speaker folds with them. ``--short`` scores LOCO and the RAVDESS
+folds on short crops (0.5-1.5 s of each held-out utterance's speech, ``training.short_crops``:
+the length of a single word) beside the whole recordings, for the recipe without and with such
+crops of the training side (``--short-share W``: only the latter, each crop weighted W).
 
     python bench/speech_corpora.py [--select | --select-only [--select-c C ...]] [--no-previous]
         [--ablation]
-        [--levels] [--encoder-time N] [--confusion] [--offsets]
+        [--levels] [--encoder-time N] [--confusion] [--offsets] [--short [--short-share W]]
         [--ravdess8 | --ravdess8-only] [--data DIR]
 """
 
@@ -66,7 +69,6 @@ from multimodal_emotion.training.speech import (EXPERT_CONFIG, MLP_CONFIG,  # no
                                                 fit_expert, grouped_cv_uar,
                                                 grouped_cv_uars, head_uar,
                                                 load_speech_data, loco_split, loco_uar,
-                                                loco_uars,
                                                 previous_encoder, restricted_predict,
                                                 speaker_folds)
 
@@ -149,6 +151,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--short", action="store_true",
                     help="the recipe with and without short crops (training.short_crops): "
                          "LOCO and RAVDESS folds on whole recordings and on short crops")
+    ap.add_argument("--short-share", type=float, default=None, metavar="W",
+                    help="with --short: only the row with crops, each crop weighted W")
     ap.add_argument("--confusion", action="store_true",
                     help="only the shipped recipe's LOCO confusion of each held-out corpus")
     ap.add_argument("--no-previous", action="store_true",
@@ -177,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     n_labels = {c: len(np.unique(data.y[data.corpus == c])) for c in SPEECH_CORPORA}
     print("rows:", {c: int(((data.corpus == c) & data.original).sum()) for c in SPEECH_CORPORA},
           "speed copies (training only):",
-          {c: int(((data.corpus == c) & data.copy).sum()) for c in SPEECH_CORPORA},
+          {c: int(((data.corpus == c) & data.copy & ~data.short).sum()) for c in SPEECH_CORPORA},
           "speakers:", {c: len(np.unique(data.speaker[data.corpus == c])) for c in SPEECH_CORPORA},
           "labels:", n_labels, flush=True)
 
@@ -194,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
         offsets(data, t0)
         return
     if args.short:
-        short_table(data, t0)
+        short_table(data, t0, args.short_share)
         return
     loco: dict[str, float] = {}
     if args.select:
@@ -301,9 +305,12 @@ def offsets(data: SpeechData, t0: float) -> None:
     print(f"{time.time() - t0:.0f} s", flush=True)
 
 
-def short_table(data: SpeechData, t0: float) -> None:
+def short_table(data: SpeechData, t0: float, share: float | None = None) -> None:
     """The shipped recipe trained without and with the short crops, each scored on whole
-    recordings and on the short crops of the same held-out speakers or corpus."""
+    recordings and on the short crops of the same held-out speakers or corpus; ``share``: only
+    the row with crops, each weighted ``share`` of a recording (``short_crops.CROP_SHARE``)."""
+    from multimodal_emotion.training import short_crops
+
     n_crops = {c: int(((data.corpus == c) & data.short).sum()) for c in SPEECH_CORPORA}
     print(f"\nshort crops per corpus {n_crops}, each {CROP_SECONDS[0]:g}-{CROP_SECONDS[1]:g} s "
           f"of its utterance's speech (training.short_crops)")
@@ -313,14 +320,36 @@ def short_table(data: SpeechData, t0: float) -> None:
           + " | LOCO mean | RAVDESS 6-fold |")
     print("| --- " * (len(SPEECH_CORPORA) + 4) + "|")
     folds = folds_of(data, "ravdess")
-    for name, train_short in (("without short crops", False), ("**with short crops**", True)):
-        loco = {c: loco_uars(data, c, EXPERT_CONFIG, train_short=train_short)
-                for c in SPEECH_CORPORA}
+    variants = [("without short crops (shipped)", False), ("with short crops", True)]
+    if share is not None:
+        short_crops.CROP_SHARE = share
+        variants = [(f"with short crops, each weighted {share:g}", True)]
+    crowding = []
+    for name, train_short in variants:
+        loco, top = {}, {}
+        for c in SPEECH_CORPORA:  # one expert per held-out corpus, scored both ways
+            train, _ = loco_split(data, c)
+            head = fit_expert(data.rows(train & (train_short | ~data.short)), EXPERT_CONFIG)
+            for short in (False, True):
+                test = loco_split(data, c, short)[1]
+                y = data.y[test]
+                pred = restricted_predict(predict_proba(head, data.X[test]), np.unique(y))
+                loco[c, short] = uar(y, pred)
+                label, n = np.unique(pred, return_counts=True)
+                top[c, short] = f"{LABELS[label[n.argmax()]]} {100 * n.max() / len(pred):.0f}"
+        crowding.append((name, top))
         ravs = grouped_cv_uars(data, "ravdess", folds, EXPERT_CONFIG, train_short=train_short)
-        for i, (scored, rav) in enumerate(zip(("whole recordings", "short crops"), ravs)):
-            vals = [loco[c][i] * 100 for c in SPEECH_CORPORA]
+        for short, (scored, rav) in enumerate(zip(("whole recordings", "short crops"), ravs)):
+            vals = [loco[c, bool(short)] * 100 for c in SPEECH_CORPORA]
             print(f"| {name} | {scored} | " + " | ".join(f"{v:.1f}" for v in vals)
                   + f" | {np.mean(vals):.1f} | {fmt(rav)} |", flush=True)
+    print("\n== LOCO: the most frequent answer on the held-out corpus, % of its clips "
+          "(whole recordings / short crops) ==")
+    print("| training side | " + " | ".join(SPEECH_CORPORA) + " |")
+    print("| --- " * (len(SPEECH_CORPORA) + 1) + "|")
+    for name, top in crowding:
+        print(f"| {name} | " + " | ".join(f"{top[c, False]} / {top[c, True]}"
+                                         for c in SPEECH_CORPORA) + " |")
     print(f"{time.time() - t0:.0f} s", flush=True)
 
 

@@ -298,6 +298,11 @@ def test_cell_weights_give_each_corpus_class_cell_the_same_total():
     totals = [w[(corpus == c) & (y == k)].sum() for c, k in (("big", 0), ("big", 1),
                                                              ("small", 0))]
     assert np.allclose(totals, 1.0)
+    share = np.where(np.arange(len(y)) % 2 == 0, 0.5, 1.0)  # e.g. short crops at half weight
+    w = cell_weights(corpus, y, share)
+    totals = [w[(corpus == c) & (y == k)].sum() for c, k in (("big", 0), ("big", 1),
+                                                             ("small", 0))]
+    assert np.allclose(totals, 1.0) and np.isclose(w[0] / w[1], 0.5)
 
 
 def test_restricted_argmax_answers_only_labels_the_corpus_has():

@@ -161,12 +161,15 @@ def _kept(corpus: str, X: np.ndarray, keep: np.ndarray, y: np.ndarray, speaker: 
                       np.full(n, short))
 
 
-def cell_weights(corpus: np.ndarray, y: np.ndarray) -> np.ndarray:
+def cell_weights(corpus: np.ndarray, y: np.ndarray, share: np.ndarray | None = None
+                 ) -> np.ndarray:
     """One weight per row so that every (corpus, class) cell present has the same total weight:
-    balances classes within a corpus and corpora against each other at once."""
+    balances classes within a corpus and corpora against each other at once. ``share``: each
+    row's relative weight within its cell (default equal)."""
     keys = np.char.add(np.char.add(corpus.astype(str), "|"), y.astype(str))
-    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
-    return (1.0 / counts[inverse]).astype(np.float64)
+    _, inverse = np.unique(keys, return_inverse=True)
+    share = np.ones(len(y)) if share is None else np.asarray(share, np.float64)
+    return (share / np.bincount(inverse, weights=share)[inverse]).astype(np.float64)
 
 
 def speaker_folds(speaker: np.ndarray, k: int) -> np.ndarray:
@@ -207,14 +210,22 @@ def fit_expert(data: SpeechData, config: ExpertConfig = EXPERT_CONFIG,
     frequency). A :class:`TrainConfig` (MLP) stops early on whole held-out speakers of every
     corpus; a :class:`LinearConfig` fits every row to convergence."""
     if isinstance(config, LinearConfig):
-        weights = cell_weights(data.corpus, data.y) if balance else \
+        weights = cell_weights(data.corpus, data.y, _row_shares(data)) if balance else \
             1.0 / np.bincount(data.y)[data.y]
         return fit_linear_head(data.X, data.y, n_classes, config, weights, groups=data.corpus)
     val = validation_speakers(data)
     fit = data.rows(~val)
-    weights = cell_weights(fit.corpus, fit.y) if balance else None
+    weights = cell_weights(fit.corpus, fit.y, _row_shares(fit)) if balance else None
     return train_head(fit.X, fit.y, n_classes, data.X[val], data.y[val], config,
                       sample_weight=weights)
+
+
+def _row_shares(data: SpeechData) -> np.ndarray:
+    """Each row's weight within its (corpus, class) cell: a short crop counts
+    :data:`~.short_crops.CROP_SHARE` of a recording or speed copy."""
+    from .short_crops import CROP_SHARE
+
+    return np.where(data.short, CROP_SHARE, 1.0)
 
 
 def restricted_predict(proba: np.ndarray, allowed: np.ndarray | list[int]) -> np.ndarray:
@@ -339,7 +350,10 @@ def expert_with_report(data: SpeechData, seed: int = 0,
                               "rows_per_corpus": {str(c): int((data.corpus == c).sum())
                                                   for c in np.unique(data.corpus)},
                               "speed_copies_per_corpus": {
-                                  str(c): int(((data.corpus == c) & data.copy).sum())
+                                  str(c): int(((data.corpus == c) & data.copy & ~data.short)
+                                              .sum()) for c in np.unique(data.corpus)},
+                              "short_crops_per_corpus": {
+                                  str(c): int(((data.corpus == c) & data.short).sum())
                                   for c in np.unique(data.corpus)},
                               "head": type(config).__name__, "config": vars(config).copy()}
     if isinstance(config, LinearConfig):
