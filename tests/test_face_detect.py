@@ -134,14 +134,23 @@ def test_a_face_seen_in_one_frame_of_many_is_not_a_person() -> None:
     assert follow_one_face([[blip], []])[0] == blip  # too few frames to tell
 
 
+def _fresh_interpreter(code: str) -> str:
+    """Run ``code`` in a new Python (what one process does once is not hidden by other tests);
+    its stderr."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stderr
+
+
 def test_blazeface_does_not_import_pyplot_and_pyplot_still_works() -> None:
     """mediapipe's drawing helpers import matplotlib.pyplot (0.6 s of a cold start): loading
     the detector must not, and pyplot must still work for whoever imports it later (a fresh
     interpreter, so other tests' imports do not count)."""
-    import subprocess
-    import sys
-
-    code = (
+    _fresh_interpreter(
         "import sys\n"
         "from multimodal_emotion.encoders.face_detect import create_detector\n"
         "create_detector('blazeface')\n"
@@ -150,28 +159,19 @@ def test_blazeface_does_not_import_pyplot_and_pyplot_still_works() -> None:
         "assert drawing_utils.plt.figure.__module__ == 'matplotlib.pyplot'\n"
         "import matplotlib.pyplot as plt\n"
         "assert type(plt).__name__ == 'module' and sys.modules['matplotlib.pyplot'] is plt\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
 
 
 def test_mediapipe_start_up_notices_are_not_shown() -> None:
     """A user's run must not open with MediaPipe's C++ notices (TF Lite's XNNPACK line, absl's
     pre-init warning, a feedback-tensor warning per graph): a fresh interpreter, since some of
     them print once per process."""
-    import subprocess
-    import sys
-
-    code = (
+    stderr = _fresh_interpreter(
         "import numpy as np, sys\n"
         "from multimodal_emotion.encoders.face_detect import create_detector\n"
         "d = create_detector('blazeface')\n"
         "d.detect(np.zeros((120, 160, 3), np.uint8))\n"
         "print('still here', file=sys.stderr)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stderr.strip() == "still here", out.stderr[-2000:]
+    assert stderr.strip() == "still here", stderr[-2000:]
 
 
 def test_start_up_noise_filter_keeps_everything_else(capfd) -> None:
