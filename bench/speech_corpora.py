@@ -68,7 +68,8 @@ from multimodal_emotion.training.speech import (EXPERT_CONFIG, MLP_CONFIG,  # no
                                                 PREVIOUS_EVERY, ExpertConfig, SpeechData,
                                                 fit_expert, grouped_cv_uar,
                                                 grouped_cv_uars, head_uar,
-                                                load_speech_data, loco_split, loco_uar,
+                                                load_speech_data, loco_predictions,
+                                                loco_split, loco_uar,
                                                 previous_encoder, restricted_predict,
                                                 speaker_folds)
 
@@ -328,12 +329,8 @@ def short_table(data: SpeechData, t0: float, share: float | None = None) -> None
     for name, train_short in variants:
         loco, top = {}, {}
         for c in SPEECH_CORPORA:  # one expert per held-out corpus, scored both ways
-            train, _ = loco_split(data, c)
-            head = fit_expert(data.rows(train & (train_short | ~data.short)), EXPERT_CONFIG)
-            for short in (False, True):
-                test = loco_split(data, c, short)[1]
-                y = data.y[test]
-                pred = restricted_predict(predict_proba(head, data.X[test]), np.unique(y))
+            both = loco_predictions(data, c, EXPERT_CONFIG, train_short=train_short)
+            for short, (y, pred) in zip((False, True), both):
                 loco[c, short] = uar(y, pred)
                 label, n = np.unique(pred, return_counts=True)
                 top[c, short] = f"{LABELS[label[n.argmax()]]} {100 * n.max() / len(pred):.0f}"

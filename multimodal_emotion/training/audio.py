@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from tqdm import tqdm
@@ -148,3 +148,36 @@ def embed_speech_corpus(name: str, encoder: Any = None,
     arrays = cached_arrays(f"{name}-audio-{encoder.name}",
                            {"encoder": encoder.config(), "files": rel, "format": 1}, compute)
     return {**arrays, **meta}
+
+
+def embed_altered_copies(corpus: str, encoder: Any, root: str | os.PathLike[str], every: int,
+                         alter: Callable[[np.ndarray, str], np.ndarray], name: str,
+                         description: dict[str, Any], what: str, batch: int = 8,
+                         progress: bool = True) -> dict[str, np.ndarray]:
+    """Embeddings of an altered copy of every ``every``-th utterance of ``corpus`` (path order,
+    the rows ``embed_speech_corpus(corpus, every=every)`` holds); cached under
+    ``<corpus>-audio-<name>``, keyed by the encoder, the files and ``description``.
+
+    ``alter(wave, path relative to the data root)`` makes the copy (a speed change, a short
+    crop). ``X`` [N, dim], ``available`` [N] bool; labels and speakers are the originals'."""
+    from ..datasets.speech_corpora import load_speech_corpus
+
+    root = Path(root)
+    records = load_speech_corpus(corpus, root)[::every]
+    rel = [os.path.relpath(r.path, root) for r in records]
+
+    def compute() -> dict[str, np.ndarray]:
+        xs, avail = [], []
+        with tqdm(total=len(records), desc=f"embed {corpus} {what} [{encoder.name}]",
+                  disable=not progress, mininterval=10) as bar:
+            for i in range(0, len(records), batch):
+                waves = [alter(read_audio(r.path), p)
+                         for r, p in zip(records[i:i + batch], rel[i:i + batch])]
+                outs = encoder.encode_audio_batch(waves, batch)
+                xs += [o.embedding for o in outs]
+                avail += [o.available for o in outs]
+                bar.update(len(waves))
+        return {"X": np.stack(xs).astype(np.float32), "available": np.asarray(avail, bool)}
+
+    return cached_arrays(f"{corpus}-audio-{name}",
+                         {"encoder": encoder.config(), "files": rel, **description}, compute)

@@ -25,14 +25,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
-from ..cache import cached_arrays
-from ..datasets.ravdess import read_audio
 from ..encoders.audio_features import SAMPLE_RATE, trim_silence
 
 # The window's length, uniform in seconds: the length of one spoken word to a short phrase.
@@ -73,29 +69,10 @@ def embed_short_crops(corpus: str, encoder: Any, root: str | os.PathLike[str], e
     """Embeddings of one short crop (:func:`short_crop`) of every ``every``-th utterance of
     ``corpus`` (path order, the rows ``embed_speech_corpus(corpus, every=every)`` holds); cached.
 
-    ``X`` [N, dim], ``available`` [N] bool, ``seconds`` [N] (each crop's length). Labels and
-    speakers are the originals'."""
-    from ..datasets.speech_corpora import load_speech_corpus
+    ``X`` [N, dim], ``available`` [N] bool. Labels and speakers are the originals'."""
+    from .audio import embed_altered_copies
 
-    root = Path(root)
-    records = load_speech_corpus(corpus, root)[::every]
-    rel = [os.path.relpath(r.path, root) for r in records]
-
-    def compute() -> dict[str, np.ndarray]:
-        xs, avail, lengths = [], [], []
-        with tqdm(total=len(records), desc=f"embed {corpus} short crops [{encoder.name}]",
-                  disable=not progress, mininterval=10) as bar:
-            for i in range(0, len(records), batch):
-                waves = [short_crop(read_audio(r.path), path_seed(p), seconds)
-                         for r, p in zip(records[i:i + batch], rel[i:i + batch])]
-                outs = encoder.encode_audio_batch(waves, batch)
-                xs += [o.embedding for o in outs]
-                avail += [o.available for o in outs]
-                lengths += [w.size / SAMPLE_RATE for w in waves]
-                bar.update(len(waves))
-        return {"X": np.stack(xs).astype(np.float32), "available": np.asarray(avail, bool),
-                "seconds": np.asarray(lengths, np.float32)}
-
-    return cached_arrays(f"{corpus}-audio-crop", {"encoder": encoder.config(), "files": rel,
-                                                  "seconds": list(seconds),
-                                                  "speech_db": SPEECH_DB, "format": 1}, compute)
+    return embed_altered_copies(corpus, encoder, root, every,
+                                lambda wave, rel: short_crop(wave, path_seed(rel), seconds),
+                                "crop", {"seconds": list(seconds), "speech_db": SPEECH_DB,
+                                         "format": 1}, "short crops", batch, progress)

@@ -235,10 +235,16 @@ def restricted_predict(proba: np.ndarray, allowed: np.ndarray | list[int]) -> np
     return allowed[proba[:, allowed].argmax(1)]
 
 
+def head_answers(head: ClassifierHead, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``head``'s answers on rows ``X``, argmax restricted to the labels ``y`` holds
+    (:func:`restricted_predict`)."""
+    return restricted_predict(predict_proba(head, X), np.unique(y))
+
+
 def head_uar(head: ClassifierHead, X: np.ndarray, y: np.ndarray) -> float:
     """UAR of ``head`` on rows ``X`` with labels ``y``, argmax restricted to the labels ``y``
-    holds (:func:`restricted_predict`): how every protocol here scores a corpus."""
-    return uar(y, restricted_predict(predict_proba(head, X), np.unique(y)))
+    holds: how every protocol here scores a corpus."""
+    return uar(y, head_answers(head, X, y))
 
 
 def loco_split(data: SpeechData, held_out: str, short: bool = False
@@ -262,12 +268,21 @@ def loco_uars(data: SpeechData, held_out: str, config: ExpertConfig = EXPERT_CON
     """:func:`loco_uar` for each of ``shorts`` from one fitted expert (whole recordings, then
     short crops, by default); ``train_short=False`` leaves the short crops out of training
     (the recipe without them, scored on the same rows)."""
+    return [uar(y, pred) for y, pred in
+            loco_predictions(data, held_out, config, balance, shorts, train_short)]
+
+
+def loco_predictions(data: SpeechData, held_out: str, config: ExpertConfig = EXPERT_CONFIG,
+                     balance: bool = True, shorts: tuple[bool, ...] = (False, True),
+                     train_short: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(true labels, answers restricted to the held-out corpus's labels) on ``held_out`` for
+    each of ``shorts``, from one expert trained on the other corpora (see :func:`loco_uars`)."""
     train, _ = loco_split(data, held_out)
     if not train_short:
         train &= ~data.short
     head = fit_expert(data.rows(train), config, balance)
-    return [head_uar(head, data.X[t], data.y[t])
-            for t in (loco_split(data, held_out, s)[1] for s in shorts)]
+    tests = [loco_split(data, held_out, short)[1] for short in shorts]
+    return [(data.y[t], head_answers(head, data.X[t], data.y[t])) for t in tests]
 
 
 def grouped_cv_uar(data: SpeechData, corpus: str, folds: np.ndarray,

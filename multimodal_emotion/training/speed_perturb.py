@@ -13,14 +13,10 @@ shipped encoder and cached like :func:`~multimodal_emotion.training.audio.embed_
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
-from ..cache import cached_arrays
-from ..datasets.ravdess import read_audio
 
 # The shipped recipe's speeds, and every n-th utterance perturbed per corpus (nEMO's 4,481
 # outnumber the rest: a third of them is what a 2-core budget affords; all are used as recorded).
@@ -42,23 +38,8 @@ def embed_speed_copies(corpus: str, speed: float, encoder: Any, root: str | os.P
     ``embed_speech_corpus(corpus, every=every)`` holds) played at ``speed``; cached.
 
     ``X`` [N, dim], ``available`` [N] bool. Labels and speakers are the originals'."""
-    from ..datasets.speech_corpora import load_speech_corpus
+    from .audio import embed_altered_copies
 
-    root = Path(root)
-    records = load_speech_corpus(corpus, root)[::every]
-    rel = [os.path.relpath(r.path, root) for r in records]
-
-    def compute() -> dict[str, np.ndarray]:
-        xs, avail = [], []
-        with tqdm(total=len(records), desc=f"embed {corpus} x{speed:g} [{encoder.name}]",
-                  disable=not progress, mininterval=10) as bar:
-            for i in range(0, len(records), batch):
-                waves = [speed_changed(read_audio(r.path), speed) for r in records[i:i + batch]]
-                outs = encoder.encode_audio_batch(waves, batch)
-                xs += [o.embedding for o in outs]
-                avail += [o.available for o in outs]
-                bar.update(len(waves))
-        return {"X": np.stack(xs).astype(np.float32), "available": np.asarray(avail, bool)}
-
-    return cached_arrays(f"{corpus}-audio-speed", {"encoder": encoder.config(), "files": rel,
-                                                   "speed": speed, "format": 1}, compute)
+    return embed_altered_copies(corpus, encoder, root, every,
+                                lambda wave, _: speed_changed(wave, speed), "speed",
+                                {"speed": speed, "format": 1}, f"x{speed:g}", batch, progress)
